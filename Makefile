@@ -1,0 +1,61 @@
+# RelayPACS — `make run` and `make test` set up everything they need on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(shell command -v python3.11 || command -v $(PYTHON))
+
+# Debian packages the test suite drives as real components.
+TEST_APT_PACKAGES := orthanc orthanc-dicomweb nftables iproute2
+
+.PHONY: help install system-deps run migrate test lint types pytest format clean
+
+help:
+	@echo "make run    install what is needed and run RelayPACS on http://127.0.0.1:8080"
+	@echo "make test   install what the tests need, then lint, type-check and run the whole suite"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --frozen
+	@touch $@
+
+system-deps:
+	@missing=""; for p in $(TEST_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+run: install
+	mkdir -p var
+	$(BIN)/relaypacs serve
+
+migrate: install
+	$(BIN)/relaypacs migrate
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+types: install
+	$(BIN)/mypy src
+
+pytest: install system-deps
+	$(BIN)/pytest
+
+test: lint types pytest
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

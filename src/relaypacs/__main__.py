@@ -1,0 +1,3 @@
+from relaypacs.cli import app
+
+app()

@@ -1,0 +1,127 @@
+"""Composition root: builds the ASGI app from settings. No global mutable state lives elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sentry_sdk
+import structlog
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from relaypacs import __version__
+from relaypacs.config import Settings
+from relaypacs.db.engine import create_engine, create_sessionmaker
+from relaypacs.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
+from relaypacs.logging import configure_logging
+from relaypacs.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from relaypacs.operations.readiness import Readiness, database_check
+from relaypacs.operations.router import router as operations_router
+
+API_PREFIX = "/api/v1"
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    if settings.sentry_dsn:
+        # send_default_pii=False keeps user data (and so patient data) out of Sentry events.
+        sentry_sdk.init(dsn=settings.sentry_dsn, send_default_pii=False, release=__version__)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.resolved_database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        readiness = Readiness()
+        readiness.register("database", database_check(engine))
+        app.state.readiness = readiness
+        # --- domain start-up (each domain adds its own state here) ---
+        log.info("started", version=__version__, env=settings.env.value)
+        try:
+            yield
+        finally:
+            # --- domain shut-down ---
+            await engine.dispose()
+
+    app = FastAPI(
+        title="RelayPACS",
+        version=__version__,
+        summary="Resumable DICOM uploads over bad networks, forwarded to a PACS with STOW-RS.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+
+    api = APIRouter(prefix=API_PREFIX)
+    # --- domain routers (included under /api/v1) ---
+    app.include_router(api)
+    app.include_router(operations_router)
+
+    _install_openapi(app)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=_uses_https(settings))
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Content-MD5",
+                "X-Upload-Token",
+                "X-Request-ID",
+                "Last-Event-ID",
+            ],
+            expose_headers=["X-Request-ID", "Retry-After", "Location"],
+        )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def _uses_https(settings: Settings) -> bool:
+    return bool(settings.public_url and settings.public_url.startswith("https://"))
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Publish the Problem schema so every error response can reference it."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, response in responses.items():
+                    if status.isdigit() and int(status) >= 400:
+                        response["content"] = problem
+                # Any status may also come from the framework (401, 429, 500...): all are Problems.
+                responses.setdefault(
+                    "default", {"description": "An RFC 7807 problem", "content": problem}
+                )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,5 @@
+"""ASGI entry point for uvicorn (`relaypacs.asgi:app`)."""
+
+from relaypacs.app import create_app
+
+app = create_app()

@@ -1,0 +1,58 @@
+"""The `relaypacs` command: serve, migrate, admin."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+
+from relaypacs.config import Settings, UnsafeConfigurationError
+from relaypacs.db.migrate import upgrade
+
+app = typer.Typer(help="RelayPACS gateway", no_args_is_help=True, add_completion=False)
+admin_app = typer.Typer(help="Administration", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except UnsafeConfigurationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations up to the newest."""
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    typer.echo("database is up to date")
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Bind address (RELAYPACS_HOST)"),
+    port: int | None = typer.Option(None, help="Port (RELAYPACS_PORT)"),
+    workers: int = typer.Option(1, help="Worker processes (PostgreSQL only)"),
+) -> None:
+    """Apply migrations, then serve the API (and, with the embedded defaults, the jobs)."""
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    bind_host = host or settings.host
+    bind_port = port or settings.port
+    typer.echo(f"RelayPACS on http://{bind_host}:{bind_port}  (API docs: /docs)")
+    uvicorn.run(
+        "relaypacs.asgi:app",
+        host=bind_host,
+        port=bind_port,
+        workers=workers,
+        proxy_headers=True,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    app()

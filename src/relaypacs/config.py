@@ -1,0 +1,97 @@
+"""One settings object, read from ``RELAYPACS_*`` environment variables and validated at start."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class UnsafeConfigurationError(RuntimeError):
+    """Raised when production settings would put patient data at risk."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELAYPACS_", extra="ignore")
+
+    env: Environment = Environment.development
+    data_dir: Path = Path("var")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default: SQLite in DATA_DIR"
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = Field(
+        default=None, description="The URL clients use, e.g. https://relay.example.org"
+    )
+    jwt_private_key_file: Path | None = None
+    jwt_issuer: str = "relaypacs"
+    jwt_audience: str = "relaypacs-api"
+    access_token_minutes: int = 60
+    refresh_token_days: int = 7
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    redis_url: str | None = None
+    sentry_dsn: str | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])
+    allow_self_registration: bool = True
+    login_rate_limit: str = "5/minute"
+    storage_url: str | None = Field(
+        default=None, description="file:///path or s3://bucket/prefix; default: DATA_DIR/chunks"
+    )
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    max_upload_bytes: int = 2 * GIB
+    upload_session_hours: int = 24
+    log_level: str = "INFO"
+    run_worker_in_process: bool | None = Field(
+        default=None, description="Run background jobs inside `serve`; default: on with SQLite"
+    )
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'relaypacs.db').resolve()}"
+
+    @cached_property
+    def resolved_jwt_key_file(self) -> Path:
+        return self.jwt_private_key_file or self.data_dir / "keys" / "jwt-signing.pem"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @model_validator(mode="after")
+    def _reject_unsafe_production(self) -> Settings:
+        if self.env is not Environment.production:
+            return self
+        problems: list[str] = []
+        if self.jwt_private_key_file is None or not self.jwt_private_key_file.exists():
+            problems.append(
+                "RELAYPACS_JWT_PRIVATE_KEY_FILE must name an existing key "
+                "(generated keys are for development only)"
+            )
+        if "*" in self.cors_origins:
+            problems.append("RELAYPACS_CORS_ORIGINS must not contain '*'")
+        if not self.public_url or not self.public_url.startswith("https://"):
+            problems.append("RELAYPACS_PUBLIC_URL must be an https:// URL")
+        if "*" in self.trusted_hosts:
+            problems.append("RELAYPACS_TRUSTED_HOSTS must list the gateway's host names")
+        if problems:
+            raise UnsafeConfigurationError(
+                "refusing to start in production: " + "; ".join(problems)
+            )
+        return self
