@@ -15,12 +15,11 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from relaypacs import __version__
 from relaypacs.config import Settings
-from relaypacs.db.engine import create_engine, create_sessionmaker
 from relaypacs.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
 from relaypacs.logging import configure_logging
 from relaypacs.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
-from relaypacs.operations.readiness import Readiness, database_check
 from relaypacs.operations.router import router as operations_router
+from relaypacs.resources import open_resources
 
 API_PREFIX = "/api/v1"
 
@@ -36,20 +35,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(settings.resolved_database_url)
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        readiness = Readiness()
-        readiness.register("database", database_check(engine))
-        app.state.readiness = readiness
-        # --- domain start-up (each domain adds its own state here) ---
-        log.info("started", version=__version__, env=settings.env.value)
-        try:
-            yield
-        finally:
-            # --- domain shut-down ---
-            await engine.dispose()
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            app.state.engine = resources.engine
+            app.state.sessionmaker = resources.sessionmaker
+            app.state.readiness = resources.readiness
+            # --- domain start-up (background tasks that only the API process runs) ---
+            log.info("started", version=__version__, env=settings.env.value)
+            try:
+                yield
+            finally:
+                # --- domain shut-down ---
+                log.info("stopping")
 
     app = FastAPI(
         title="RelayPACS",

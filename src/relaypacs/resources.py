@@ -1,0 +1,47 @@
+"""Long-lived resources shared by the API (`serve`) and the job runner (`worker`).
+
+Both processes build them the same way through :func:`open_resources`, so a job handler sees the
+same database, chunk store and clients as a request handler. Each domain adds its own resource
+here (a field plus its start-up and shut-down in :func:`open_resources`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from relaypacs.config import Settings
+from relaypacs.db.engine import create_engine, create_sessionmaker
+from relaypacs.operations.readiness import Readiness, database_check
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    readiness: Readiness
+    exit_stack: AsyncExitStack
+    # --- domain resources: `name: Type = field(init=False)`, assigned in open_resources ---
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with AsyncExitStack() as stack:
+        engine = create_engine(settings.resolved_database_url)
+        stack.push_async_callback(engine.dispose)
+        readiness = Readiness()
+        readiness.register("database", database_check(engine))
+        resources = Resources(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            readiness=readiness,
+            exit_stack=stack,
+        )
+        # --- domain start-up (register shut-down callbacks on `stack`) ---
+        yield resources
