@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import sentry_sdk
 import structlog
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -19,6 +18,7 @@ from relaypacs.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
 from relaypacs.logging import configure_logging
 from relaypacs.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from relaypacs.operations.router import router as operations_router
+from relaypacs.operations.sentry import init_sentry
 from relaypacs.resources import open_resources
 
 API_PREFIX = "/api/v1"
@@ -29,9 +29,8 @@ log = structlog.get_logger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level)
-    if settings.sentry_dsn:
-        # send_default_pii=False keeps user data (and so patient data) out of Sentry events.
-        sentry_sdk.init(dsn=settings.sentry_dsn, send_default_pii=False, release=__version__)
+    # Errors go to Sentry only when a DSN is set, scrubbed of anything a request carried.
+    init_sentry(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -32,6 +33,23 @@ def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+# Stack frames only: local variables (request scopes with headers, parsed bodies) and exception
+# messages (a driver's "duplicate key (patient_name)=(...)", a parser quoting a value) can both
+# carry tokens or patient data.
+_exception_to_dict = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
+
+def _redact_exception_values(
+    _: Any, __: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for exception in event.get("exception") or ():
+        if isinstance(exception, dict) and exception.get("exc_value"):
+            exception["exc_value"] = "[redacted]"
+    return event
+
+
 def configure_logging(level: str = "INFO") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -42,7 +60,8 @@ def configure_logging(level: str = "INFO") -> None:
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.dict_tracebacks,
+            _exception_to_dict,
+            _redact_exception_values,
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
@@ -56,7 +75,8 @@ def configure_logging(level: str = "INFO") -> None:
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.dict_tracebacks,
+                _exception_to_dict,
+                _redact_exception_values,
                 structlog.processors.JSONRenderer(),
             ],
         )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
+import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
+from relaypacs.operations.metrics import render_metrics
 from relaypacs.operations.readiness import Readiness
+from relaypacs.operations.service import collect_scrape_time_metrics
 
 router = APIRouter(tags=["operations"])
 
@@ -48,5 +51,7 @@ async def readyz(request: Request) -> JSONResponse:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    families = await collect_scrape_time_metrics(request.app.state.resources)
+    body = await anyio.to_thread.run_sync(render_metrics, families)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

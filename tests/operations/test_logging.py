@@ -1,0 +1,42 @@
+"""Log lines of failures carry the stack, never the data: no locals, headers or exception text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi import Request
+
+from relaypacs.app import create_app
+from tests.conftest import client_for, make_settings
+
+PATIENT_NAME = "ROE^RICHARD^ALAN"
+
+
+async def test_unhandled_error_log_has_no_patient_data_or_tokens(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(make_settings(database_url, tmp_path))
+
+    @app.post("/test-only/explode")
+    async def explode(request: Request) -> None:
+        patient_name = (await request.json())["patient_name"]
+        raise ValueError(f"cannot file study for {patient_name}")
+
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        response = await client.post(
+            f"/test-only/explode?patient={PATIENT_NAME}",
+            json={"patient_name": PATIENT_NAME},
+            headers={"Authorization": "Bearer log-secret-token", "Cookie": "sid=abc"},
+        )
+    assert response.status_code == 500
+    output = capsys.readouterr().out
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    errors = [line for line in lines if line.get("event") == "unhandled_error"]
+    assert len(errors) == 1
+    exception = errors[0]["exception"][0]
+    assert exception["exc_type"] == "ValueError"
+    assert any(frame["name"] == "explode" for frame in exception["frames"])
+    for secret in ("ROE", "log-secret-token", "sid=abc"):
+        assert secret not in output
