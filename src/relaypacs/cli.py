@@ -5,12 +5,15 @@ from __future__ import annotations
 import typer
 import uvicorn
 
+from relaypacs.client.commands import register as register_client_commands
 from relaypacs.config import Settings, UnsafeConfigurationError
 from relaypacs.db.migrate import upgrade
 
 app = typer.Typer(help="RelayPACS gateway", no_args_is_help=True, add_completion=False)
 admin_app = typer.Typer(help="Administration", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+# The uploader: login, upload, status, watch (relaypacs.client).
+register_client_commands(app)
 
 
 def load_settings() -> Settings:

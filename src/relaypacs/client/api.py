@@ -1,0 +1,351 @@
+"""The HTTP contract of the gateway, as the uploader speaks it.
+
+Exceptions::
+
+    ClientError
+    ├── ApiError          the server answered with a problem+json we do not retry (``code``)
+    ├── NotSignedIn       no usable sign-in for this server; `relaypacs login` fixes it
+    └── GaveUp            transient failures only, for longer than ``give_up_after``
+
+Transient failures (connection refused or reset, a link that went down, no bytes moving for
+``stall_timeout`` seconds, 408/429/5xx) are retried with exponential backoff and full jitter,
+indefinitely while *some* request of the run still makes progress. There is deliberately no
+whole-request deadline: on a link losing half its packets one chunk can take minutes and still
+arrive, so a request is abandoned only when it stops moving bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from relaypacs import __version__
+from relaypacs.client.credentials import CredentialStore, SavedSignIn
+
+API = "/api/v1"
+SEND_PIECE = 64 * 1024
+# A small kernel send buffer makes "bytes handed to the socket" close to "bytes the link carried",
+# so idle detection sees a stall within seconds instead of after megabytes of buffered data.
+SEND_BUFFER = 256 * 1024
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class ClientError(Exception):
+    """Base of every error the uploader reports to its user."""
+
+
+class ApiError(ClientError):
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status = status
+        self.body = body
+        self.code = str(body.get("code") or f"http_{status}")
+        self.detail = str(body.get("detail") or body.get("title") or f"HTTP {status}")
+        super().__init__(f"{self.code}: {self.detail}")
+
+
+class NotSignedIn(ClientError):
+    pass
+
+
+class GaveUp(ClientError):
+    pass
+
+
+@dataclass
+class RetryPolicy:
+    """Backoff with full jitter; ``give_up_after`` counts seconds without any progress."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    give_up_after: float = 3600.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 20)))  # noqa: S311
+
+
+@dataclass
+class Liveness:
+    """When the run last moved forward; shared by every request of one run."""
+
+    last_progress: float = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        self.last_progress = time.monotonic()
+
+    def idle_for(self) -> float:
+        return time.monotonic() - self.last_progress
+
+
+@dataclass
+class TransferStats:
+    """Bytes put on the wire for chunk bodies, and how many of them had to be sent again."""
+
+    sent: int = 0
+    resent: int = 0
+    retries: int = 0
+
+
+def content_md5(data: bytes | memoryview) -> str:
+    import hashlib
+
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {"status": response.status_code, "detail": response.text[:200]}
+    return body if isinstance(body, dict) else {"status": response.status_code}
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, min(float(value), 300.0))
+    except ValueError:
+        return None
+
+
+class GatewayClient:
+    """One connection pool to one gateway, with sign-in, retries and stall detection."""
+
+    def __init__(
+        self,
+        server: str,
+        *,
+        credentials: CredentialStore | None = None,
+        stall_timeout: float = 60.0,
+        connections: int = 6,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.credentials = credentials
+        self.retry = retry or RetryPolicy()
+        self.liveness = Liveness()
+        self.stats = TransferStats()
+        self._refresh_lock = asyncio.Lock()
+        self._access_token: str | None = None
+        # Each timeout bounds one socket operation (connect, one 64 KiB write, the wait for the
+        # next bytes of a response): together they are an idle timeout, not a request deadline.
+        timeout = httpx.Timeout(stall_timeout, pool=None)
+        transport = httpx.AsyncHTTPTransport(
+            retries=0,
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            socket_options=[(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)],
+        )
+        self._http = httpx.AsyncClient(
+            base_url=self.server,
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": f"relaypacs-cli/{__version__}"},
+        )
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._http.aclose()
+
+    # ---- sign-in -------------------------------------------------------------------------
+
+    async def login(
+        self, username: str, password: str, totp_code: str | None = None
+    ) -> SavedSignIn:
+        body: dict[str, Any] = {"username": username, "password": password}
+        if totp_code:
+            body["totp_code"] = totp_code
+        response = await self._request("POST", f"{API}/auth/login", json=body, signed=False)
+        tokens = response.json()
+        saved = SavedSignIn.from_tokens(username, tokens)
+        if self.credentials is not None:
+            self.credentials.save(self.server, saved)
+        self._access_token = saved.access_token
+        return saved
+
+    async def _bearer(self) -> str:
+        if self._access_token is not None:
+            return self._access_token
+        if self.credentials is None:
+            raise NotSignedIn(f"not signed in to {self.server}")
+        saved = self.credentials.load(self.server)
+        if saved is None:
+            raise NotSignedIn(f"not signed in to {self.server}: run `relaypacs login`")
+        if saved.access_token_usable():
+            self._access_token = saved.access_token
+            return saved.access_token
+        return await self._refresh(rejected=None)
+
+    async def _refresh(self, rejected: str | None) -> str:
+        """Swap the refresh token for new tokens, once, even when many requests ask at once."""
+        if self.credentials is None:
+            raise NotSignedIn(f"not signed in to {self.server}")
+        async with self._refresh_lock:
+            if self._access_token is not None and self._access_token != rejected:
+                return self._access_token
+            store = self.credentials
+            with store.lock():
+                # Another uploader process may have rotated the token a moment ago.
+                saved = store.load(self.server)
+                if saved is None:
+                    raise NotSignedIn(f"not signed in to {self.server}: run `relaypacs login`")
+                if saved.access_token != rejected and saved.access_token_usable():
+                    self._access_token = saved.access_token
+                    return saved.access_token
+                response = await self._request(
+                    "POST",
+                    f"{API}/auth/refresh",
+                    json={"refresh_token": saved.refresh_token},
+                    signed=False,
+                    on_status={401: NotSignedIn, 403: NotSignedIn},
+                )
+                renewed = SavedSignIn.from_tokens(saved.username, response.json())
+                # Refresh tokens are single-use: the new one must be on disk before anything else.
+                store.save(self.server, renewed)
+            self._access_token = renewed.access_token
+            return renewed.access_token
+
+    # ---- uploads -------------------------------------------------------------------------
+
+    async def create_upload(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self._request("POST", f"{API}/uploads", json=body)
+        return dict(response.json())
+
+    async def get_upload(self, upload_id: str) -> dict[str, Any]:
+        response = await self._request("GET", f"{API}/uploads/{upload_id}")
+        return dict(response.json())
+
+    async def complete_upload(self, upload_id: str) -> dict[str, Any]:
+        response = await self._request("POST", f"{API}/uploads/{upload_id}/complete")
+        try:
+            return dict(response.json())
+        except ValueError:
+            return {}
+
+    async def cancel_upload(self, upload_id: str) -> None:
+        await self._request("DELETE", f"{API}/uploads/{upload_id}")
+
+    async def put_chunk(
+        self,
+        upload_id: str,
+        file_id: str,
+        index: int,
+        data: bytes,
+        md5: str,
+        upload_token: str | None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> int:
+        """Send one chunk until the server has it; returns 201 (stored) or 200 (already there)."""
+        url = f"{API}/uploads/{upload_id}/files/{file_id}/chunks/{index}"
+        headers = {"Content-MD5": md5, "Content-Type": "application/octet-stream"}
+        headers["Content-Length"] = str(len(data))
+        if upload_token is not None:
+            headers["X-Upload-Token"] = upload_token
+        attempt_bytes = 0
+        first_attempt = True
+
+        def body() -> AsyncIterator[bytes]:
+            async def pieces() -> AsyncIterator[bytes]:
+                nonlocal attempt_bytes
+                view = memoryview(data)
+                for start in range(0, len(data), SEND_PIECE):
+                    piece = bytes(view[start : start + SEND_PIECE])
+                    yield piece
+                    # The previous piece was accepted by the socket: count it as moved.
+                    attempt_bytes += len(piece)
+                    self.stats.sent += len(piece)
+                    if not first_attempt:
+                        self.stats.resent += len(piece)
+                    self.liveness.touch()
+                    if on_bytes is not None:
+                        on_bytes(len(piece))
+
+            return pieces()
+
+        def rewind() -> None:
+            nonlocal attempt_bytes, first_attempt
+            if on_bytes is not None and attempt_bytes:
+                on_bytes(-attempt_bytes)
+            if attempt_bytes:
+                first_attempt = False
+            attempt_bytes = 0
+
+        response = await self._request(
+            "PUT",
+            url,
+            content_factory=body,
+            headers=headers,
+            signed=upload_token is None,
+            on_retry=rewind,
+        )
+        return response.status_code
+
+    # ---- the retry loop ------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: dict[str, Any] | None = None,
+        content_factory: Callable[[], AsyncIterator[bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+        signed: bool = True,
+        on_retry: Callable[[], None] | None = None,
+        on_status: dict[int, type[ClientError]] | None = None,
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            request_headers = dict(headers or {})
+            token: str | None = None
+            if signed:
+                token = await self._bearer()
+                request_headers["Authorization"] = f"Bearer {token}"
+            wait: float | None = None
+            try:
+                response = await self._http.request(
+                    method,
+                    url,
+                    json=json,
+                    content=content_factory() if content_factory is not None else None,
+                    headers=request_headers,
+                )
+            except httpx.TransportError:
+                response = None
+            if response is not None:
+                if response.status_code < 400:
+                    self.liveness.touch()
+                    return response
+                if response.status_code == 401 and signed and token is not None:
+                    if on_retry is not None:
+                        on_retry()
+                    self._access_token = None
+                    await self._refresh(rejected=token)
+                    continue
+                if on_status and response.status_code in on_status:
+                    body = _problem(response)
+                    raise on_status[response.status_code](
+                        str(body.get("detail") or body.get("code") or response.status_code)
+                    )
+                if response.status_code not in TRANSIENT_STATUSES:
+                    raise ApiError(response.status_code, _problem(response))
+                wait = _retry_after(response)
+            if on_retry is not None:
+                on_retry()
+            self.stats.retries += 1
+            if self.liveness.idle_for() > self.retry.give_up_after:
+                raise GaveUp(
+                    f"no progress for {self.retry.give_up_after:.0f} s talking to {self.server}"
+                )
+            await asyncio.sleep(wait if wait is not None else self.retry.delay(attempt))
+            attempt += 1

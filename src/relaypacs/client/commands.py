@@ -1,0 +1,259 @@
+"""Typer commands of the uploader; `relaypacs.cli` registers them. Logic lives in the modules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from relaypacs.client.api import ApiError, ClientError
+from relaypacs.client.credentials import CredentialStore
+from relaypacs.client.exit_codes import ExitCode
+from relaypacs.client.progress import JsonReporter, QuietReporter, RichReporter
+from relaypacs.client.run import (
+    Connection,
+    exit_code_for,
+    fetch_status,
+    login,
+    upload_paths,
+    wait_status,
+)
+from relaypacs.client.studies import Study
+from relaypacs.client.uploader import UploadOptions, study_label
+from relaypacs.client.watch import watch_folder
+
+SERVICE_LEVELS = ("stat", "emergency", "routine")
+
+ServerOption = typer.Option(
+    None,
+    "--server",
+    envvar="RELAYPACS_SERVER",
+    help="Gateway URL, e.g. https://relay.example.org (default: the last one signed in to)",
+)
+StallOption = typer.Option(
+    60.0, "--stall-timeout", min=1.0, help="Abandon and retry a request after this many idle s"
+)
+GiveUpOption = typer.Option(
+    3600.0, "--give-up-after", min=1.0, help="Stop after this many seconds without any progress"
+)
+
+
+def _server(server: str | None) -> str:
+    chosen = server or CredentialStore().default_server()
+    if not chosen:
+        typer.echo("no server given: pass --server URL (or run `relaypacs login`)", err=True)
+        raise typer.Exit(ExitCode.USAGE)
+    if not chosen.startswith(("http://", "https://")):
+        typer.echo(f"--server must be an http:// or https:// URL, not {chosen!r}", err=True)
+        raise typer.Exit(ExitCode.USAGE)
+    return chosen.rstrip("/")
+
+
+def _fail(error: BaseException) -> typer.Exit:
+    code = exit_code_for(error)
+    hint = " (run `relaypacs login`)" if code is ExitCode.NOT_SIGNED_IN else ""
+    typer.echo(f"error: {error}{hint}", err=True)
+    return typer.Exit(code)
+
+
+def login_command(
+    server: str = typer.Option(..., "--server", envvar="RELAYPACS_SERVER", help="Gateway URL"),
+    username: str = typer.Option(..., "--username", "-u", prompt=True),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input (for scripts)"
+    ),
+    totp_code: str | None = typer.Option(None, "--totp", help="Current 2FA code, if enabled"),
+) -> None:
+    """Sign in and keep the (single-use, rotating) refresh token in your config dir, mode 0600."""
+    connection = Connection(_server(server))
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True)
+
+    def ask_totp() -> str:
+        return str(typer.prompt("Two-factor code"))
+
+    try:
+        asyncio.run(login(connection, username, password, ask_totp, totp_code))
+    except ClientError as error:
+        raise _fail(error) from None
+    typer.echo(f"signed in to {connection.server} as {username}")
+
+
+def _reporter(quiet: bool, as_json: bool) -> QuietReporter:
+    if as_json:
+        return JsonReporter()
+    if quiet:
+        return QuietReporter()
+    return RichReporter()
+
+
+def _ask_duplicate(reporter: QuietReporter) -> Any:
+    if isinstance(reporter, JsonReporter) or not sys.stdin.isatty():
+        return None
+
+    def ask(study: Study, problem: dict[str, Any]) -> bool:
+        detail = problem.get("detail") or "the server already has a study like this"
+        return bool(
+            typer.confirm(f"{study_label(study)}: {detail}. Send it again anyway?", default=False)
+        )
+
+    return ask
+
+
+def upload_command(
+    paths: list[Path] = typer.Argument(..., help="DICOM files, folders (recursive) and ZIPs"),
+    server: str | None = ServerOption,
+    service_level: str | None = typer.Option(
+        None, "--service-level", help="stat, emergency or routine (default: your preference)"
+    ),
+    clinical_history: str | None = typer.Option(None, "--clinical-history"),
+    force: bool = typer.Option(False, "--force", help="Send studies the server already has"),
+    parallel: int = typer.Option(4, "--parallel", min=1, max=32, help="Chunks in flight"),
+    chunk_size: int | None = typer.Option(
+        None, "--chunk-size", help="Bytes per chunk (server default when omitted)"
+    ),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the PACS has every study"),
+    wait_timeout: float = typer.Option(3600.0, "--wait-timeout", min=1.0),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout at the end"),
+    stall_timeout: float = StallOption,
+    give_up_after: float = GiveUpOption,
+) -> None:
+    """Upload DICOM studies: one upload per StudyInstanceUID; run again to resume.
+
+    Exit codes: 0 done, 1 error, 2 usage, 3 duplicate skipped, 4 not signed in, 5 no DICOM,
+    6 refused by the server, 7 gave up (no progress), 8 not delivered, 9 --wait timed out,
+    130 interrupted.
+    """
+    if service_level is not None and service_level not in SERVICE_LEVELS:
+        typer.echo(f"--service-level must be one of {', '.join(SERVICE_LEVELS)}", err=True)
+        raise typer.Exit(ExitCode.USAGE)
+    connection = Connection(_server(server), stall_timeout, give_up_after, parallel)
+    reporter = _reporter(quiet, as_json)
+    options = UploadOptions(
+        service_level=service_level,
+        clinical_history=clinical_history,
+        force=force,
+        parallel=parallel,
+        chunk_size=chunk_size,
+        wait=wait,
+        wait_timeout=wait_timeout,
+        confirm_duplicate=_ask_duplicate(reporter),
+    )
+    code = ExitCode.OK
+    extra: dict[str, Any] = {}
+    try:
+        with reporter:
+            run = asyncio.run(upload_paths(connection, paths, options, reporter))
+        code = run.exit_code
+        extra = run.summary()
+        if code is ExitCode.NOTHING_TO_UPLOAD and not isinstance(reporter, JsonReporter):
+            typer.echo("no DICOM files found", err=True)
+    except KeyboardInterrupt:
+        code = ExitCode.INTERRUPTED
+        typer.echo("interrupted: run the same command again to resume", err=True)
+    except ClientError as error:
+        if not isinstance(reporter, JsonReporter):
+            raise _fail(error) from None
+        code = exit_code_for(error)
+        extra = {"error": str(error)}
+    if isinstance(reporter, JsonReporter):
+        typer.echo(reporter.document(code, extra))
+    raise typer.Exit(code)
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    received = status.get("bytes_received")
+    total = status.get("bytes_total")
+    line = f"{status.get('upload_id', '')} {status.get('state')}"
+    if isinstance(received, int) and isinstance(total, int) and total:
+        line += f"  {received}/{total} bytes ({100 * received / total:.0f}%)"
+    typer.echo(line)
+
+
+def status_command(
+    upload_id: str = typer.Argument(..., help="The upload id printed by `relaypacs upload`"),
+    server: str | None = ServerOption,
+    wait: bool = typer.Option(False, "--wait", help="Wait until delivered (or ended otherwise)"),
+    wait_timeout: float = typer.Option(3600.0, "--wait-timeout", min=1.0),
+    as_json: bool = typer.Option(False, "--json", help="Print the status document as JSON"),
+) -> None:
+    """Show an upload's state; with --wait, follow it until the PACS has it."""
+    connection = Connection(_server(server))
+    code = ExitCode.OK
+    try:
+        if wait:
+            status, code = asyncio.run(
+                wait_status(
+                    connection,
+                    upload_id,
+                    wait_timeout,
+                    (lambda s: None) if as_json else _print_status,
+                )
+            )
+        else:
+            status = asyncio.run(fetch_status(connection, upload_id))
+            if status.get("state") in {"rejected", "failed", "partially_delivered"}:
+                code = ExitCode.NOT_DELIVERED
+    except KeyboardInterrupt:
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except ApiError as error:
+        if error.status == 404:
+            typer.echo(f"no upload {upload_id} on {connection.server}", err=True)
+            raise typer.Exit(ExitCode.REFUSED) from None
+        raise _fail(error) from None
+    except ClientError as error:
+        raise _fail(error) from None
+    if as_json:
+        typer.echo(json.dumps(status, indent=1))
+    elif not wait:
+        _print_status(status)
+        for file in status.get("files", []) or []:
+            if isinstance(file, dict) and file.get("missing_chunks"):
+                typer.echo(f"  {file.get('name')}: chunks missing {file.get('missing_chunks')}")
+    raise typer.Exit(code)
+
+
+def watch_command(
+    folder: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder to watch"),
+    server: str | None = ServerOption,
+    service_level: str | None = typer.Option(None, "--service-level"),
+    settle: float = typer.Option(
+        30.0, "--settle", min=0.0, help="Seconds a study's files must stay unchanged"
+    ),
+    interval: float = typer.Option(5.0, "--interval", min=0.1, help="Seconds between scans"),
+    parallel: int = typer.Option(4, "--parallel", min=1, max=32),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    stall_timeout: float = StallOption,
+) -> None:
+    """Upload each new study in FOLDER once its files have stopped changing (Ctrl-C stops)."""
+    if service_level is not None and service_level not in SERVICE_LEVELS:
+        typer.echo(f"--service-level must be one of {', '.join(SERVICE_LEVELS)}", err=True)
+        raise typer.Exit(ExitCode.USAGE)
+    # A watcher runs unattended for hours: it never gives up on an unreachable server.
+    connection = Connection(_server(server), stall_timeout, float("inf"), parallel)
+    reporter = QuietReporter() if quiet else RichReporter()
+    options = UploadOptions(service_level=service_level, parallel=parallel)
+    try:
+        with reporter:
+            asyncio.run(watch_folder(connection, folder, options, reporter, settle, interval))
+    except KeyboardInterrupt:
+        raise typer.Exit(ExitCode.OK) from None
+    except ClientError as error:
+        raise _fail(error) from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command("login")(login_command)
+    app.command("upload")(upload_command)
+    app.command("status")(status_command)
+    app.command("watch")(watch_command)
+
+
+__all__ = ["register"]

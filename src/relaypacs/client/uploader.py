@@ -1,0 +1,427 @@
+"""One study, from `POST /uploads` to `complete` (and to `delivered` with ``--wait``).
+
+Resume works at three levels: the journal names the session this exact set of files went to, the
+server says which chunks it is missing, and only those are sent. Without a journal (another
+machine, a deleted state dir) a 409 ``duplicate_study`` that points at an unfinished session of
+the same files is resumed the same way instead of being treated as a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from relaypacs.client.api import ApiError, GatewayClient
+from relaypacs.client.engine import FilePlan, UploadGone, send_chunks
+from relaypacs.client.exit_codes import ExitCode
+from relaypacs.client.journal import Journal, JournalEntry, JournalFile
+from relaypacs.client.studies import Source, Study
+
+RECEIVING_STATES = frozenset({"created", "receiving"})
+DELIVERED_STATES = frozenset({"delivered"})
+UNDELIVERED_STATES = frozenset(
+    {"rejected", "failed", "partially_delivered", "cancelled", "expired"}
+)
+GONE_STATES = frozenset({"cancelled", "expired"})
+COMPLETE_ATTEMPTS = 5
+
+
+class Reporter(Protocol):
+    def study_started(self, study: Study, label: str, total: int, done: int) -> None: ...
+    def study_bytes(self, study: Study, moved: int) -> None: ...
+    def study_note(self, study: Study, text: str) -> None: ...
+    def study_finished(self, study: Study, outcome: StudyOutcome) -> None: ...
+
+
+@dataclass
+class UploadOptions:
+    service_level: str | None = None
+    clinical_history: str | None = None
+    force: bool = False
+    parallel: int = 4
+    chunk_size: int | None = None
+    wait: bool = False
+    wait_timeout: float = 3600.0
+    poll_interval: float = 2.0
+    # Asked on a 409 duplicate when not forced; None means "do not send it again".
+    confirm_duplicate: Callable[[Study, dict[str, Any]], bool] | None = None
+
+
+@dataclass
+class StudyOutcome:
+    study_instance_uid: str
+    files: int
+    bytes_total: int
+    exit_code: ExitCode = ExitCode.OK
+    upload_id: str | None = None
+    state: str | None = None
+    message: str = ""
+    resumed: bool = False
+    bytes_needed: int = 0
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "study_instance_uid": self.study_instance_uid,
+            "upload_id": self.upload_id,
+            "state": self.state,
+            "exit_code": int(self.exit_code),
+            "message": self.message,
+            "files": self.files,
+            "bytes_total": self.bytes_total,
+            "bytes_needed": self.bytes_needed,
+            "resumed": self.resumed,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def study_label(study: Study) -> str:
+    first = study.first
+    parts = [first.patient_name.replace("^", " ").strip() or "(no name)", study.modality]
+    if study.study_date:
+        parts.append(study.study_date.isoformat())
+    return " · ".join(parts)
+
+
+def parse_missing(value: Any) -> list[int]:
+    """Missing chunk indexes, given as indexes, ``[first, last]`` pairs, ``"a-b"`` or objects."""
+    indexes: list[int] = []
+    if not isinstance(value, list):
+        return indexes
+    for item in value:
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            indexes.append(item)
+        elif isinstance(item, list | tuple) and len(item) == 2:
+            indexes.extend(range(int(item[0]), int(item[1]) + 1))
+        elif isinstance(item, str) and "-" in item:
+            first, last = item.split("-", 1)
+            indexes.extend(range(int(first), int(last) + 1))
+        elif isinstance(item, str) and item.isdigit():
+            indexes.append(int(item))
+        elif isinstance(item, dict):
+            low = item.get("first", item.get("start"))
+            high = item.get("last", item.get("end", low))
+            if isinstance(low, int) and isinstance(high, int):
+                indexes.extend(range(low, high + 1))
+    return sorted(set(indexes))
+
+
+def missing_by_file(status: dict[str, Any]) -> dict[str, list[int]]:
+    result: dict[str, list[int]] = {}
+    for file in status.get("files", []) or []:
+        if not isinstance(file, dict):
+            continue
+        file_id = str(file.get("file_id") or file.get("id"))
+        for key in ("missing_chunks", "missing", "missing_chunk_indexes", "missing_ranges"):
+            if key in file:
+                result[file_id] = parse_missing(file[key])
+                break
+    return result
+
+
+def _earlier_upload_id(problem: dict[str, Any]) -> str | None:
+    for key in ("upload_id", "existing_upload_id", "duplicate_of", "earlier_upload_id"):
+        value = problem.get(key)
+        if isinstance(value, str) and value:
+            return value
+    duplicate = problem.get("duplicate") or problem.get("existing_upload")
+    if isinstance(duplicate, dict):
+        value = duplicate.get("upload_id") or duplicate.get("id")
+        return str(value) if value else None
+    return None
+
+
+class StudyUploader:
+    def __init__(
+        self,
+        client: GatewayClient,
+        journal: Journal,
+        options: UploadOptions,
+        reporter: Reporter,
+        spool_dir: Path,
+    ) -> None:
+        self.client = client
+        self.journal = journal
+        self.options = options
+        self.reporter = reporter
+        self.spool_dir = spool_dir
+
+    async def upload(self, study: Study, force: bool | None = None) -> StudyOutcome:
+        started = time.monotonic()
+        outcome = StudyOutcome(study.study_instance_uid, len(study.instances), study.size)
+        label = study_label(study)
+        try:
+            await self._upload(
+                study, label, outcome, self.options.force if force is None else force
+            )
+        except ApiError as error:
+            outcome.exit_code = ExitCode.REFUSED
+            outcome.message = f"refused by the server: {error.code}: {error.detail}"
+            outcome.details = error.body
+        finally:
+            outcome.seconds = time.monotonic() - started
+            self._clean_spool(study)
+        self.reporter.study_finished(study, outcome)
+        return outcome
+
+    async def _upload(self, study: Study, label: str, outcome: StudyOutcome, force: bool) -> None:
+        server = self.client.server
+        entry = self.journal.get(server, study.fingerprint)
+        if entry is not None and entry.completed and not force:
+            outcome.upload_id, outcome.resumed = entry.upload_id, True
+            outcome.message = "already uploaded"
+            self.reporter.study_started(study, label, study.size, study.size)
+            return
+        if entry is not None and entry.completed:
+            entry = None
+        for _ in range(3):
+            status: dict[str, Any] | None = None
+            if entry is not None:
+                status = await self._status_or_none(entry.upload_id)
+                if status is None or status.get("state") in GONE_STATES:
+                    self.journal.remove(entry)
+                    entry = None
+            if entry is None:
+                entry = await self._start(study, outcome, force)
+                if entry is None:
+                    return
+            else:
+                outcome.resumed = True
+            outcome.upload_id = entry.upload_id
+            try:
+                await self._send_and_complete(study, label, entry, status, outcome)
+            except UploadGone as gone:
+                self.reporter.study_note(study, f"session gone ({gone}); starting again")
+                self.journal.remove(entry)
+                entry = None
+                # The previous attempt is ours: the server's duplicate check must not stop us.
+                force = True
+                continue
+            entry.completed = True
+            self.journal.save(entry)
+            outcome.message = outcome.message or "uploaded"
+            return
+        outcome.exit_code = ExitCode.REFUSED
+        outcome.message = "the server dropped the upload session three times"
+
+    async def _status_or_none(self, upload_id: str) -> dict[str, Any] | None:
+        try:
+            return await self.client.get_upload(upload_id)
+        except ApiError as error:
+            if error.status in (403, 404, 410):
+                return None
+            raise
+
+    async def _start(self, study: Study, outcome: StudyOutcome, force: bool) -> JournalEntry | None:
+        body: dict[str, Any] = {
+            "study": study.metadata(self.options.service_level, self.options.clinical_history),
+            "files": [{"name": i.source.name, "size": i.source.size} for i in study.instances],
+        }
+        if self.options.chunk_size:
+            body["chunk_size"] = self.options.chunk_size
+        if force:
+            body["force_upload"] = True
+        try:
+            created = await self.client.create_upload(body)
+        except ApiError as error:
+            if error.code != "duplicate_study":
+                raise
+            adopted = await self._adopt(study, error.body)
+            if adopted is not None:
+                return adopted
+            ask = self.options.confirm_duplicate
+            if ask is None or not ask(study, error.body):
+                outcome.exit_code = ExitCode.DUPLICATE_SKIPPED
+                outcome.upload_id = _earlier_upload_id(error.body)
+                outcome.message = (
+                    "skipped: the server already has this study"
+                    + (f" (upload {outcome.upload_id})" if outcome.upload_id else "")
+                    + "; use --force to send it again"
+                )
+                self.reporter.study_note(study, outcome.message)
+                return None
+            body["force_upload"] = True
+            created = await self.client.create_upload(body)
+        return self._record(study, created)
+
+    def _record(self, study: Study, created: dict[str, Any]) -> JournalEntry:
+        files = created.get("files", [])
+        if len(files) != len(study.instances):
+            raise ApiError(502, {"code": "bad_response", "detail": "file list does not match"})
+        entry = JournalEntry(
+            server=self.client.server,
+            study_instance_uid=study.study_instance_uid,
+            fingerprint=study.fingerprint,
+            upload_id=str(created["upload_id"]),
+            upload_token=created.get("upload_token"),
+            chunk_size=int(created["chunk_size"]),
+            expires_at=created.get("expires_at"),
+            files=[
+                JournalFile(
+                    file_id=str(f["file_id"]),
+                    name=instance.source.name,
+                    size=instance.source.size,
+                    chunk_count=int(f.get("chunk_count") or 0),
+                    source=instance.source.fingerprint,
+                )
+                for f, instance in zip(files, study.instances, strict=True)
+            ],
+        )
+        self.journal.save(entry)
+        return entry
+
+    async def _adopt(self, study: Study, problem: dict[str, Any]) -> JournalEntry | None:
+        """Resume an unfinished session of exactly these files (e.g. a lost `201` response)."""
+        upload_id = _earlier_upload_id(problem)
+        if upload_id is None:
+            return None
+        status = await self._status_or_none(upload_id)
+        if status is None or status.get("state") not in RECEIVING_STATES:
+            return None
+        server_files = status.get("files") or []
+        ours = [(i.source.name, i.source.size) for i in study.instances]
+        theirs = [(f.get("name"), f.get("size")) for f in server_files if isinstance(f, dict)]
+        if ours != theirs or not status.get("chunk_size"):
+            return None
+        self.reporter.study_note(study, f"resuming the unfinished upload {upload_id}")
+        created = {
+            "upload_id": upload_id,
+            # Chunks are then sent with the bearer token: the upload token was never received.
+            "upload_token": None,
+            "chunk_size": status["chunk_size"],
+            "expires_at": status.get("expires_at"),
+            "files": server_files,
+        }
+        return self._record(study, created)
+
+    async def _send_and_complete(
+        self,
+        study: Study,
+        label: str,
+        entry: JournalEntry,
+        status: dict[str, Any] | None,
+        outcome: StudyOutcome,
+    ) -> None:
+        if status is not None and status.get("state") not in RECEIVING_STATES:
+            # A previous run's `complete` reached the server but its answer did not reach us.
+            outcome.state = str(status.get("state"))
+            self.reporter.study_started(study, label, study.size, study.size)
+            return
+        paths = await asyncio.to_thread(self._materialize, study)
+        for attempt in range(COMPLETE_ATTEMPTS):
+            if status is None and attempt == 0 and not outcome.resumed:
+                missing = {
+                    f.file_id: list(range(f.chunk_count or _chunks(f.size, entry.chunk_size)))
+                    for f in entry.files
+                }
+            else:
+                status = status or await self.client.get_upload(entry.upload_id)
+                if status.get("state") not in RECEIVING_STATES:
+                    outcome.state = str(status.get("state"))
+                    return
+                missing = missing_by_file(status)
+            plans = [
+                FilePlan(f.file_id, path, f.size, missing.get(f.file_id, []))
+                for f, path in zip(entry.files, paths, strict=True)
+            ]
+            needed = sum(_chunk_bytes(p, i, entry.chunk_size) for p in plans for i in p.missing)
+            if attempt == 0:
+                outcome.bytes_needed = needed
+                self.reporter.study_started(study, label, study.size, study.size - needed)
+            await send_chunks(
+                self.client,
+                entry.upload_id,
+                entry.upload_token,
+                entry.chunk_size,
+                plans,
+                self.options.parallel,
+                lambda n: self.reporter.study_bytes(study, n),
+            )
+            try:
+                result = await self.client.complete_upload(entry.upload_id)
+            except ApiError as error:
+                if error.code == "upload_incomplete":
+                    status = None
+                    continue
+                if error.status in (404, 410):
+                    raise UploadGone(error.detail) from error
+                if error.status == 409:
+                    # Already completing or past it: the status tells which.
+                    status = await self.client.get_upload(entry.upload_id)
+                    if status.get("state") not in RECEIVING_STATES:
+                        outcome.state = str(status.get("state"))
+                        return
+                    continue
+                raise
+            outcome.state = str(result.get("state") or "assembling")
+            return
+        raise ApiError(409, {"code": "upload_incomplete", "detail": "chunks keep going missing"})
+
+    async def wait(self, study: Study, outcome: StudyOutcome) -> None:
+        """Follow the session until the PACS has it (``delivered``) or it ends otherwise."""
+        if outcome.upload_id is None or outcome.exit_code is not ExitCode.OK:
+            return
+        deadline = time.monotonic() + self.options.wait_timeout
+        delay = self.options.poll_interval
+        last_state = None
+        while True:
+            status = await self.client.get_upload(outcome.upload_id)
+            state = str(status.get("state"))
+            outcome.state = state
+            if state != last_state:
+                self.reporter.study_note(study, state)
+                last_state = state
+            if state in DELIVERED_STATES:
+                outcome.message = "delivered"
+                return
+            if state in UNDELIVERED_STATES:
+                outcome.exit_code = ExitCode.NOT_DELIVERED
+                outcome.message = f"ended {state}"
+                outcome.details = status
+                return
+            if time.monotonic() > deadline:
+                outcome.exit_code = ExitCode.WAIT_TIMED_OUT
+                outcome.message = f"still {state} after {self.options.wait_timeout:.0f} s"
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 15.0)
+
+    def _spool_for(self, study: Study) -> Path:
+        return self.spool_dir / study.fingerprint
+
+    def _materialize(self, study: Study) -> list[Path]:
+        """Plain files are read in place; ZIP members are unpacked once, for random access."""
+        paths: list[Path] = []
+        for n, instance in enumerate(study.instances):
+            source: Source = instance.source
+            if not source.in_zip:
+                paths.append(source.path)
+                continue
+            target = self._spool_for(study) / f"{n:06d}.dcm"
+            if not target.exists() or target.stat().st_size != source.size:
+                target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                partial = target.with_suffix(".part")
+                with source.open() as src, partial.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
+                partial.replace(target)
+            paths.append(target)
+        return paths
+
+    def _clean_spool(self, study: Study) -> None:
+        shutil.rmtree(self._spool_for(study), ignore_errors=True)
+
+
+def _chunks(size: int, chunk_size: int) -> int:
+    return max(1, -(-size // chunk_size))
+
+
+def _chunk_bytes(plan: FilePlan, index: int, chunk_size: int) -> int:
+    return max(0, min(chunk_size, plan.size - index * chunk_size))
