@@ -34,7 +34,7 @@ API = "/api/v1"
 SEND_PIECE = 64 * 1024
 # A small kernel send buffer makes "bytes handed to the socket" close to "bytes the link carried",
 # so idle detection sees a stall within seconds instead of after megabytes of buffered data.
-SEND_BUFFER = 256 * 1024
+SEND_BUFFER = 128 * 1024
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 

@@ -21,6 +21,10 @@ class UploadGone(ClientError):
     """The session no longer takes chunks (expired, cancelled, unknown): start a new one."""
 
 
+class UploadClosed(ClientError):
+    """The session stopped taking chunks because it was completed (or cancelled) meanwhile."""
+
+
 class LocalFileChanged(ClientError):
     """The server holds different bytes for a chunk: the local file changed since it was sent."""
 
@@ -101,10 +105,8 @@ async def _send_one(
                     f"the server holds other bytes for chunk {index} of {plan.path.name}: "
                     "the file changed since the upload started"
                 ) from error
-            if error.status in (404, 410) or error.code in {
-                "upload_expired",
-                "upload_not_receiving",
-                "upload_not_found",
-            }:
+            if error.code == "upload_not_receiving":
+                raise UploadClosed(error.detail) from error
+            if error.status in (404, 410):
                 raise UploadGone(error.detail) from error
             raise

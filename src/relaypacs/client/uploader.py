@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from relaypacs.client.api import ApiError, GatewayClient
-from relaypacs.client.engine import FilePlan, UploadGone, send_chunks
+from relaypacs.client.engine import FilePlan, UploadClosed, UploadGone, send_chunks
 from relaypacs.client.exit_codes import ExitCode
 from relaypacs.client.journal import Journal, JournalEntry, JournalFile
 from relaypacs.client.studies import Source, Study
@@ -336,15 +336,25 @@ class StudyUploader:
             if attempt == 0:
                 outcome.bytes_needed = needed
                 self.reporter.study_started(study, label, study.size, study.size - needed)
-            await send_chunks(
-                self.client,
-                entry.upload_id,
-                entry.upload_token,
-                entry.chunk_size,
-                plans,
-                self.options.parallel,
-                lambda n: self.reporter.study_bytes(study, n),
-            )
+            try:
+                await send_chunks(
+                    self.client,
+                    entry.upload_id,
+                    entry.upload_token,
+                    entry.chunk_size,
+                    plans,
+                    self.options.parallel,
+                    lambda n: self.reporter.study_bytes(study, n),
+                )
+            except UploadClosed:
+                status = await self.client.get_upload(entry.upload_id)
+                state = str(status.get("state"))
+                if state in GONE_STATES:
+                    raise UploadGone(f"the upload is {state}") from None
+                if state not in RECEIVING_STATES:
+                    outcome.state = state
+                    return
+                continue
             try:
                 result = await self.client.complete_upload(entry.upload_id)
             except ApiError as error:
