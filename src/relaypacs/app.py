@@ -13,6 +13,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from relaypacs import __version__
+from relaypacs.audit.router import router as audit_router
+from relaypacs.auth.router import jwks_router
+from relaypacs.auth.router import router as auth_router
 from relaypacs.config import Settings
 from relaypacs.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
 from relaypacs.logging import configure_logging
@@ -20,6 +23,8 @@ from relaypacs.middleware import RequestContextMiddleware, SecurityHeadersMiddle
 from relaypacs.operations.router import router as operations_router
 from relaypacs.operations.sentry import init_sentry
 from relaypacs.resources import open_resources
+from relaypacs.users.router import admin_router as admin_users_router
+from relaypacs.users.router import router as users_router
 
 API_PREFIX = "/api/v1"
 
@@ -61,8 +66,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     api = APIRouter(prefix=API_PREFIX)
     # --- domain routers (included under /api/v1) ---
+    api.include_router(auth_router)
+    api.include_router(users_router)
+    api.include_router(admin_users_router)
+    api.include_router(audit_router)
     app.include_router(api)
     app.include_router(operations_router)
+    app.include_router(jwks_router)
 
     _install_openapi(app)
     app.add_middleware(SecurityHeadersMiddleware, hsts=_uses_https(settings))

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])
     allow_self_registration: bool = True
     login_rate_limit: str = "5/minute"
+    login_lockout_threshold: int = Field(
+        default=5, ge=1, description="Consecutive failed sign-ins that lock an account"
+    )
+    login_lockout_seconds: int = Field(
+        default=30, ge=1, description="First lockout; doubles with each further failure"
+    )
+    login_lockout_max_seconds: int = 15 * 60
     storage_url: str | None = Field(
         default=None, description="file:///path or s3://bucket/prefix; default: DATA_DIR/chunks"
     )

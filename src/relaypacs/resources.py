@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import anyio.to_thread
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from relaypacs.config import Settings
+from relaypacs.auth.keys import Keyring
+from relaypacs.config import Environment, Settings
 from relaypacs.db.engine import create_engine, create_sessionmaker
 from relaypacs.operations.readiness import Readiness, database_check
+from relaypacs.ratelimit import RateLimiter
 
 
 @dataclass
@@ -26,6 +29,8 @@ class Resources:
     readiness: Readiness
     exit_stack: AsyncExitStack
     # --- domain resources: `name: Type = field(init=False)`, assigned in open_resources ---
+    keyring: Keyring = field(init=False)
+    rate_limiter: RateLimiter = field(init=False)
 
 
 @asynccontextmanager
@@ -44,4 +49,13 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             exit_stack=stack,
         )
         # --- domain start-up (register shut-down callbacks on `stack`) ---
+        resources.keyring = await anyio.to_thread.run_sync(
+            lambda: Keyring.open(
+                settings.resolved_jwt_key_file,
+                allow_generate=settings.env is not Environment.production,
+            )
+        )
+        resources.rate_limiter = RateLimiter(settings.redis_url)
+        if settings.redis_url:
+            readiness.register("rate_limiter", resources.rate_limiter.check_storage)
         yield resources

@@ -1,5 +1,8 @@
 """Every domain's models, imported in one place so Alembic and the mappers see them all."""
 
+from relaypacs.audit import models as audit_models  # noqa: F401
+from relaypacs.auth import models as auth_models  # noqa: F401
 from relaypacs.db.base import Base
+from relaypacs.users import models as users_models  # noqa: F401
 
 __all__ = ["Base"]

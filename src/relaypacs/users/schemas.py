@@ -1,0 +1,99 @@
+"""Request and response bodies of accounts, preferences and the data export."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from relaypacs.audit.schemas import AuditEventOut
+from relaypacs.users.models import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Role, ServiceLevel
+
+Username = Annotated[
+    str, StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")
+]
+# Bounded far above the 72-byte rule so that the policy, not the parser, explains the refusal.
+PasswordInput = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    username: str
+    email: str
+    role: Role
+    is_active: bool
+    totp_enabled: bool
+    must_change_password: bool
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None
+
+
+class UserUpdate(BaseModel):
+    """What users may change about themselves (``role`` is accepted only to refuse it clearly)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr | None = None
+    role: Role | None = Field(default=None, description="Refused: only admins change roles")
+
+
+class Preferences(BaseModel):
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+    default_service_level: ServiceLevel
+    chunk_size: int = Field(
+        ge=MIN_CHUNK_SIZE, le=MAX_CHUNK_SIZE, description="Bytes, 512 KiB to 10 MiB"
+    )
+    duplicate_warnings: bool
+
+
+class UserCreate(BaseModel):
+    """An account made by an administrator (any role)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: Username
+    email: EmailStr
+    password: PasswordInput
+    role: Role = Role.clinician
+    must_change_password: bool = True
+
+
+class AdminUserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role | None = None
+    is_active: bool | None = None
+
+
+class UserPage(BaseModel):
+    total: int
+    items: list[UserOut]
+
+
+class SessionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    created_at: datetime
+    ip_address: str | None
+    user_agent: str | None
+    revoked_at: datetime | None
+    revoked_reason: str | None
+
+
+class PersonalDataExport(BaseModel):
+    exported_at: datetime
+    user: UserOut
+    preferences: Preferences
+    two_factor: dict[str, Any]
+    sessions: list[SessionOut]
+    audit_events: list[AuditEventOut]
+    sections: dict[str, Any] = Field(
+        default_factory=dict, description="Data other parts of RelayPACS hold about the user"
+    )
