@@ -23,6 +23,7 @@ from relaypacs.middleware import RequestContextMiddleware, SecurityHeadersMiddle
 from relaypacs.operations.router import router as operations_router
 from relaypacs.operations.sentry import init_sentry
 from relaypacs.resources import open_resources
+from relaypacs.uploads.router import router as uploads_router
 from relaypacs.users.router import admin_router as admin_users_router
 from relaypacs.users.router import router as users_router
 
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(users_router)
     api.include_router(admin_users_router)
     api.include_router(audit_router)
+    api.include_router(uploads_router)
     app.include_router(api)
     app.include_router(operations_router)
     app.include_router(jwks_router)

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     max_upload_bytes: int = 2 * GIB
     upload_session_hours: int = 24
+    # --- uploads (relaypacs.uploads) ---
+    upload_start_rate_limit: str = Field(default="20/minute", description="Upload starts per user")
+    chunk_rate_limit: str = Field(default="2000/minute", description="Chunk PUTs per user")
     log_level: str = "INFO"
     run_worker_in_process: bool | None = Field(
         default=None, description="Run background jobs inside `serve`; default: on with SQLite"

@@ -19,6 +19,7 @@ from relaypacs.config import Environment, Settings
 from relaypacs.db.engine import create_engine, create_sessionmaker
 from relaypacs.operations.readiness import Readiness, database_check
 from relaypacs.ratelimit import RateLimiter
+from relaypacs.uploads.store import ChunkStore, open_chunk_store
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Resources:
     # --- domain resources: `name: Type = field(init=False)`, assigned in open_resources ---
     keyring: Keyring = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
+    chunk_store: ChunkStore = field(init=False)
 
 
 @asynccontextmanager
@@ -58,4 +60,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         resources.rate_limiter = RateLimiter(settings.redis_url)
         if settings.redis_url:
             readiness.register("rate_limiter", resources.rate_limiter.check_storage)
+        resources.chunk_store = await anyio.to_thread.run_sync(open_chunk_store, settings)
+        stack.push_async_callback(resources.chunk_store.close)
+        # Temporaries of processes killed mid-write (their 2xx was never sent) go now.
+        await resources.chunk_store.clean_stale_temporaries(0)
+        readiness.register("chunk_store", resources.chunk_store.check)
         yield resources

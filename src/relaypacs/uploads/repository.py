@@ -1,0 +1,296 @@
+"""All SQL of the uploads domain (and of the DICOM instances an upload produced)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any, Literal
+
+from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaypacs.db.base import utcnow
+from relaypacs.dicom.models import DicomInstance
+from relaypacs.uploads.models import (
+    Upload,
+    UploadChunk,
+    UploadEvent,
+    UploadFile,
+    UploadState,
+)
+
+Lock = Literal["share", "update"] | None
+
+
+async def add_upload(session: AsyncSession, upload: Upload, files: Sequence[UploadFile]) -> None:
+    session.add(upload)
+    session.add_all(files)
+    await session.flush()
+
+
+async def find_recent_duplicate(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    duplicate_key: str,
+    since: datetime,
+    ignore_states: frozenset[UploadState],
+) -> Upload | None:
+    statement = (
+        select(Upload)
+        .where(
+            Upload.owner_id == owner_id,
+            Upload.duplicate_key == duplicate_key,
+            Upload.created_at >= since,
+            Upload.state.not_in(ignore_states),
+        )
+        .order_by(Upload.created_at.desc())
+        .limit(1)
+    )
+    return (await session.scalars(statement)).first()
+
+
+async def get_upload(
+    session: AsyncSession, upload_id: uuid.UUID, *, lock: Lock = None
+) -> Upload | None:
+    statement = select(Upload).where(Upload.id == upload_id)
+    if lock == "share":
+        # Chunk inserts share the row; cancel/complete take it exclusively (PostgreSQL only:
+        # SQLite's BEGIN IMMEDIATE already serialises writers).
+        statement = statement.with_for_update(read=True)
+    elif lock == "update":
+        statement = statement.with_for_update()
+    if lock is not None:
+        # A locked read must see the row as it is now, not as this session cached it.
+        statement = statement.execution_options(populate_existing=True)
+    return (await session.scalars(statement)).first()
+
+
+async def get_upload_id_by_token_hash(session: AsyncSession, token_hash: str) -> uuid.UUID | None:
+    return (await session.scalars(select(Upload.id).where(Upload.token_hash == token_hash))).first()
+
+
+async def get_file(
+    session: AsyncSession, upload_id: uuid.UUID, file_id: uuid.UUID
+) -> UploadFile | None:
+    statement = select(UploadFile).where(
+        UploadFile.id == file_id, UploadFile.upload_id == upload_id
+    )
+    return (await session.scalars(statement)).first()
+
+
+async def list_files(session: AsyncSession, upload_id: uuid.UUID) -> list[UploadFile]:
+    statement = (
+        select(UploadFile).where(UploadFile.upload_id == upload_id).order_by(UploadFile.position)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+async def mark_receiving(session: AsyncSession, upload_id: uuid.UUID) -> bool:
+    """created → receiving, once; returns whether this call made the change."""
+    result = await session.execute(
+        update(Upload)
+        .where(Upload.id == upload_id, Upload.state == UploadState.created)
+        .values(state=UploadState.receiving, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def insert_chunk_if_absent(
+    session: AsyncSession,
+    *,
+    upload_id: uuid.UUID,
+    file_id: uuid.UUID,
+    index: int,
+    size: int,
+    md5: str,
+) -> bool:
+    """Insert the chunk row unless one exists; returns whether this insert won.
+
+    ``ON CONFLICT DO NOTHING`` on the primary key makes two concurrent PUTs of one chunk
+    race safely: exactly one insert wins, the other sees no row inserted.
+    """
+    values = {
+        "upload_id": upload_id,
+        "file_id": file_id,
+        "chunk_index": index,
+        "size": size,
+        "md5": md5,
+        "created_at": utcnow(),
+    }
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(UploadChunk).values(values).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(UploadChunk).values(values).on_conflict_do_nothing()
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def get_chunk_md5(session: AsyncSession, file_id: uuid.UUID, index: int) -> str | None:
+    statement = select(UploadChunk.md5).where(
+        UploadChunk.file_id == file_id, UploadChunk.chunk_index == index
+    )
+    return (await session.scalars(statement)).first()
+
+
+async def received_chunk_indexes(
+    session: AsyncSession, upload_id: uuid.UUID
+) -> dict[uuid.UUID, list[int]]:
+    statement = (
+        select(UploadChunk.file_id, UploadChunk.chunk_index)
+        .where(UploadChunk.upload_id == upload_id)
+        .order_by(UploadChunk.file_id, UploadChunk.chunk_index)
+    )
+    received: dict[uuid.UUID, list[int]] = {}
+    for file_id, index in (await session.execute(statement)).all():
+        received.setdefault(file_id, []).append(index)
+    return received
+
+
+async def chunk_count(session: AsyncSession, upload_id: uuid.UUID) -> int:
+    statement = select(func.count()).where(UploadChunk.upload_id == upload_id)
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def bytes_received(
+    session: AsyncSession, upload_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Derived from the chunk rows, so a retried chunk can never be counted twice."""
+    if not upload_ids:
+        return {}
+    statement = (
+        select(UploadChunk.upload_id, func.coalesce(func.sum(UploadChunk.size), 0))
+        .where(UploadChunk.upload_id.in_(upload_ids))
+        .group_by(UploadChunk.upload_id)
+    )
+    totals = {upload_id: int(total) for upload_id, total in (await session.execute(statement))}
+    return {upload_id: totals.get(upload_id, 0) for upload_id in upload_ids}
+
+
+async def list_chunks(session: AsyncSession, file_id: uuid.UUID) -> list[tuple[int, int, str]]:
+    statement = (
+        select(UploadChunk.chunk_index, UploadChunk.size, UploadChunk.md5)
+        .where(UploadChunk.file_id == file_id)
+        .order_by(UploadChunk.chunk_index)
+    )
+    return [(i, s, m) for i, s, m in (await session.execute(statement)).all()]
+
+
+async def delete_chunks(session: AsyncSession, upload_id: uuid.UUID) -> None:
+    await session.execute(delete(UploadChunk).where(UploadChunk.upload_id == upload_id))
+
+
+async def add_event(
+    session: AsyncSession, upload_id: uuid.UUID, state: UploadState, detail: str | None = None
+) -> None:
+    session.add(UploadEvent(upload_id=upload_id, state=state, detail=detail, at=utcnow()))
+    await session.flush()
+
+
+async def list_events(session: AsyncSession, upload_id: uuid.UUID) -> list[UploadEvent]:
+    statement = (
+        select(UploadEvent)
+        .where(UploadEvent.upload_id == upload_id)
+        .order_by(UploadEvent.at, UploadEvent.id)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+async def list_uploads(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID | None,
+    states: Sequence[UploadState] = (),
+    modality: str | None = None,
+    service_level: str | None = None,
+    created_from: date | None = None,
+    created_to: date | None = None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Upload], int]:
+    conditions: list[Any] = []
+    if owner_id is not None:
+        conditions.append(Upload.owner_id == owner_id)
+    if states:
+        conditions.append(Upload.state.in_(states))
+    if modality:
+        conditions.append(Upload.modality == modality)
+    if service_level:
+        conditions.append(Upload.service_level == service_level)
+    if created_from:
+        conditions.append(func.date(Upload.created_at) >= created_from)
+    if created_to:
+        conditions.append(func.date(Upload.created_at) <= created_to)
+    where = and_(True, *conditions)
+    total = int(
+        (await session.execute(select(func.count()).select_from(Upload).where(where))).scalar_one()
+    )
+    statement = (
+        select(Upload)
+        .where(where)
+        .order_by(Upload.created_at.desc(), Upload.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list((await session.scalars(statement)).all()), total
+
+
+async def expired_upload_ids(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
+    """Unfinished sessions past their expiry (only these: never a study being processed)."""
+    statement = (
+        select(Upload.id)
+        .where(
+            Upload.state.in_((UploadState.created, UploadState.receiving)),
+            Upload.expires_at <= now,
+        )
+        .limit(limit)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+async def unpurged_upload_ids(session: AsyncSession, limit: int) -> list[uuid.UUID]:
+    """Cancelled or expired uploads whose stored bytes have not been deleted yet."""
+    statement = (
+        select(Upload.id)
+        .where(
+            Upload.state.in_((UploadState.cancelled, UploadState.expired)),
+            Upload.purged_at.is_(None),
+        )
+        .limit(limit)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+async def mark_purged(session: AsyncSession, upload_id: uuid.UUID) -> None:
+    await session.execute(
+        update(Upload)
+        .where(Upload.id == upload_id)
+        .values(purged_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def add_instances(session: AsyncSession, instances: Sequence[DicomInstance]) -> None:
+    session.add_all(instances)
+    await session.flush()
+
+
+async def delete_instances(session: AsyncSession, upload_id: uuid.UUID) -> None:
+    await session.execute(delete(DicomInstance).where(DicomInstance.upload_id == upload_id))
+
+
+async def list_instances(session: AsyncSession, upload_id: uuid.UUID) -> list[DicomInstance]:
+    statement = (
+        select(DicomInstance)
+        .where(DicomInstance.upload_id == upload_id)
+        .order_by(
+            DicomInstance.series_instance_uid,
+            DicomInstance.instance_number,
+            DicomInstance.sop_instance_uid,
+        )
+    )
+    return list((await session.scalars(statement)).all())

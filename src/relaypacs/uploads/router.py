@@ -1,0 +1,381 @@
+"""HTTP layer of the upload protocol: parses and checks requests, commits, answers."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+
+from relaypacs.audit.service import record_audit
+from relaypacs.auth.dependencies import CurrentUser
+from relaypacs.db.session import SessionDep
+from relaypacs.errors import TooManyRequests, Unauthorized, problem_responses
+from relaypacs.uploads import repository, service
+from relaypacs.uploads.dependencies import (
+    ChunkStoreDep,
+    UploadAccessDep,
+    get_resources,
+    parse_id,
+)
+from relaypacs.uploads.exceptions import (
+    ChecksumMismatch,
+    ChunkConflict,
+    ChunkNotFound,
+    ChunkSizeMismatch,
+    ChunkStoreUnavailable,
+    ChunkTooLarge,
+    DuplicateStudy,
+    IncompleteBody,
+    InvalidContentMD5,
+    InvalidUploadToken,
+    UploadExpired,
+    UploadFileNotFound,
+    UploadIncomplete,
+    UploadNotCancellable,
+    UploadNotFound,
+    UploadNotReceiving,
+    UploadTokenMismatch,
+    UploadTooLarge,
+)
+from relaypacs.uploads.models import UploadState
+from relaypacs.uploads.schemas import (
+    ChunkStored,
+    CompletionAccepted,
+    FileCreated,
+    FileOut,
+    FileProblem,
+    InstanceOut,
+    StudyOut,
+    TimelineEvent,
+    UploadCreate,
+    UploadCreated,
+    UploadPage,
+    UploadStatus,
+    UploadSummary,
+)
+from relaypacs.users.models import Role, ServiceLevel
+
+router = APIRouter(prefix="/uploads", tags=["uploads"])
+
+_ACCESS_ERRORS = (Unauthorized, InvalidUploadToken, UploadTokenMismatch, UploadNotFound)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadCreated,
+    summary="Start an upload: declare the study and its files",
+    responses=problem_responses(Unauthorized, DuplicateStudy, UploadTooLarge, TooManyRequests),
+)
+async def start_upload(
+    body: UploadCreate, request: Request, response: Response, user: CurrentUser, session: SessionDep
+) -> UploadCreated:
+    resources = get_resources(request)
+    await resources.rate_limiter.hit(
+        resources.settings.upload_start_rate_limit, "upload_start", str(user.id)
+    )
+    created = await service.create_upload(
+        session, owner=user, data=body, settings=resources.settings, request=request
+    )
+    await session.commit()
+    upload = created.upload
+    response.headers["Location"] = f"{request.url.path}/{upload.id}"
+    return UploadCreated(
+        upload_id=upload.id,
+        upload_token=created.token,
+        chunk_size=upload.chunk_size,
+        expires_at=upload.expires_at,
+        state=upload.state,
+        files=[
+            FileCreated(file_id=f.id, name=f.name, size=f.size, chunk_count=f.chunk_count)
+            for f in created.files
+        ],
+    )
+
+
+@router.put(
+    "/{upload_id}/files/{file_id}/chunks/{index}",
+    summary="Store one chunk (raw bytes, Content-MD5 required); idempotent",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChunkStored,
+    responses={
+        200: {"model": ChunkStored, "description": "The same bytes were already stored"},
+        **problem_responses(
+            *_ACCESS_ERRORS,
+            UploadFileNotFound,
+            ChunkNotFound,
+            InvalidContentMD5,
+            ChecksumMismatch,
+            ChunkSizeMismatch,
+            IncompleteBody,
+            ChunkTooLarge,
+            ChunkConflict,
+            UploadNotReceiving,
+            UploadExpired,
+            TooManyRequests,
+            ChunkStoreUnavailable,
+        ),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def put_chunk(
+    request: Request,
+    session: SessionDep,
+    access: UploadAccessDep,
+    chunk_store: ChunkStoreDep,
+    file_id: str,
+    index: str,
+    content_md5: Annotated[
+        str | None, Header(alias="Content-MD5", description="base64 of the body's MD5")
+    ] = None,
+) -> JSONResponse:
+    upload = access.upload
+    upload_file = await repository.get_file(
+        session, upload.id, parse_id(file_id, UploadFileNotFound)
+    )
+    if upload_file is None:
+        raise UploadFileNotFound()
+    chunk_index = _parse_index(index)
+    resources = get_resources(request)
+    await resources.rate_limiter.hit(
+        resources.settings.chunk_rate_limit, "upload_chunk", str(upload.owner_id)
+    )
+    target = await service.prepare_chunk(
+        session,
+        upload=upload,
+        upload_file=upload_file,
+        index=chunk_index,
+        content_md5=content_md5,
+        content_length=_content_length(request),
+    )
+    # No transaction may stay open while a slow client sends the body.
+    await session.commit()
+    try:
+        staged = await service.stage_chunk(chunk_store, target, request.stream())
+    except ClientDisconnect as exc:
+        raise IncompleteBody() from exc
+    created = await service.record_chunk(session, chunk_store, target, staged)
+    await session.commit()
+    stored = ChunkStored(
+        upload_id=upload.id,
+        file_id=upload_file.id,
+        index=chunk_index,
+        size=target.expected_size,
+        md5=base64.b64encode(target.md5).decode(),
+    )
+    return JSONResponse(
+        stored.model_dump(mode="json"),
+        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+    )
+
+
+@router.get(
+    "/{upload_id}",
+    response_model=UploadStatus,
+    summary="State, progress, missing chunks, instances and timeline of one upload",
+    responses=problem_responses(*_ACCESS_ERRORS, UploadExpired),
+)
+async def get_upload(
+    request: Request, session: SessionDep, access: UploadAccessDep
+) -> UploadStatus:
+    view = await service.view_upload(session, access.upload)
+    instances = await repository.list_instances(session, access.upload.id)
+    events = await repository.list_events(session, access.upload.id)
+    await record_audit(
+        session,
+        "upload.viewed",
+        request=request,
+        actor_id=access.actor_id,
+        target_type="upload",
+        target_id=str(access.upload.id),
+    )
+    await session.commit()
+    upload = view.upload
+    return UploadStatus(
+        upload_id=upload.id,
+        state=upload.state,
+        study=StudyOut(
+            patient_name=upload.patient_name,
+            patient_id=upload.patient_id,
+            study_date=upload.study_date,
+            modality=upload.modality,
+            service_level=upload.service_level,
+            study_description=upload.study_description,
+            clinical_history=upload.clinical_history,
+        ),
+        chunk_size=upload.chunk_size,
+        bytes_received=view.bytes_received,
+        bytes_total=upload.total_bytes,
+        created_at=upload.created_at,
+        expires_at=upload.expires_at,
+        completed_at=upload.completed_at,
+        forced=upload.forced,
+        instance_count=upload.instance_count,
+        warnings=upload.warnings,
+        failure_reason=upload.failure_reason,
+        files=[
+            FileOut(
+                file_id=f.id,
+                name=f.name,
+                size=f.size,
+                chunk_count=f.chunk_count,
+                chunks_received=len(view.received.get(f.id, [])),
+                missing_chunks=service.missing_ranges(f.chunk_count, view.received.get(f.id, [])),
+                status=f.status,
+                sha256=f.sha256,
+                problems=[FileProblem.model_validate(p) for p in f.problems],
+            )
+            for f in view.files
+        ],
+        instances=[
+            InstanceOut(
+                instance_id=i.id,
+                file_id=i.file_id,
+                entry_name=i.entry_name,
+                sop_class_uid=i.sop_class_uid,
+                sop_instance_uid=i.sop_instance_uid,
+                study_instance_uid=i.study_instance_uid,
+                series_instance_uid=i.series_instance_uid,
+                transfer_syntax_uid=i.transfer_syntax_uid,
+                modality=i.modality,
+                size=i.size,
+                sha256=i.sha256,
+                forward_status=i.forward_status.value,
+                forward_reason=i.forward_reason,
+            )
+            for i in instances
+        ],
+        timeline=[TimelineEvent(state=e.state, at=e.at, detail=e.detail) for e in events],
+    )
+
+
+@router.get(
+    "",
+    response_model=UploadPage,
+    summary="Your uploads (admins: everyone's), newest first, filtered and paged",
+    responses=problem_responses(Unauthorized),
+)
+async def list_uploads(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    state: Annotated[list[UploadState] | None, Query()] = None,
+    modality: Annotated[str | None, Query(max_length=16)] = None,
+    service_level: ServiceLevel | None = None,
+    created_from: date | None = None,
+    created_to: date | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> UploadPage:
+    uploads, total = await repository.list_uploads(
+        session,
+        owner_id=None if user.role is Role.admin else user.id,
+        states=state or (),
+        modality=modality.upper() if modality else None,
+        service_level=service_level.value if service_level else None,
+        created_from=created_from,
+        created_to=created_to,
+        limit=limit,
+        offset=offset,
+    )
+    received = await repository.bytes_received(session, [u.id for u in uploads])
+    await record_audit(
+        session,
+        "upload.listed",
+        request=request,
+        actor_id=user.id,
+        target_type="upload",
+        details={"count": len(uploads)},
+    )
+    await session.commit()
+    return UploadPage(
+        items=[
+            UploadSummary(
+                upload_id=u.id,
+                state=u.state,
+                patient_name=u.patient_name,
+                study_date=u.study_date,
+                modality=u.modality,
+                service_level=u.service_level,
+                study_description=u.study_description,
+                file_count=u.file_count,
+                instance_count=u.instance_count,
+                bytes_total=u.total_bytes,
+                bytes_received=received[u.id],
+                created_at=u.created_at,
+                expires_at=u.expires_at,
+            )
+            for u in uploads
+        ],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.post(
+    "/{upload_id}/complete",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CompletionAccepted,
+    summary="All chunks sent: assemble, validate and forward (as durable jobs); idempotent",
+    responses=problem_responses(
+        *_ACCESS_ERRORS, UploadIncomplete, UploadNotReceiving, UploadExpired
+    ),
+)
+async def complete_upload(
+    request: Request, session: SessionDep, access: UploadAccessDep
+) -> CompletionAccepted:
+    upload = await service.complete_upload(
+        session, access.upload.id, request=request, actor_id=access.actor_id
+    )
+    await session.commit()
+    return CompletionAccepted(upload_id=upload.id, state=upload.state)
+
+
+@router.delete(
+    "/{upload_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Cancel an upload and free its chunks",
+    responses=problem_responses(*_ACCESS_ERRORS, UploadNotCancellable, UploadExpired),
+)
+async def cancel_upload(
+    request: Request, session: SessionDep, access: UploadAccessDep, chunk_store: ChunkStoreDep
+) -> Response:
+    upload = await service.cancel_upload(
+        session, access.upload.id, request=request, actor_id=access.actor_id
+    )
+    await session.commit()
+    if upload.purged_at is None:
+        # After the commit: a chunk PUT racing with the cancel waits on the row lock, and once
+        # the state is cancelled no new chunk can land. Should this fail, the expiry sweep
+        # finishes the job (it purges cancelled uploads whose purged_at is still empty).
+        await service.purge_stored_bytes(session, chunk_store, upload.id)
+        await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _parse_index(value: str) -> int:
+    # Not a FastAPI int: a negative, huge or malformed index is an unknown chunk (404).
+    if not value.isdigit() or len(value) > 9:
+        raise ChunkNotFound()
+    return int(value)
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise ChunkSizeMismatch("Content-Length is not a number")
+    return int(value)

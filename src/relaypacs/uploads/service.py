@@ -1,0 +1,552 @@
+"""The upload protocol: sessions, idempotent chunks, status, completion, cancel, expiry.
+
+Services never commit: the router (request) or the task (job) does. The one exception to "one
+transaction per request" is the chunk PUT, which the router drives in three steps so that no
+database transaction stays open while a slow client sends its body:
+
+1. :func:`prepare_chunk` — read and check the upload, mark it receiving (committed at once);
+2. :func:`stage_chunk` — stream the body to a private temporary while hashing (no database);
+3. :func:`record_chunk` — insert the chunk row; only the insert that wins moves the staged bytes
+   to the chunk's final key; the router then commits and answers 201. A losing insert compares
+   MD5s: same → 200, different → 409. Two different bodies can therefore never overwrite each
+   other's stored bytes, and nothing is counted twice (bytes received are summed from the rows).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import secrets
+import unicodedata
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaypacs.audit.service import record_audit
+from relaypacs.config import Settings
+from relaypacs.db.base import utcnow
+from relaypacs.jobs.models import JobPriority
+from relaypacs.jobs.registry import default_registry
+from relaypacs.jobs.service import enqueue
+from relaypacs.uploads import repository, store
+from relaypacs.uploads.exceptions import (
+    ChecksumMismatch,
+    ChunkConflict,
+    ChunkNotFound,
+    ChunkSizeMismatch,
+    ChunkStoreUnavailable,
+    ChunkTooLarge,
+    DuplicateStudy,
+    InvalidContentMD5,
+    UploadExpired,
+    UploadIncomplete,
+    UploadNotCancellable,
+    UploadNotFound,
+    UploadNotReceiving,
+    UploadTooLarge,
+)
+from relaypacs.uploads.models import (
+    RECEIVING_STATES,
+    Upload,
+    UploadFile,
+    UploadState,
+)
+from relaypacs.uploads.schemas import UploadCreate
+from relaypacs.uploads.store import ChunkStore, StagedChunk, StoreUnavailable
+from relaypacs.users.models import ServiceLevel, User
+
+log = structlog.get_logger(__name__)
+
+ASSEMBLE_JOB = "uploads.assemble"
+EXPIRE_JOB = "uploads.expire"
+#: The forwarding stage's job; enqueued when an upload becomes validated, if that stage exists.
+FORWARD_JOB = "pacs.forward"
+DUPLICATE_WINDOW = timedelta(days=30)
+#: Uploads in these states do not count as earlier copies of a study.
+_NOT_DUPLICATES = frozenset({UploadState.cancelled, UploadState.expired, UploadState.rejected})
+_ACTIVE_AFTER_COMPLETE = frozenset(
+    {
+        UploadState.assembling,
+        UploadState.validated,
+        UploadState.queued,
+        UploadState.forwarding,
+        UploadState.delivered,
+        UploadState.partially_delivered,
+        UploadState.rejected,
+        UploadState.failed,
+    }
+)
+_CANCELLABLE = frozenset(
+    {UploadState.created, UploadState.receiving, UploadState.rejected, UploadState.failed}
+)
+PRIORITY_BY_SERVICE_LEVEL = {
+    ServiceLevel.stat: JobPriority.stat,
+    ServiceLevel.emergency: JobPriority.emergency,
+    ServiceLevel.routine: JobPriority.routine,
+}
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalise_patient_name(name: str) -> str:
+    """Case, accents' encoding, DICOM ``^`` separators and spacing do not make a new patient."""
+    text = unicodedata.normalize("NFKC", name).casefold()
+    for separator in "^,=":
+        text = text.replace(separator, " ")
+    return " ".join(text.split())
+
+
+def duplicate_key(name: str, study_date: object, modality: str) -> str:
+    # Hashed: the rule needs equality only, and this column need not be another copy of the name.
+    material = f"{normalise_patient_name(name)}|{study_date}|{modality.upper()}"
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def missing_ranges(count: int, received: Iterable[int]) -> list[tuple[int, int]]:
+    """Indexes in ``range(count)`` not in ``received``, as inclusive (first, last) ranges."""
+    have = set(received)
+    ranges: list[tuple[int, int]] = []
+    start: int | None = None
+    for index in range(count):
+        if index in have:
+            if start is not None:
+                ranges.append((start, index - 1))
+                start = None
+        elif start is None:
+            start = index
+    if start is not None:
+        ranges.append((start, count - 1))
+    return ranges
+
+
+# --- start -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedUpload:
+    upload: Upload
+    files: list[UploadFile]
+    token: str
+
+
+async def create_upload(
+    session: AsyncSession,
+    *,
+    owner: User,
+    data: UploadCreate,
+    settings: Settings,
+    request: Request | None,
+) -> CreatedUpload:
+    total = sum(f.size for f in data.files)
+    if total > settings.max_upload_bytes:
+        raise UploadTooLarge(
+            f"The files add up to {total} bytes; the limit is {settings.max_upload_bytes}",
+            max_upload_bytes=settings.max_upload_bytes,
+        )
+    study = data.study
+    chunk_size = data.chunk_size or owner.chunk_size
+    key = duplicate_key(study.patient_name, study.study_date, study.modality)
+    now = utcnow()
+    earlier = await repository.find_recent_duplicate(
+        session,
+        owner_id=owner.id,
+        duplicate_key=key,
+        since=now - DUPLICATE_WINDOW,
+        ignore_states=_NOT_DUPLICATES,
+    )
+    if earlier is not None and not data.force_upload and owner.duplicate_warnings:
+        raise DuplicateStudy(
+            "You uploaded a study with the same patient name, study date and modality on "
+            f"{earlier.created_at:%Y-%m-%d}; send force_upload=true to upload it again",
+            duplicate_of=str(earlier.id),
+            duplicate_created_at=earlier.created_at.isoformat(),
+        )
+    token = secrets.token_urlsafe(32)
+    upload = Upload(
+        id=uuid.uuid4(),
+        owner_id=owner.id,
+        state=UploadState.created,
+        token_hash=hash_token(token),
+        created_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(hours=settings.upload_session_hours),
+        patient_name=study.patient_name,
+        patient_id=study.patient_id,
+        study_date=study.study_date,
+        modality=study.modality,
+        service_level=study.service_level or owner.default_service_level,
+        study_description=study.study_description,
+        clinical_history=study.clinical_history,
+        duplicate_key=key,
+        forced=earlier is not None and data.force_upload,
+        chunk_size=chunk_size,
+        total_bytes=total,
+        file_count=len(data.files),
+        instance_count=0,
+        warnings=[],
+    )
+    files = [
+        UploadFile(
+            id=uuid.uuid4(),
+            upload_id=upload.id,
+            position=position,
+            name=f.name,
+            size=f.size,
+            chunk_count=math.ceil(f.size / chunk_size),
+            problems=[],
+        )
+        for position, f in enumerate(data.files)
+    ]
+    await repository.add_upload(session, upload, files)
+    await repository.add_event(session, upload.id, UploadState.created)
+    await record_audit(
+        session,
+        "upload.created",
+        request=request,
+        actor_id=owner.id,
+        target_type="upload",
+        target_id=str(upload.id),
+        details={"files": len(files), "bytes": total},
+    )
+    if upload.forced and earlier is not None:
+        await record_audit(
+            session,
+            "upload.duplicate_forced",
+            request=request,
+            actor_id=owner.id,
+            target_type="upload",
+            target_id=str(upload.id),
+            details={"duplicate_of": str(earlier.id)},
+        )
+    return CreatedUpload(upload, files, token)
+
+
+# --- chunks ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkTarget:
+    upload_id: uuid.UUID
+    file_id: uuid.UUID
+    index: int
+    chunk_size: int
+    expected_size: int
+    md5: bytes
+
+    @property
+    def key(self) -> str:
+        return store.chunk_key(self.upload_id, self.file_id, self.index)
+
+
+def parse_content_md5(value: str | None) -> bytes:
+    if not value:
+        raise InvalidContentMD5("The Content-MD5 header is required")
+    try:
+        digest = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidContentMD5() from exc
+    if len(digest) != 16:
+        raise InvalidContentMD5()
+    return digest
+
+
+def ensure_receiving(upload: Upload, now: datetime) -> None:
+    if upload.state is UploadState.expired or (
+        upload.state in RECEIVING_STATES and upload.expires_at <= now
+    ):
+        raise UploadExpired(f"The upload session expired at {upload.expires_at.isoformat()}")
+    if upload.state not in RECEIVING_STATES:
+        raise UploadNotReceiving(f"The upload is {upload.state.value}", state=upload.state.value)
+
+
+async def prepare_chunk(
+    session: AsyncSession,
+    *,
+    upload: Upload,
+    upload_file: UploadFile,
+    index: int,
+    content_md5: str | None,
+    content_length: int | None,
+) -> ChunkTarget:
+    """Every check that needs no body; refuses oversize bodies before reading them."""
+    ensure_receiving(upload, utcnow())
+    if index < 0 or index >= upload_file.chunk_count:
+        raise ChunkNotFound(
+            f"This file has chunks 0 to {upload_file.chunk_count - 1}",
+            chunk_count=upload_file.chunk_count,
+        )
+    expected = (
+        upload.chunk_size
+        if index < upload_file.chunk_count - 1
+        else upload_file.size - upload.chunk_size * (upload_file.chunk_count - 1)
+    )
+    if content_length is not None and content_length > upload.chunk_size:
+        raise ChunkTooLarge(
+            f"Chunks of this upload are at most {upload.chunk_size} bytes",
+            chunk_size=upload.chunk_size,
+        )
+    if content_length is not None and content_length != expected:
+        raise ChunkSizeMismatch(
+            f"Chunk {index} must be {expected} bytes, not {content_length}",
+            expected_size=expected,
+        )
+    md5 = parse_content_md5(content_md5)
+    if upload.state is UploadState.created and await repository.mark_receiving(session, upload.id):
+        await repository.add_event(session, upload.id, UploadState.receiving)
+    return ChunkTarget(upload.id, upload_file.id, index, upload.chunk_size, expected, md5)
+
+
+async def stage_chunk(
+    chunk_store: ChunkStore, target: ChunkTarget, body: AsyncIterator[bytes]
+) -> StagedChunk:
+    """Stream the body to a temporary and verify its size and MD5; nothing is kept on error."""
+    try:
+        staged = await chunk_store.stage(body, max_size=target.chunk_size)
+    except store.ChunkTooLarge as exc:
+        raise ChunkTooLarge(
+            f"Chunks of this upload are at most {target.chunk_size} bytes",
+            chunk_size=target.chunk_size,
+        ) from exc
+    except (StoreUnavailable, OSError) as exc:
+        log.warning("chunk_stage_failed", upload_id=str(target.upload_id), error=type(exc).__name__)
+        raise ChunkStoreUnavailable() from exc
+    if staged.size != target.expected_size:
+        await staged.discard()
+        raise ChunkSizeMismatch(
+            f"Chunk {target.index} must be {target.expected_size} bytes, not {staged.size}",
+            expected_size=target.expected_size,
+        )
+    if staged.md5 != target.md5:
+        await staged.discard()
+        raise ChecksumMismatch(
+            "The MD5 of the received bytes differs from Content-MD5; nothing was stored"
+        )
+    return staged
+
+
+async def record_chunk(
+    session: AsyncSession, chunk_store: ChunkStore, target: ChunkTarget, staged: StagedChunk
+) -> bool:
+    """Insert the chunk row; the winner moves the staged bytes into place. Returns ``created``.
+
+    The caller commits afterwards; only then may it answer 2xx.
+    """
+    try:
+        upload = await repository.get_upload(session, target.upload_id, lock="share")
+        if upload is None:
+            raise UploadNotFound()
+        ensure_receiving(upload, utcnow())
+        inserted = await repository.insert_chunk_if_absent(
+            session,
+            upload_id=target.upload_id,
+            file_id=target.file_id,
+            index=target.index,
+            size=staged.size,
+            md5=staged.md5.hex(),
+        )
+        if inserted:
+            try:
+                await staged.commit(target.key)
+            except (StoreUnavailable, OSError) as exc:
+                log.warning(
+                    "chunk_commit_failed", upload_id=str(target.upload_id), error=type(exc).__name__
+                )
+                raise ChunkStoreUnavailable() from exc
+            return True
+        existing = await repository.get_chunk_md5(session, target.file_id, target.index)
+        if existing != staged.md5.hex():
+            raise ChunkConflict(
+                f"Chunk {target.index} is already stored with different bytes",
+                stored_md5=base64.b64encode(bytes.fromhex(existing or "")).decode(),
+            )
+        return False
+    finally:
+        await staged.discard()
+
+
+# --- status ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadView:
+    upload: Upload
+    files: list[UploadFile]
+    received: dict[uuid.UUID, list[int]]
+    bytes_received: int
+
+
+async def view_upload(session: AsyncSession, upload: Upload) -> UploadView:
+    files = await repository.list_files(session, upload.id)
+    received = await repository.received_chunk_indexes(session, upload.id)
+    totals = await repository.bytes_received(session, [upload.id])
+    return UploadView(upload, files, received, totals[upload.id])
+
+
+def missing_by_file(view: UploadView) -> list[dict[str, object]]:
+    missing: list[dict[str, object]] = []
+    for f in view.files:
+        ranges = missing_ranges(f.chunk_count, view.received.get(f.id, []))
+        if ranges:
+            missing.append({"file_id": str(f.id), "missing_chunks": ranges})
+    return missing
+
+
+# --- completion and cancel ---------------------------------------------------------------------
+
+
+async def complete_upload(
+    session: AsyncSession, upload_id: uuid.UUID, *, request: Request | None, actor_id: uuid.UUID
+) -> Upload:
+    """receiving → assembling with a durable assembly job; idempotent once accepted."""
+    upload = await repository.get_upload(session, upload_id, lock="update")
+    if upload is None:
+        raise UploadNotFound()
+    if upload.state in _ACTIVE_AFTER_COMPLETE:
+        return upload
+    ensure_receiving(upload, utcnow())
+    view = await view_upload(session, upload)
+    missing = missing_by_file(view)
+    if missing:
+        count = sum(
+            last - first + 1
+            for entry in missing
+            for first, last in entry["missing_chunks"]  # type: ignore[attr-defined]
+        )
+        raise UploadIncomplete(f"{count} chunk(s) are missing", missing=missing)
+    now = utcnow()
+    upload.state = UploadState.assembling
+    upload.completed_at = now
+    upload.updated_at = now
+    await repository.add_event(session, upload.id, UploadState.assembling)
+    await enqueue(
+        session,
+        ASSEMBLE_JOB,
+        {"upload_id": str(upload.id)},
+        priority=PRIORITY_BY_SERVICE_LEVEL[upload.service_level],
+        dedupe_key=f"{ASSEMBLE_JOB}:{upload.id}",
+    )
+    await record_audit(
+        session,
+        "upload.completed",
+        request=request,
+        actor_id=actor_id,
+        target_type="upload",
+        target_id=str(upload.id),
+    )
+    return upload
+
+
+async def cancel_upload(
+    session: AsyncSession, upload_id: uuid.UUID, *, request: Request | None, actor_id: uuid.UUID
+) -> Upload:
+    upload = await repository.get_upload(session, upload_id, lock="update")
+    if upload is None:
+        raise UploadNotFound()
+    if upload.state is UploadState.cancelled:
+        return upload
+    if upload.state is UploadState.expired:
+        raise UploadExpired()
+    if upload.state not in _CANCELLABLE:
+        raise UploadNotCancellable(f"The upload is {upload.state.value}", state=upload.state.value)
+    upload.state = UploadState.cancelled
+    upload.updated_at = utcnow()
+    await repository.add_event(session, upload.id, UploadState.cancelled)
+    await record_audit(
+        session,
+        "upload.cancelled",
+        request=request,
+        actor_id=actor_id,
+        target_type="upload",
+        target_id=str(upload.id),
+    )
+    return upload
+
+
+async def purge_stored_bytes(
+    session: AsyncSession, chunk_store: ChunkStore, upload_id: uuid.UUID
+) -> None:
+    """Delete what a cancelled or expired upload stored; the caller commits ``purged_at``."""
+    removed = await chunk_store.delete_prefix(store.upload_prefix(upload_id))
+    await repository.mark_purged(session, upload_id)
+    log.info("upload_purged", upload_id=str(upload_id), objects=removed)
+
+
+async def expire_sessions(
+    session: AsyncSession, now: datetime, limit: int = 500
+) -> list[uuid.UUID]:
+    """Unfinished sessions past ``expires_at`` → expired. Never touches uploads past receiving."""
+    expired: list[uuid.UUID] = []
+    for upload_id in await repository.expired_upload_ids(session, now, limit):
+        upload = await repository.get_upload(session, upload_id, lock="update")
+        if upload is None or upload.state not in RECEIVING_STATES or upload.expires_at > now:
+            continue
+        upload.state = UploadState.expired
+        upload.updated_at = now
+        await repository.add_event(session, upload.id, UploadState.expired)
+        expired.append(upload_id)
+    return expired
+
+
+async def enqueue_forwarding(session: AsyncSession, upload: Upload) -> bool:
+    """Hand a validated upload to the forwarding stage, when one is installed.
+
+    The forwarding stage registers a handler for :data:`FORWARD_JOB` and takes the upload
+    from ``validated`` onwards (``queued``, ``forwarding``, ...).
+    """
+    if FORWARD_JOB not in default_registry.handlers:
+        return False
+    await enqueue(
+        session,
+        FORWARD_JOB,
+        {"upload_id": str(upload.id)},
+        priority=PRIORITY_BY_SERVICE_LEVEL[upload.service_level],
+        dedupe_key=f"{FORWARD_JOB}:{upload.id}",
+    )
+    return True
+
+
+def header_warnings(
+    upload: Upload, headers: Sequence[tuple[str, str | None, object, object, object]]
+) -> list[dict[str, object]]:
+    """Compare each instance's header with the declared study; codes and counts, no values.
+
+    ``headers``: (file name, entry name, patient name, modality, study date) per instance.
+    """
+    declared_name = normalise_patient_name(upload.patient_name)
+    counts: dict[str, list[str]] = {}
+    for file_name, entry, name, modality, study_date in headers:
+        where = f"{file_name}:{entry}" if entry else file_name
+        if isinstance(name, str) and normalise_patient_name(name) != declared_name:
+            counts.setdefault("patient_name_mismatch", []).append(where)
+        if (
+            isinstance(modality, str)
+            and modality
+            and modality not in _NON_IMAGE_MODALITIES
+            and modality != upload.modality
+        ):
+            counts.setdefault("modality_mismatch", []).append(where)
+        if study_date is not None and study_date != upload.study_date:
+            counts.setdefault("study_date_mismatch", []).append(where)
+    messages = {
+        "patient_name_mismatch": "The patient name in the DICOM header differs from the "
+        "declared patient name",
+        "modality_mismatch": "The modality in the DICOM header differs from the declared one",
+        "study_date_mismatch": "The study date in the DICOM header differs from the declared one",
+    }
+    return [
+        {"code": code, "message": messages[code], "instances": len(where), "files": where[:20]}
+        for code, where in counts.items()
+    ]
+
+
+#: Objects that accompany images with their own modality code (reports, states, key images).
+_NON_IMAGE_MODALITIES = frozenset({"SR", "PR", "KO", "DOC", "REG", "SEG", "RWV", "PLAN"})

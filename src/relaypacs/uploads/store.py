@@ -1,0 +1,241 @@
+"""The chunk store: where chunk bytes and assembled instances live (tusd's DataStore, smaller).
+
+The upload protocol never touches a disk or a bucket directly; it talks to :class:`ChunkStore`.
+Two implementations: :mod:`relaypacs.uploads.stores.filesystem` (the default, under DATA_DIR) and
+:mod:`relaypacs.uploads.stores.s3` (any S3-compatible endpoint), chosen by
+``RELAYPACS_STORAGE_URL`` in :func:`open_chunk_store`.
+
+A chunk is written in two steps so that concurrent writers can never overwrite each other's bytes:
+:meth:`ChunkStore.stage` streams a request body to a private temporary object while computing its
+MD5 and size; only after the database has accepted the chunk row does :meth:`StagedChunk.commit`
+move it to its final key atomically. Every key is built here, from ids only: a client-supplied
+file name never becomes part of a path.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from relaypacs.config import KIB, Settings
+
+#: How many body bytes are gathered before one hashing/writing step runs in a worker thread:
+#: large enough that thread hops are cheap, small enough that memory per request stays tiny.
+WRITE_BATCH_BYTES = 256 * KIB
+READ_BLOCK_BYTES = 256 * KIB
+
+
+class ChunkTooLarge(Exception):
+    """The body grew past the size the caller allowed; nothing was kept."""
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached or refused an operation (transient)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    sha256: str
+
+
+class StagedChunk(Protocol):
+    """A verified-size, hashed body waiting for the database's decision."""
+
+    @property
+    def md5(self) -> bytes: ...
+
+    @property
+    def size(self) -> int: ...
+
+    async def commit(self, key: str) -> None:
+        """Make the bytes durable under ``key`` (atomic replace) and release the temporary."""
+
+    async def discard(self) -> None:
+        """Drop the temporary; safe to call after :meth:`commit` or twice."""
+
+
+class ChunkStore(Protocol):
+    #: Local temporaries of this process (assembly and ZIP entries are worked on here).
+    staging: StagingArea
+
+    @property
+    def description(self) -> str:
+        """Where the bytes go, for logs and readiness (no secrets)."""
+
+    async def stage(self, body: AsyncIterator[bytes], *, max_size: int) -> StagedChunk:
+        """Stream ``body`` to a temporary object while hashing; :class:`ChunkTooLarge` past
+        ``max_size`` bytes (the temporary is removed before raising)."""
+
+    def read(self, key: str) -> AsyncIterator[bytes]:
+        """Stream the object at ``key`` (chunk or instance); ``FileNotFoundError`` if absent."""
+
+    async def put_file(self, key: str, path: Path) -> None:
+        """Store a local file (assembled file or unpacked instance) durably under ``key``."""
+
+    async def fetch_to_file(self, key: str, path: Path) -> None:
+        """Copy the object at ``key`` to a local file (validation needs a seekable file)."""
+
+    async def size_of(self, key: str) -> int | None:
+        """The stored size of ``key``, or ``None`` when it does not exist."""
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix`` (e.g. one upload); returns how many."""
+
+    async def clean_stale_temporaries(self, older_than_seconds: float) -> int:
+        """Remove temporaries left by interrupted writes (a crash between stage and commit)."""
+
+    async def check(self) -> None:
+        """Raise if the store is not usable (readiness)."""
+
+    async def close(self) -> None: ...
+
+
+def upload_prefix(upload_id: uuid.UUID) -> str:
+    return f"uploads/{upload_id}/"
+
+
+def chunk_key(upload_id: uuid.UUID, file_id: uuid.UUID, index: int) -> str:
+    # Zero-padded so that a listing sorts in chunk order.
+    return f"uploads/{upload_id}/chunks/{file_id}/{index:08d}"
+
+
+def chunks_prefix(upload_id: uuid.UUID) -> str:
+    return f"uploads/{upload_id}/chunks/"
+
+
+def file_key(upload_id: uuid.UUID, file_id: uuid.UUID) -> str:
+    return f"uploads/{upload_id}/files/{file_id}"
+
+
+def instance_key(upload_id: uuid.UUID, instance_id: uuid.UUID) -> str:
+    return f"uploads/{upload_id}/instances/{instance_id}"
+
+
+def open_chunk_store(settings: Settings) -> ChunkStore:
+    """The store named by ``RELAYPACS_STORAGE_URL`` (default: ``DATA_DIR/chunks``)."""
+    url = settings.storage_url or (settings.data_dir / "chunks").resolve().as_uri()
+    if url.startswith("file://"):
+        from relaypacs.uploads.stores.filesystem import FilesystemChunkStore
+
+        return FilesystemChunkStore(Path(url.removeprefix("file://")))
+    if url.startswith("s3://"):
+        from relaypacs.uploads.stores.s3 import S3ChunkStore
+
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        return S3ChunkStore(
+            bucket=bucket,
+            prefix=prefix.strip("/"),
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            staging_dir=settings.data_dir / "staging",
+        )
+    raise ValueError("RELAYPACS_STORAGE_URL must start with file:// or s3://")
+
+
+class StagingArea:
+    """Local temporaries of one process, in a directory that process holds a lock on.
+
+    Each process works in its own ``<root>/<random>/`` directory and holds an exclusive ``flock``
+    on ``<root>/<random>/.lock`` while it lives. A directory whose lock can be taken belongs to a
+    dead process (killed mid-write): :meth:`clean_stale` removes it at once, while live processes
+    sharing the same root keep their in-flight temporaries.
+    """
+
+    def __init__(self, root: Path) -> None:
+        import fcntl
+
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.directory = root / uuid.uuid4().hex
+        self.directory.mkdir()
+        self._lock_file = (self.directory / ".lock").open("wb")
+        fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def new_path(self, suffix: str = ".part") -> Path:
+        return self.directory / f"{uuid.uuid4().hex}{suffix}"
+
+    def clean_stale(self) -> int:
+        """Blocking: remove the directories of dead processes; returns the files removed."""
+        import fcntl
+        import shutil
+
+        removed = 0
+        for directory in self.root.iterdir():
+            if directory == self.directory or not directory.is_dir():
+                continue
+            lock_path = directory / ".lock"
+            try:
+                with lock_path.open("ab") as lock:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    removed += sum(1 for p in directory.iterdir() if p.name != ".lock")
+                    shutil.rmtree(directory, ignore_errors=True)
+            except BlockingIOError:
+                continue  # a live process owns it
+            except FileNotFoundError:
+                shutil.rmtree(directory, ignore_errors=True)
+        return removed
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self._lock_file.close()
+
+
+async def stage_to_file(
+    body: AsyncIterator[bytes], path: Path, *, max_size: int, fsync: bool
+) -> tuple[bytes, int]:
+    """Stream ``body`` into a new file at ``path`` while hashing; returns (MD5 digest, size).
+
+    Blocking writes and hashing run in worker threads in batches of :data:`WRITE_BATCH_BYTES`.
+    On any error (including :class:`ChunkTooLarge` and a client that disconnects) the file is
+    removed before the exception propagates.
+    """
+    import hashlib
+
+    from anyio import to_thread
+
+    handle: BinaryIO = await to_thread.run_sync(path.open, "wb")
+    md5 = hashlib.md5(usedforsecurity=False)
+    size = 0
+    pending: list[bytes] = []
+    pending_size = 0
+
+    def write(data: bytes) -> None:
+        md5.update(data)
+        handle.write(data)
+
+    def finish(data: bytes) -> None:
+        if data:
+            write(data)
+        handle.flush()
+        if fsync:
+            os.fsync(handle.fileno())
+        handle.close()
+
+    def abandon() -> None:
+        handle.close()
+        path.unlink(missing_ok=True)
+
+    try:
+        async for piece in body:
+            size += len(piece)
+            if size > max_size:
+                raise ChunkTooLarge
+            pending.append(piece)
+            pending_size += len(piece)
+            if pending_size >= WRITE_BATCH_BYTES:
+                data = b"".join(pending)
+                pending.clear()
+                pending_size = 0
+                await to_thread.run_sync(write, data)
+        await to_thread.run_sync(finish, b"".join(pending))
+    except BaseException:
+        await to_thread.run_sync(abandon)
+        raise
+    return md5.digest(), size

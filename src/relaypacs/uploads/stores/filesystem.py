@@ -1,0 +1,156 @@
+"""The default chunk store: files under one directory (DATA_DIR/chunks).
+
+Durability follows the usual recipe: write a temporary, ``fsync`` it, ``rename`` it over the final
+name (atomic on POSIX), then ``fsync`` the directory so that the rename itself survives power loss.
+A reader therefore sees either no chunk or the whole verified chunk, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+from anyio import to_thread
+
+from relaypacs.uploads.store import READ_BLOCK_BYTES, StagingArea, stage_to_file
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ensure_directory(root: Path, directory: Path) -> None:
+    """Create ``directory`` (below ``root``) and make each new entry durable in its parent."""
+    missing: list[Path] = []
+    current = directory
+    while current != root and not current.exists():
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue  # another request created it at the same moment
+        _fsync_directory(path.parent)
+
+
+class _StagedFile:
+    def __init__(self, store: FilesystemChunkStore, path: Path, md5: bytes, size: int) -> None:
+        self._store = store
+        self._path: Path | None = path
+        self.md5 = md5
+        self.size = size
+
+    async def commit(self, key: str) -> None:
+        assert self._path is not None, "staged chunk already committed or discarded"
+        path, self._path = self._path, None
+        await to_thread.run_sync(self._store.install, path, key)
+
+    async def discard(self) -> None:
+        path, self._path = self._path, None
+        if path is not None:
+            await to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+
+class FilesystemChunkStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Temporaries live on the same file system as the objects so that rename is atomic.
+        self.staging = StagingArea(self.root / "tmp")
+
+    @property
+    def description(self) -> str:
+        return f"file://{self.root}"
+
+    def path_of(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        # Keys are built from ids only; this guards against a future caller passing user input.
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise ValueError("key escapes the store")
+        return path
+
+    def install(self, source: Path, key: str) -> None:
+        """Blocking: atomically move an fsync'd local file to ``key``."""
+        target = self.path_of(key)
+        _ensure_directory(self.root, target.parent)
+        os.replace(source, target)
+        _fsync_directory(target.parent)
+
+    async def stage(self, body: AsyncIterator[bytes], *, max_size: int) -> _StagedFile:
+        path = self.staging.new_path()
+        md5, size = await stage_to_file(body, path, max_size=max_size, fsync=True)
+        return _StagedFile(self, path, md5, size)
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        path = self.path_of(key)
+        handle: BinaryIO = await to_thread.run_sync(path.open, "rb")
+        try:
+            while block := await to_thread.run_sync(handle.read, READ_BLOCK_BYTES):
+                yield block
+        finally:
+            handle.close()
+
+    async def put_file(self, key: str, path: Path) -> None:
+        def put() -> None:
+            with path.open("rb+") as handle:
+                os.fsync(handle.fileno())
+            if path.is_relative_to(self.staging.root):
+                self.install(path, key)  # our own temporary: a rename, no copy
+            else:
+                copy = self.staging.new_path()
+                shutil.copyfile(path, copy)
+                with copy.open("rb+") as handle:
+                    os.fsync(handle.fileno())
+                self.install(copy, key)
+
+        await to_thread.run_sync(put)
+
+    async def fetch_to_file(self, key: str, path: Path) -> None:
+        source = self.path_of(key)
+        await to_thread.run_sync(shutil.copyfile, source, path)
+
+    async def size_of(self, key: str) -> int | None:
+        path = self.path_of(key)
+
+        def size() -> int | None:
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:
+                return None
+
+        return await to_thread.run_sync(size)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        directory = self.path_of(prefix.rstrip("/"))
+
+        def delete() -> int:
+            if not directory.exists():
+                return 0
+            count = sum(1 for p in directory.rglob("*") if p.is_file())
+            shutil.rmtree(directory, ignore_errors=True)
+            return count
+
+        return await to_thread.run_sync(delete)
+
+    async def clean_stale_temporaries(self, older_than_seconds: float) -> int:
+        # Ownership is decided by the staging area's process locks, not by age.
+        return await to_thread.run_sync(self.staging.clean_stale)
+
+    async def check(self) -> None:
+        def probe() -> None:
+            probe_path = self.staging.new_path(".probe")
+            probe_path.write_bytes(b"ok")
+            probe_path.unlink()
+
+        await to_thread.run_sync(probe)
+
+    async def close(self) -> None:
+        await to_thread.run_sync(self.staging.close)

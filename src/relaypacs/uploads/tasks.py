@@ -1,0 +1,63 @@
+"""Job handlers of the uploads domain: assembly + validation, and the expiry sweep."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from relaypacs.db.base import utcnow
+from relaypacs.dicom.archives import ZipLimits
+from relaypacs.jobs.registry import JobContext, PermanentFailure, RetryLater, job_handler
+from relaypacs.jobs.registry import register_periodic as _register_periodic
+from relaypacs.uploads import repository, service
+from relaypacs.uploads.assembly import AssemblyError, assemble_upload
+from relaypacs.uploads.models import UploadState
+from relaypacs.uploads.store import StoreUnavailable
+
+log = structlog.get_logger(__name__)
+
+EXPIRY_SWEEP_EVERY = timedelta(minutes=10)
+
+
+@job_handler(service.ASSEMBLE_JOB)
+async def assemble(ctx: JobContext, payload: dict[str, Any]) -> None:
+    try:
+        upload_id = uuid.UUID(str(payload["upload_id"]))
+    except (KeyError, ValueError) as exc:
+        raise PermanentFailure("payload without a valid upload_id") from exc
+    settings = ctx.settings
+    limits = ZipLimits(max_total_bytes=4 * settings.max_upload_bytes)
+    try:
+        await assemble_upload(ctx.sessionmaker, ctx.resources.chunk_store, upload_id, limits=limits)
+    except (StoreUnavailable, OSError) as exc:
+        raise RetryLater(f"chunk store: {type(exc).__name__}") from exc
+    except AssemblyError as exc:
+        async with ctx.sessionmaker() as session:
+            upload = await repository.get_upload(session, upload_id, lock="update")
+            if upload is not None and upload.state is UploadState.assembling:
+                upload.state = UploadState.failed
+                upload.failure_reason = str(exc)
+                upload.updated_at = utcnow()
+                await repository.add_event(session, upload_id, UploadState.failed, str(exc))
+            await session.commit()
+        raise PermanentFailure(str(exc)) from exc
+
+
+@job_handler(service.EXPIRE_JOB)
+async def expire(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Expire unfinished sessions past 24 h and free what cancelled/expired uploads stored."""
+    async with ctx.sessionmaker() as session:
+        expired = await service.expire_sessions(session, utcnow())
+        await session.commit()
+    if expired:
+        log.info("upload_sessions_expired", count=len(expired))
+    async with ctx.sessionmaker() as session:
+        for upload_id in await repository.unpurged_upload_ids(session, limit=500):
+            await service.purge_stored_bytes(session, ctx.resources.chunk_store, upload_id)
+            await session.commit()
+
+
+_register_periodic(service.EXPIRE_JOB, every=EXPIRY_SWEEP_EVERY)
