@@ -1,0 +1,364 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { dexieJobStore, RelayDatabase, type JobStore } from '../db';
+import { UploadEngine } from '../engine';
+import { md5Base64 } from '../md5';
+import type { EngineEvent, JobView, UploadJob } from '../types';
+
+import { FakeGateway } from './fake-gateway';
+
+let db: RelayDatabase;
+let store: JobStore;
+let gateway: FakeGateway;
+let counter = 0;
+
+beforeEach(() => {
+  counter += 1;
+  db = new RelayDatabase(`test-${counter}`);
+  store = dexieJobStore(db);
+  gateway = new FakeGateway();
+});
+
+afterEach(async () => {
+  db.close();
+  await RelayDatabase.delete(`test-${counter}`);
+});
+
+function bytes(text: string): Blob {
+  return new Blob([new TextEncoder().encode(text)]);
+}
+
+function job(id: string, files: Record<string, string>, extra: Partial<UploadJob> = {}): [UploadJob, Blob[]] {
+  const blobs = Object.values(files).map(bytes);
+  return [
+    {
+      id,
+      createdAt: Date.now(),
+      state: 'waiting',
+      study: { patient_name: 'DOE^JANE', study_date: '2026-01-02', modality: 'CT', service_level: 'routine' },
+      files: Object.keys(files).map((name, index) => ({ index, name, size: blobs[index]?.size ?? 0 })),
+      totalBytes: blobs.reduce((n, b) => n + b.size, 0),
+      forceUpload: false,
+      ...extra,
+    },
+    blobs,
+  ];
+}
+
+interface Harness {
+  engine: UploadEngine;
+  events: EngineEvent[];
+  latest: () => JobView[];
+}
+
+function harness(): Harness {
+  const events: EngineEvent[] = [];
+  const engine = new UploadEngine({
+    transport: gateway,
+    store,
+    md5: md5Base64,
+    parallel: 3,
+    backoff: { baseMs: 1, capMs: 4 },
+    emitIntervalMs: 1,
+    emit: (event) => events.push(event),
+  });
+  const latest = (): JobView[] => {
+    for (let i = events.length - 1; i >= 0; i -= 1) {
+      const event = events[i];
+      if (event?.type === 'snapshot') return event.jobs;
+    }
+    return [];
+  };
+  return { engine, events, latest };
+}
+
+async function until(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 3_000;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+async function stateOf(id: string): Promise<string | undefined> {
+  return (await store.getJob(id))?.state;
+}
+
+async function started(h: Harness): Promise<void> {
+  await h.engine.handle({ type: 'token', token: 'access-1' });
+  await h.engine.handle({ type: 'start' });
+}
+
+describe('upload engine', () => {
+  it('sends every chunk with its MD5 and completes the upload', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'hello chunked world', 'b.dcm': 'xyz' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+
+    const saved = await store.getJob('j1');
+    const serverId = saved?.serverId ?? '';
+    expect(new TextDecoder().decode(gateway.assembled(serverId, 0))).toBe('hello chunked world');
+    expect(new TextDecoder().decode(gateway.assembled(serverId, 1))).toBe('xyz');
+    expect(gateway.puts).toHaveLength(6); // ceil(19/4) + ceil(3/4)
+    expect(gateway.completions).toBe(1);
+    await until(() => h.events.some((e) => e.type === 'submitted' && e.serverId === serverId), 'event');
+  });
+
+  it('deletes the local copy of the files once the gateway accepted completion', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcdefgh' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    expect(await db.blobs.where('jobId').equals('j1').count()).toBe(0);
+    expect(await store.getJob('j1')).toBeDefined();
+  });
+
+  it('never puts the upload token in what the screens see', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcdefgh' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    expect(JSON.stringify(h.events)).not.toContain('tok-');
+  });
+
+  it('retries chunks the gateway could not take, then finishes', async () => {
+    gateway.failNextPuts = 5;
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcdefghijkl' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    expect(gateway.puts.length).toBe(3 + 5);
+  });
+
+  it('re-reads and re-sends a chunk refused as corrupted', async () => {
+    gateway.corruptNextPuts = 1;
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcd' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    expect(gateway.puts.length).toBe(2);
+  });
+
+  it('fails the upload when a chunk keeps arriving corrupted', async () => {
+    gateway.corruptNextPuts = 100;
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcd' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'failed', 'failed');
+    expect((await store.getJob('j1'))?.message).toMatch(/damaged/);
+  });
+
+  it('waits while offline and goes on by itself when the network returns', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcdefghijkl' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await h.engine.handle({ type: 'online', online: false });
+    await started(h);
+    await until(() => h.latest()[0]?.progress?.waitingFor === 'network', 'waiting for network');
+    expect(gateway.sessions.size).toBe(0);
+
+    await h.engine.handle({ type: 'online', online: true });
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+  });
+
+  it('keeps trying through a gateway that stops answering mid-upload', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(40) });
+    await store.addJob(record, blobs);
+    const original = gateway.putChunk.bind(gateway);
+    let calls = 0;
+    gateway.putChunk = async (request) => {
+      calls += 1;
+      if (calls === 4) gateway.down = true;
+      if (calls === 12) gateway.down = false;
+      return original(request);
+    };
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    expect(new Set(gateway.puts.map((p) => p.index)).size).toBe(10);
+  });
+
+  it('resumes after a reload without re-sending chunks the gateway already stored', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(20), 'b.dcm': 'b'.repeat(8) });
+    await store.addJob(record, blobs);
+    const first = harness();
+    const original = gateway.putChunk.bind(gateway);
+    let stored = 0;
+    gateway.putChunk = async (request) => {
+      const status = await original(request);
+      stored += 1;
+      if (stored === 3) void first.engine.handle({ type: 'pause', jobId: 'j1' });
+      return status;
+    };
+    await started(first);
+    await until(async () => (await stateOf('j1')) === 'paused', 'paused');
+    await first.engine.idle();
+    gateway.putChunk = original;
+    // "Reload": the page comes back as a new engine over the same IndexedDB, the job resumed.
+    await store.putJob({ ...(await store.getJob('j1'))!, state: 'uploading' });
+    const before = new Set(gateway.puts.map((p) => `${p.fileId}:${p.index}`));
+    const putsBefore = gateway.puts.length;
+    const second = harness();
+    await started(second);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    const after = gateway.puts.slice(putsBefore).map((p) => `${p.fileId}:${p.index}`);
+    expect(after.filter((key) => before.has(key))).toEqual([]);
+    expect(before.size + after.length).toBe(7);
+  });
+
+  it('pauses and resumes on request', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcdefgh' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await h.engine.handle({ type: 'online', online: false });
+    await started(h);
+    await h.engine.handle({ type: 'pause', jobId: 'j1' });
+    expect(await stateOf('j1')).toBe('paused');
+    await h.engine.handle({ type: 'online', online: true });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(gateway.sessions.size).toBe(0);
+    await h.engine.handle({ type: 'resume', jobId: 'j1' });
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+  });
+
+  it('cancels: stops sending, tells the gateway and drops the local files', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(40) });
+    await store.addJob(record, blobs);
+    const h = harness();
+    const original = gateway.putChunk.bind(gateway);
+    gateway.putChunk = async (request) => {
+      const status = await original(request);
+      if (gateway.puts.length === 2) void h.engine.handle({ type: 'cancel', jobId: 'j1' });
+      return status;
+    };
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'cancelled', 'cancelled');
+    await until(() => [...gateway.sessions.values()][0]?.state === 'cancelled', 'gateway told');
+    expect(await db.blobs.count()).toBe(0);
+    expect(gateway.puts.length).toBeLessThan(10);
+  });
+
+  it('holds a duplicate study for the user and sends it anyway when asked', async () => {
+    gateway.duplicateUnlessForced = true;
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcd' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'duplicate', 'duplicate');
+    expect(h.latest()[0]?.message).toMatch(/2 days ago/);
+    await h.engine.handle({ type: 'decide-duplicate', jobId: 'j1', send: true });
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+  });
+
+  it('discards a duplicate study when the user says so', async () => {
+    gateway.duplicateUnlessForced = true;
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcd' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'duplicate', 'duplicate');
+    await h.engine.handle({ type: 'decide-duplicate', jobId: 'j1', send: false });
+    expect(await store.getJob('j1')).toBeUndefined();
+    expect(await db.blobs.count()).toBe(0);
+  });
+
+  it('asks for a fresh sign-in token on 401 and carries on with it', async () => {
+    gateway.expiredToken = 'access-1';
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcd' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await until(() => h.events.some((e) => e.type === 'need-token'), 'need-token');
+    expect(h.latest()[0]?.progress?.waitingFor).toBe('sign-in');
+    await h.engine.handle({ type: 'token', token: 'access-2' });
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+  });
+
+  it('fails an expired session and forgets it, so a retry opens a new one', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcdefgh' });
+    await store.addJob(record, blobs);
+    gateway.sessions.set('old', { id: 'old', token: 't', chunkSize: 4, state: 'expired', files: [] });
+    await store.putJob({ ...record, state: 'uploading', serverId: 'old', uploadToken: 't', chunkSize: 4, files: [{ ...record.files[0]!, serverFileId: 'x' }] });
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'failed', 'failed');
+    const failed = await store.getJob('j1');
+    expect(failed?.message).toMatch(/expired/);
+    expect(failed?.serverId).toBeUndefined();
+
+    await h.engine.handle({ type: 'retry', jobId: 'j1' });
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    expect((await store.getJob('j1'))?.serverId).not.toBe('old');
+  });
+
+  it('finishes a job whose completion was accepted before the tab died', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcd' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    await store.putJob({ ...(await store.getJob('j1'))!, state: 'completing' });
+    const again = harness();
+    await started(again);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted again');
+    expect(gateway.completions).toBe(1);
+  });
+
+  it('sends STAT studies before routine ones queued earlier', async () => {
+    const [routine, routineBlobs] = job('routine', { 'r.dcm': 'rrrr' });
+    const [stat, statBlobs] = job('stat', { 's.dcm': 'ssss' }, { createdAt: routine.createdAt + 1 });
+    stat.study.service_level = 'stat';
+    await store.addJob(routine, routineBlobs);
+    await store.addJob(stat, statBlobs);
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('routine')) === 'submitted', 'both submitted');
+    expect(gateway.puts[0]?.uploadId).toBe((await store.getJob('stat'))?.serverId);
+  });
+
+  it('reports progress with bytes per file and an overall rate', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(16), 'b.dcm': 'b'.repeat(8) });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    const progress = h.events
+      .flatMap((e) => (e.type === 'snapshot' ? e.jobs : []))
+      .map((j) => j.progress)
+      .filter((p) => p !== null);
+    expect(progress.length).toBeGreaterThan(0);
+    const last = progress[progress.length - 1]!;
+    expect(last.totalBytes).toBe(24);
+    expect(last.sentBytes).toBe(24);
+    expect(last.files.map((f) => f.sentBytes)).toEqual([16, 8]);
+  });
+});
+
+describe('queue persistence', () => {
+  it('keeps jobs and their file bytes across a new database connection (a reload)', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'persist me' });
+    await store.addJob(record, blobs);
+    db.close();
+    const reopened = new RelayDatabase(`test-${counter}`);
+    const again = dexieJobStore(reopened);
+    expect((await again.listJobs()).map((j) => j.id)).toEqual(['j1']);
+    const chunk = await again.readChunk('j1', 0, 0, 7);
+    expect(new TextDecoder().decode(chunk)).toBe('persist');
+    db = reopened;
+  });
+
+  it('deletes a job together with its files', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'x', 'b.dcm': 'y' });
+    await store.addJob(record, blobs);
+    await store.deleteJob('j1');
+    expect(await db.jobs.count()).toBe(0);
+    expect(await db.blobs.count()).toBe(0);
+  });
+});

@@ -1,0 +1,623 @@
+/**
+ * The headless upload engine (uppy-style core): it owns the queue, runs one study at a time with
+ * a few chunks in flight, retries with backoff, waits out offline spells and resumes from the
+ * gateway's list of missing chunks. It knows nothing of React, workers or the DOM: the network,
+ * the storage, the hasher and the clock are handed to it, so tests drive it directly.
+ */
+import { backoffDelay, classifyFailure, DEFAULT_BACKOFF, retryAfterMs, type BackoffOptions } from './backoff';
+import type { ChunkTask } from './chunking';
+import type { JobStore } from './db';
+import type { CreateUploadBody } from './protocol';
+import { planFresh, planResume, queueOrder, type ResumePlan } from './resume';
+import { AbortedError, TransportError, type Transport } from './transport';
+import type { EngineCommand, EngineEvent, JobProgress, JobState, JobView, UploadJob } from './types';
+
+export interface EngineDeps {
+  transport: Transport;
+  store: JobStore;
+  md5: (data: ArrayBuffer) => Promise<string>;
+  emit: (event: EngineEvent) => void;
+  parallel?: number;
+  backoff?: BackoffOptions;
+  random?: () => number;
+  now?: () => number;
+  emitIntervalMs?: number;
+  /** a chunk the gateway says arrived corrupted is re-read and re-sent this many times */
+  maxChecksumRetries?: number;
+}
+
+const RUNNABLE: ReadonlySet<JobState> = new Set(['waiting', 'uploading', 'completing']);
+const RATE_WINDOW_MS = 10_000;
+
+interface Live {
+  confirmed: Map<number, number>;
+  inflight: Map<string, { fileIndex: number; sent: number }>;
+  samples: { at: number; bytes: number }[];
+  retrying: boolean;
+  waitingFor: JobProgress['waitingFor'];
+}
+
+interface RetryOptions {
+  needsToken: boolean;
+  /** a 401 here is final (the upload token was refused), not a reason to refresh sign-in */
+  authIsFatal?: boolean;
+}
+
+export class UploadEngine {
+  private readonly jobs = new Map<string, UploadJob>();
+  private readonly live = new Map<string, Live>();
+  private readonly waiters = new Set<() => void>();
+  private online = true;
+  private token: string | null = null;
+  private started = false;
+  private active: { jobId: string; controller: AbortController; done: Promise<void> } | null = null;
+  private emitTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly parallel: number;
+  private readonly now: () => number;
+
+  constructor(private readonly deps: EngineDeps) {
+    this.parallel = deps.parallel ?? 4;
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** Resolves when no job is running (tests and shutdown use it). */
+  async idle(): Promise<void> {
+    while (this.active) await this.active.done;
+  }
+
+  async handle(command: EngineCommand): Promise<void> {
+    switch (command.type) {
+      case 'start':
+        return this.start();
+      case 'online':
+        this.online = command.online;
+        this.wake();
+        if (this.online) this.pump();
+        return;
+      case 'token':
+        this.token = command.token;
+        this.wake();
+        this.pump();
+        return;
+      case 'enqueue':
+        return this.enqueue(command.jobId);
+      case 'pause':
+        return this.pause(command.jobId);
+      case 'resume':
+      case 'retry':
+        return this.resume(command.jobId);
+      case 'cancel':
+        return this.cancel(command.jobId);
+      case 'decide-duplicate':
+        return this.decideDuplicate(command.jobId, command.send);
+      case 'forget':
+        return this.forget(command.jobId);
+    }
+  }
+
+  private async start(): Promise<void> {
+    if (this.started) return;
+    for (const job of await this.deps.store.listJobs()) this.jobs.set(job.id, job);
+    this.started = true;
+    this.emitNow();
+    this.pump();
+  }
+
+  private async enqueue(jobId: string): Promise<void> {
+    const job = await this.deps.store.getJob(jobId);
+    if (!job) return;
+    this.jobs.set(job.id, job);
+    this.emitNow();
+    this.pump();
+  }
+
+  private async pause(jobId: string): Promise<void> {
+    const job = this.jobs.get(jobId);
+    if (!job || !RUNNABLE.has(job.state)) return;
+    await this.stopIfActive(jobId, 'paused');
+  }
+
+  private async resume(jobId: string): Promise<void> {
+    const job = this.jobs.get(jobId);
+    if (!job || (job.state !== 'paused' && job.state !== 'failed')) return;
+    job.message = undefined;
+    await this.setState(job, job.serverId ? 'uploading' : 'waiting');
+    this.pump();
+  }
+
+  private async cancel(jobId: string): Promise<void> {
+    const job = this.jobs.get(jobId);
+    if (!job || job.state === 'submitted' || job.state === 'cancelled') return;
+    await this.stopIfActive(jobId, 'cancelled');
+    await this.deps.store.deleteBlobs(job.id);
+    this.live.delete(job.id);
+    this.emitNow();
+    if (job.serverId && this.token && this.online) {
+      // Best effort: an unreachable gateway expires the session by itself within a day.
+      try {
+        await this.deps.transport.cancel(job.serverId, this.token, AbortSignal.timeout(15_000));
+      } catch {
+        /* the local copy is gone either way */
+      }
+    }
+  }
+
+  private async decideDuplicate(jobId: string, send: boolean): Promise<void> {
+    const job = this.jobs.get(jobId);
+    if (job?.state !== 'duplicate') return;
+    if (!send) return this.forget(jobId);
+    job.forceUpload = true;
+    job.message = undefined;
+    await this.setState(job, 'waiting');
+    this.pump();
+  }
+
+  private async forget(jobId: string): Promise<void> {
+    const job = this.jobs.get(jobId);
+    this.jobs.delete(jobId);
+    if (job) job.state = 'cancelled';
+    await this.stopIfActive(jobId, null);
+    this.live.delete(jobId);
+    await this.deps.store.deleteJob(jobId);
+    this.emitNow();
+  }
+
+  /**
+   * Stops the job if it is the one running. Its new state is set in memory first, so that the
+   * queue does not pick the job up again in the moment between the abort and the save.
+   */
+  private async stopIfActive(jobId: string, state: JobState | null): Promise<void> {
+    const job = this.jobs.get(jobId);
+    if (job && state) job.state = state;
+    const active = this.active;
+    if (active?.jobId === jobId) {
+      active.controller.abort();
+      await active.done;
+    }
+    if (job && state) await this.setState(job, state);
+    this.pump();
+  }
+
+  private pump(): void {
+    if (!this.started || this.active) return;
+    const next = [...this.jobs.values()].filter((job) => RUNNABLE.has(job.state)).sort(queueOrder)[0];
+    if (!next) return;
+    const controller = new AbortController();
+    const done = this.run(next, controller.signal).finally(() => {
+      this.active = null;
+      this.pump();
+    });
+    this.active = { jobId: next.id, controller, done };
+  }
+
+  private async run(job: UploadJob, signal: AbortSignal): Promise<void> {
+    try {
+      let plan: ResumePlan;
+      if (!job.serverId) {
+        if (!(await this.create(job, signal))) return;
+        plan = planFresh(job.files, this.chunkSizeOf(job));
+      } else {
+        plan = await this.plan(job, signal);
+      }
+      for (;;) {
+        if (plan.kind === 'gone') {
+          this.forgetSession(job);
+          await this.fail(job, plan.reason);
+          return;
+        }
+        if (plan.kind === 'already-submitted') {
+          if (signal.aborted) return;
+          await this.submitted(job);
+          return;
+        }
+        if (plan.kind === 'send') {
+          await this.advance(job, 'uploading', signal);
+          this.startLive(job, plan.confirmedBytes);
+          try {
+            await this.sendAll(job, plan.tasks, signal);
+          } catch (error) {
+            // Completed meanwhile (by another tab, or before a crash): ask where it stands.
+            if (!(error instanceof TransportError && error.code === 'upload_not_receiving')) throw error;
+            plan = await this.plan(job, signal);
+            continue;
+          }
+        }
+        await this.advance(job, 'completing', signal);
+        if (await this.complete(job, signal)) {
+          if (signal.aborted) return;
+          await this.submitted(job);
+          return;
+        }
+        plan = await this.plan(job, signal);
+      }
+    } catch (error) {
+      if (error instanceof AbortedError || signal.aborted) return;
+      if (error instanceof TransportError && (error.status === 404 || error.status === 410)) {
+        this.forgetSession(job);
+      }
+      await this.fail(job, describe(error));
+    }
+  }
+
+  private chunkSizeOf(job: UploadJob): number {
+    if (!job.chunkSize) throw new Error('the upload has no chunk size yet');
+    return job.chunkSize;
+  }
+
+  /** Opens the session on the gateway; false when it is a duplicate awaiting the user's word. */
+  private async create(job: UploadJob, signal: AbortSignal): Promise<boolean> {
+    const study = Object.fromEntries(
+      Object.entries(job.study).filter(([, value]) => value !== undefined && value !== ''),
+    ) as Record<string, string>;
+    const body: CreateUploadBody = {
+      study,
+      files: job.files.map((file) => ({ name: file.name, size: file.size })),
+      ...(job.requestedChunkSize ? { chunk_size: job.requestedChunkSize } : {}),
+      force_upload: job.forceUpload,
+    };
+    let created;
+    try {
+      created = await this.retrying(job, signal, (token) => this.deps.transport.createUpload(body, token, signal), {
+        needsToken: true,
+      });
+    } catch (error) {
+      if (error instanceof TransportError && error.status === 409 && error.code === 'duplicate_study') {
+        job.message = error.message;
+        await this.advance(job, 'duplicate', signal);
+        return false;
+      }
+      throw error;
+    }
+    const sameOrder =
+      created.files.length === job.files.length &&
+      created.files.every((file, i) => file.size === job.files[i]?.size);
+    const pool = [...created.files];
+    for (const file of job.files) {
+      const match = sameOrder
+        ? created.files[file.index]
+        : pool.find((candidate) => candidate.name === file.name && candidate.size === file.size);
+      if (!match) throw new Error(`the gateway did not register ${file.name}`);
+      pool.splice(pool.indexOf(match), 1);
+      file.serverFileId = match.file_id;
+      file.chunkCount = match.chunk_count;
+    }
+    job.serverId = created.upload_id;
+    job.uploadToken = created.upload_token;
+    job.chunkSize = created.chunk_size;
+    job.expiresAt = created.expires_at;
+    // Saved even if a pause arrived meanwhile: the gateway's session must not be lost.
+    await this.deps.store.putJob({ ...job, files: job.files.map((file) => ({ ...file })) });
+    await this.advance(job, 'uploading', signal);
+    return true;
+  }
+
+  private async plan(job: UploadJob, signal: AbortSignal): Promise<ResumePlan> {
+    const serverId = job.serverId;
+    if (!serverId) throw new Error('the upload has no session on the gateway');
+    try {
+      const status = await this.retrying(job, signal, (token) => this.deps.transport.getUpload(serverId, token, signal), {
+        needsToken: true,
+      });
+      return planResume(job.files, this.chunkSizeOf(job), status);
+    } catch (error) {
+      if (error instanceof TransportError && (error.status === 404 || error.status === 410)) {
+        return {
+          kind: 'gone',
+          reason:
+            error.status === 410
+              ? 'The upload session expired before every chunk arrived. Start it again.'
+              : 'The gateway no longer knows this upload. Start it again.',
+        };
+      }
+      throw error;
+    }
+  }
+
+  /** true when accepted; false when the gateway still misses chunks (then re-plan). */
+  private async complete(job: UploadJob, signal: AbortSignal): Promise<boolean> {
+    const serverId = job.serverId;
+    if (!serverId) throw new Error('the upload has no session on the gateway');
+    try {
+      await this.retrying(job, signal, (token) => this.deps.transport.complete(serverId, token, signal), {
+        needsToken: true,
+      });
+      return true;
+    } catch (error) {
+      if (error instanceof TransportError && error.status === 409 && error.code === 'upload_incomplete') return false;
+      throw error;
+    }
+  }
+
+  private async sendAll(job: UploadJob, tasks: ChunkTask[], signal: AbortSignal): Promise<void> {
+    const inner = new AbortController();
+    const lanesSignal = AbortSignal.any([signal, inner.signal]);
+    let next = 0;
+    const outcome: { failure: Error | null } = { failure: null };
+    const failed = (): boolean => outcome.failure !== null;
+    const lane = async (): Promise<void> => {
+      while (!failed() && next < tasks.length && !lanesSignal.aborted) {
+        const task = tasks[next];
+        next += 1;
+        if (!task) return;
+        try {
+          await this.sendChunk(job, task, lanesSignal);
+        } catch (error) {
+          if (!failed() && !(error instanceof AbortedError)) {
+            outcome.failure = error instanceof Error ? error : new Error(String(error));
+            inner.abort();
+          }
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.parallel, tasks.length) }, lane));
+    if (signal.aborted) throw new AbortedError();
+    if (outcome.failure) throw outcome.failure;
+  }
+
+  private async sendChunk(job: UploadJob, task: ChunkTask, signal: AbortSignal): Promise<void> {
+    const file = job.files[task.fileIndex];
+    const { serverId, uploadToken } = job;
+    if (!file?.serverFileId || !serverId || !uploadToken) throw new Error('the upload session is incomplete');
+    const fileId = file.serverFileId;
+    const key = `${task.fileIndex}:${task.chunkIndex}`;
+    await this.retrying(
+      job,
+      signal,
+      async () => {
+        // Read and hash on every try: a checksum refusal may mean the bytes changed under us.
+        const body = await this.deps.store.readChunk(job.id, task.fileIndex, task.start, task.end);
+        const md5 = await this.deps.md5(body);
+        this.setInflight(job, key, task.fileIndex, 0);
+        try {
+          await this.deps.transport.putChunk({
+            uploadId: serverId,
+            fileId,
+            index: task.chunkIndex,
+            body,
+            md5,
+            uploadToken,
+            signal,
+            onProgress: (sent) => this.setInflight(job, key, task.fileIndex, sent),
+          });
+        } finally {
+          this.live.get(job.id)?.inflight.delete(key);
+        }
+      },
+      { needsToken: false, authIsFatal: true },
+    );
+    const live = this.live.get(job.id);
+    if (live) live.confirmed.set(task.fileIndex, (live.confirmed.get(task.fileIndex) ?? 0) + (task.end - task.start));
+    this.scheduleEmit();
+  }
+
+  private async retrying<T>(
+    job: UploadJob,
+    signal: AbortSignal,
+    operation: (token: string) => Promise<T>,
+    options: RetryOptions,
+  ): Promise<T> {
+    let attempt = 0;
+    let checksumFailures = 0;
+    for (;;) {
+      const token = await this.ready(job, signal, options.needsToken);
+      try {
+        const result = await operation(token);
+        this.setRetrying(job, false);
+        return result;
+      } catch (error) {
+        if (error instanceof AbortedError || signal.aborted) throw new AbortedError();
+        if (!(error instanceof TransportError)) throw error;
+        const kind = classifyFailure(error.status, error.code);
+        if (kind === 'auth' && !options.authIsFatal) {
+          if (this.token === token) {
+            this.token = null;
+            this.deps.emit({ type: 'need-token' });
+          }
+          continue;
+        }
+        if (kind === 'checksum' && checksumFailures < (this.deps.maxChecksumRetries ?? 3)) {
+          checksumFailures += 1;
+          continue;
+        }
+        if (kind !== 'retry') throw error;
+        this.setRetrying(job, true);
+        const wait = retryAfterMs(error.retryAfter, this.now()) ?? backoffDelay(attempt, this.deps.backoff ?? DEFAULT_BACKOFF, this.deps.random);
+        attempt += 1;
+        await this.pauseFor(wait, signal);
+      }
+    }
+  }
+
+  /** Waits until the network is up (and, if needed, a sign-in token is at hand). */
+  private async ready(job: UploadJob, signal: AbortSignal, needsToken: boolean): Promise<string> {
+    for (;;) {
+      if (signal.aborted) throw new AbortedError();
+      if (!this.online) this.setWaiting(job, 'network');
+      else if (needsToken && !this.token) this.setWaiting(job, 'sign-in');
+      else break;
+      await this.change(signal);
+    }
+    this.setWaiting(job, null);
+    return this.token ?? '';
+  }
+
+  /** Sleeps, but wakes early when the network or the token changes (back online → go now). */
+  private pauseFor(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal.aborted) {
+        reject(new AbortedError());
+        return;
+      }
+      const finish = (error?: Error): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        this.waiters.delete(waker);
+        if (error) reject(error);
+        else resolve();
+      };
+      const waker = (): void => finish();
+      const onAbort = (): void => finish(new AbortedError());
+      const timer = setTimeout(waker, ms);
+      signal.addEventListener('abort', onAbort);
+      this.waiters.add(waker);
+    });
+  }
+
+  private change(signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waker = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = (): void => {
+        this.waiters.delete(waker);
+        reject(new AbortedError());
+      };
+      if (signal.aborted) {
+        reject(new AbortedError());
+        return;
+      }
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiters.add(waker);
+    });
+  }
+
+  private wake(): void {
+    const waiting = [...this.waiters];
+    this.waiters.clear();
+    for (const waker of waiting) waker();
+  }
+
+  private async setState(job: UploadJob, state: JobState): Promise<void> {
+    job.state = state;
+    await this.deps.store.putJob({ ...job, files: job.files.map((file) => ({ ...file })) });
+    this.emitNow();
+  }
+
+  /** A state change made by the running job: refused once the user paused or cancelled it. */
+  private async advance(job: UploadJob, state: JobState, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) throw new AbortedError();
+    await this.setState(job, state);
+  }
+
+  private async submitted(job: UploadJob): Promise<void> {
+    job.submittedAt = this.now();
+    await this.setState(job, 'submitted');
+    // Every chunk is durable on the gateway (its promise 1): the local copy has done its job.
+    await this.deps.store.deleteBlobs(job.id);
+    this.live.delete(job.id);
+    if (job.serverId) this.deps.emit({ type: 'submitted', jobId: job.id, serverId: job.serverId });
+    this.emitNow();
+  }
+
+  private async fail(job: UploadJob, message: string): Promise<void> {
+    job.message = message;
+    this.live.delete(job.id);
+    await this.setState(job, 'failed');
+  }
+
+  private forgetSession(job: UploadJob): void {
+    job.serverId = undefined;
+    job.uploadToken = undefined;
+    job.chunkSize = undefined;
+    job.expiresAt = undefined;
+    for (const file of job.files) {
+      file.serverFileId = undefined;
+      file.chunkCount = undefined;
+    }
+  }
+
+  private startLive(job: UploadJob, confirmed: Map<number, number>): void {
+    this.live.set(job.id, { confirmed: new Map(confirmed), inflight: new Map(), samples: [], retrying: false, waitingFor: null });
+    this.emitNow();
+  }
+
+  private liveOf(job: UploadJob): Live {
+    let live = this.live.get(job.id);
+    if (!live) {
+      live = { confirmed: new Map(), inflight: new Map(), samples: [], retrying: false, waitingFor: null };
+      this.live.set(job.id, live);
+    }
+    return live;
+  }
+
+  private setInflight(job: UploadJob, key: string, fileIndex: number, sent: number): void {
+    this.liveOf(job).inflight.set(key, { fileIndex, sent });
+    this.scheduleEmit();
+  }
+
+  private setRetrying(job: UploadJob, retrying: boolean): void {
+    const live = this.liveOf(job);
+    if (live.retrying === retrying) return;
+    live.retrying = retrying;
+    this.scheduleEmit();
+  }
+
+  private setWaiting(job: UploadJob, waitingFor: JobProgress['waitingFor']): void {
+    const live = this.liveOf(job);
+    if (live.waitingFor === waitingFor) return;
+    live.waitingFor = waitingFor;
+    this.emitNow();
+  }
+
+  progressOf(job: UploadJob): JobProgress | null {
+    const live = this.live.get(job.id);
+    if (!live) return null;
+    const files = job.files.map((file) => ({ index: file.index, sentBytes: live.confirmed.get(file.index) ?? 0, size: file.size }));
+    for (const { fileIndex, sent } of live.inflight.values()) {
+      const file = files[fileIndex];
+      if (file) file.sentBytes += sent;
+    }
+    for (const file of files) file.sentBytes = Math.min(file.sentBytes, file.size);
+    const sentBytes = files.reduce((sum, file) => sum + file.sentBytes, 0);
+    const at = this.now();
+    live.samples.push({ at, bytes: sentBytes });
+    while (live.samples.length > 2 && (live.samples[0]?.at ?? at) < at - RATE_WINDOW_MS) live.samples.shift();
+    const first = live.samples[0];
+    const elapsed = first ? (at - first.at) / 1000 : 0;
+    const rate = first && elapsed >= 1 ? Math.max(0, (sentBytes - first.bytes) / elapsed) : 0;
+    const remaining = job.totalBytes - sentBytes;
+    return {
+      sentBytes,
+      totalBytes: job.totalBytes,
+      rate,
+      etaSeconds: rate > 0 ? remaining / rate : null,
+      files,
+      retrying: live.retrying,
+      waitingFor: live.waitingFor,
+    };
+  }
+
+  snapshot(): JobView[] {
+    return [...this.jobs.values()]
+      .sort((a, b) => b.createdAt - a.createdAt)
+      .map((job) => {
+        const { uploadToken: _secret, ...visible } = job;
+        return { ...visible, files: job.files.map((file) => ({ ...file })), progress: this.progressOf(job) };
+      });
+  }
+
+  private scheduleEmit(): void {
+    if (this.emitTimer !== undefined) return;
+    this.emitTimer = setTimeout(() => this.emitNow(), this.deps.emitIntervalMs ?? 250);
+  }
+
+  private emitNow(): void {
+    clearTimeout(this.emitTimer);
+    this.emitTimer = undefined;
+    this.deps.emit({ type: 'snapshot', jobs: this.snapshot(), standby: false });
+  }
+}
+
+export function describe(error: unknown): string {
+  if (error instanceof TransportError) {
+    if (error.status === 413) return 'The study is larger than the gateway accepts.';
+    if (error.status === 410) return 'The upload session expired. Start it again.';
+    if (error.status === 401) return 'The gateway refused this upload. Start it again.';
+    if (error.status === 400 && error.code === 'checksum_mismatch') {
+      return 'A part of a file kept arriving damaged. Check the file and start again.';
+    }
+    return error.message;
+  }
+  return error instanceof Error ? error.message : 'The upload failed.';
+}

@@ -1,0 +1,99 @@
+/** Shapes shared by the engine (in its Web Worker) and the screens that drive it. */
+
+export type ServiceLevel = 'stat' | 'emergency' | 'routine';
+
+export interface StudyMetadata {
+  patient_name: string;
+  patient_id?: string;
+  study_date: string;
+  modality: string;
+  service_level: ServiceLevel;
+  study_description?: string;
+  clinical_history?: string;
+}
+
+/**
+ * Where a queued upload stands on this device. `submitted` means the gateway accepted
+ * completion (every chunk is durably stored there); what happens next is the server's state.
+ */
+export type JobState =
+  | 'waiting'
+  | 'uploading'
+  | 'paused'
+  | 'completing'
+  | 'submitted'
+  | 'duplicate'
+  | 'failed'
+  | 'cancelled';
+
+export interface JobFile {
+  index: number;
+  name: string;
+  size: number;
+  serverFileId?: string;
+  chunkCount?: number;
+}
+
+export interface UploadJob {
+  id: string;
+  createdAt: number;
+  state: JobState;
+  study: StudyMetadata;
+  files: JobFile[];
+  totalBytes: number;
+  /** chunk size asked for (the user's preference); the gateway's answer wins */
+  requestedChunkSize?: number;
+  forceUpload: boolean;
+  serverId?: string;
+  uploadToken?: string;
+  chunkSize?: number;
+  expiresAt?: string;
+  /** user-facing reason when state is failed or duplicate */
+  message?: string;
+  submittedAt?: number;
+}
+
+export interface FileBlobRecord {
+  jobId: string;
+  index: number;
+  blob: Blob;
+}
+
+export interface FileProgress {
+  index: number;
+  sentBytes: number;
+  size: number;
+}
+
+export interface JobProgress {
+  sentBytes: number;
+  totalBytes: number;
+  /** bytes per second over the last few seconds */
+  rate: number;
+  etaSeconds: number | null;
+  files: FileProgress[];
+  /** the last request failed and the engine is backing off before the next try */
+  retrying: boolean;
+  /** the engine waits for the network (offline) or for a fresh sign-in token */
+  waitingFor: 'network' | 'sign-in' | null;
+}
+
+/** What the screens see of a job: never the upload token. */
+export type JobView = Omit<UploadJob, 'uploadToken'> & { progress: JobProgress | null };
+
+export type EngineCommand =
+  | { type: 'start' }
+  | { type: 'enqueue'; jobId: string }
+  | { type: 'pause'; jobId: string }
+  | { type: 'resume'; jobId: string }
+  | { type: 'cancel'; jobId: string }
+  | { type: 'retry'; jobId: string }
+  | { type: 'decide-duplicate'; jobId: string; send: boolean }
+  | { type: 'forget'; jobId: string }
+  | { type: 'online'; online: boolean }
+  | { type: 'token'; token: string | null };
+
+export type EngineEvent =
+  | { type: 'snapshot'; jobs: JobView[]; standby: boolean }
+  | { type: 'need-token' }
+  | { type: 'submitted'; jobId: string; serverId: string };

@@ -1,0 +1,98 @@
+/**
+ * The one HTTP client for the gateway's JSON API: bearer token on every request, silent refresh
+ * on 401 (once per request, one refresh at a time across tabs), and a proactive refresh shortly
+ * before the access token expires.
+ */
+import axios, { AxiosHeaders, isAxiosError, type InternalAxiosRequestConfig } from 'axios';
+
+import { env } from '@/config/env';
+
+import { tokens, withTabLock, type TokenPair } from './tokens';
+
+export const api = axios.create({ baseURL: env.apiBase, timeout: 30_000 });
+
+/** Paths whose 401 means "wrong credentials", never "refresh and retry". */
+const NO_REFRESH = ['/auth/login', '/auth/register', '/auth/refresh', '/auth/logout'];
+const REFRESH_MARGIN_MS = 60_000;
+
+api.interceptors.request.use((config) => {
+  const access = tokens.access();
+  const headers = AxiosHeaders.from(config.headers);
+  if (access && !headers.has('Authorization')) headers.set('Authorization', `Bearer ${access}`);
+  config.headers = headers;
+  return config;
+});
+
+type RetriableConfig = InternalAxiosRequestConfig & { _retried?: boolean };
+
+api.interceptors.response.use(undefined, async (error: unknown) => {
+  if (!isAxiosError(error) || error.response?.status !== 401 || !error.config) throw error;
+  const config = error.config as RetriableConfig;
+  if (config._retried || NO_REFRESH.some((path) => config.url?.endsWith(path))) throw error;
+  const fresh = await refreshAccessToken();
+  if (!fresh) throw error;
+  config._retried = true;
+  const headers = AxiosHeaders.from(config.headers);
+  headers.set('Authorization', `Bearer ${fresh}`);
+  config.headers = headers;
+  return api.request(config);
+});
+
+export class SessionEndedError extends Error {
+  constructor() {
+    super('Your session has ended. Please sign in again.');
+    this.name = 'SessionEndedError';
+  }
+}
+
+let inFlight: Promise<string | null> | null = null;
+
+/**
+ * Returns a valid access token, refreshing it if needed; null when signed out or when the gateway
+ * cannot be reached (tokens are kept then, so an offline user stays signed in).
+ */
+export function refreshAccessToken(options: { force?: boolean } = {}): Promise<string | null> {
+  inFlight ??= withTabLock('relaypacs-token-refresh', async () => {
+    const before = tokens.get();
+    if (!before) return null;
+    // Another tab may have refreshed while this one waited for the lock.
+    if (!options.force && before.expiresAt - Date.now() > REFRESH_MARGIN_MS) return before.access;
+    try {
+      const response = await axios.post<TokenPair>(`${env.apiBase}/auth/refresh`, {
+        refresh_token: before.refresh,
+      });
+      return tokens.save(response.data).access;
+    } catch (error) {
+      const status = isAxiosError(error) ? error.response?.status : undefined;
+      if (status === 400 || status === 401 || status === 403) tokens.clear();
+      return null;
+    }
+  }).finally(() => {
+    inFlight = null;
+  });
+  return inFlight;
+}
+
+let timer: ReturnType<typeof setTimeout> | undefined;
+
+/** Keeps the access token fresh while the app is open; call once at start. */
+export function startSilentRefresh(): () => void {
+  const schedule = (): void => {
+    clearTimeout(timer);
+    const current = tokens.get();
+    if (!current) return;
+    const due = Math.max(current.expiresAt - Date.now() - REFRESH_MARGIN_MS, 5_000);
+    timer = setTimeout(() => {
+      void refreshAccessToken().then((fresh) => {
+        // Offline or gateway down: try again in a while rather than signing the user out.
+        if (!fresh && tokens.get()) timer = setTimeout(schedule, 30_000);
+      });
+    }, due);
+  };
+  schedule();
+  const unsubscribe = tokens.subscribe(schedule);
+  return () => {
+    clearTimeout(timer);
+    unsubscribe();
+  };
+}

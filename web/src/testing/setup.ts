@@ -1,0 +1,2 @@
+// A real IndexedDB implementation (in memory) for the queue-persistence tests.
+import 'fake-indexeddb/auto';
