@@ -21,6 +21,7 @@ from relaypacs.db.base import utcnow
 from relaypacs.dicom.archives import ZipLimits
 from relaypacs.dicom.models import DicomInstance, ForwardStatus
 from relaypacs.dicom.service import FileValidation, FoundInstance, validate_file
+from relaypacs.operations import metrics
 from relaypacs.uploads import repository, service, store
 from relaypacs.uploads.models import FileStatus, Upload, UploadFile, UploadState
 from relaypacs.uploads.store import ChunkStore
@@ -64,6 +65,8 @@ async def assemble_upload(
             return locked.state if locked else None
         state = await _record_outcome(session, locked, outcomes)
         await session.commit()
+    if state is UploadState.rejected:
+        metrics.record_upload_finished(state.value)
     await chunk_store.delete_prefix(store.chunks_prefix(upload_id))
     log.info("upload_assembled", upload_id=str(upload_id), state=state.value)
     return state

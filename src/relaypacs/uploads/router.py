@@ -14,6 +14,7 @@ from relaypacs.audit.service import record_audit
 from relaypacs.auth.dependencies import CurrentUser
 from relaypacs.db.session import SessionDep
 from relaypacs.errors import TooManyRequests, Unauthorized, problem_responses
+from relaypacs.operations import metrics
 from relaypacs.uploads import repository, service
 from relaypacs.uploads.dependencies import (
     ChunkStoreDep,
@@ -83,6 +84,7 @@ async def start_upload(
     )
     await session.commit()
     upload = created.upload
+    metrics.record_upload_started(upload.service_level.value)
     response.headers["Location"] = f"{request.url.path}/{upload.id}"
     return UploadCreated(
         upload_id=upload.id,
@@ -165,8 +167,13 @@ async def put_chunk(
         staged = await service.stage_chunk(chunk_store, target, request.stream())
     except ClientDisconnect as exc:
         raise IncompleteBody() from exc
+    except ChecksumMismatch:
+        metrics.record_checksum_failure()
+        raise
     created = await service.record_chunk(session, chunk_store, target, staged)
     await session.commit()
+    if created:
+        metrics.record_chunk_stored(target.expected_size)
     stored = ChunkStored(
         upload_id=upload.id,
         file_id=upload_file.id,
@@ -352,10 +359,13 @@ async def complete_upload(
 async def cancel_upload(
     request: Request, session: SessionDep, access: UploadAccessDep, chunk_store: ChunkStoreDep
 ) -> Response:
+    was = access.upload.state
     upload = await service.cancel_upload(
         session, access.upload.id, request=request, actor_id=access.actor_id
     )
     await session.commit()
+    if was is not UploadState.cancelled:
+        metrics.record_upload_finished(UploadState.cancelled.value)
     if upload.purged_at is None:
         # After the commit: a chunk PUT racing with the cancel waits on the row lock, and once
         # the state is cancelled no new chunk can land. Should this fail, the expiry sweep

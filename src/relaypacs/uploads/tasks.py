@@ -12,6 +12,7 @@ from relaypacs.db.base import utcnow
 from relaypacs.dicom.archives import ZipLimits
 from relaypacs.jobs.registry import JobContext, PermanentFailure, RetryLater, job_handler
 from relaypacs.jobs.registry import register_periodic as _register_periodic
+from relaypacs.operations import metrics
 from relaypacs.uploads import repository, service
 from relaypacs.uploads.assembly import AssemblyError, assemble_upload
 from relaypacs.uploads.models import UploadState
@@ -54,6 +55,8 @@ async def expire(ctx: JobContext, payload: dict[str, Any]) -> None:
         await session.commit()
     if expired:
         log.info("upload_sessions_expired", count=len(expired))
+    for _ in expired:
+        metrics.record_upload_finished(UploadState.expired.value)
     async with ctx.sessionmaker() as session:
         for upload_id in await repository.unpurged_upload_ids(session, limit=500):
             await service.purge_stored_bytes(session, ctx.resources.chunk_store, upload_id)
