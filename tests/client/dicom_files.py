@@ -83,13 +83,15 @@ def write_study(
     *,
     instances: int = 4,
     pixel_bytes: int = 256 * 1024,
-    patient_name: str = "TEST^PATIENT",
+    patient_name: str | None = None,
     patient_id: str | None = None,
     modality: str = "CT",
     study_date: str = "20260102",
     seed: int | None = None,
 ) -> GeneratedStudy:
     rng = random.Random(seed)
+    # A new name per study: the gateway refuses the same name + date + modality as a duplicate.
+    patient_name = patient_name or f"TEST^PATIENT{rng.randrange(10**9):09d}"
     folder.mkdir(parents=True, exist_ok=True)
     study_uid = generate_uid()
     series_uid = generate_uid()

@@ -180,7 +180,7 @@ class GatewayClient:
             raise NotSignedIn(f"not signed in to {self.server}")
         saved = self.credentials.load(self.server)
         if saved is None:
-            raise NotSignedIn(f"not signed in to {self.server}: run `relaypacs login`")
+            raise NotSignedIn(f"not signed in to {self.server}")
         if saved.access_token_usable():
             self._access_token = saved.access_token
             return saved.access_token
@@ -198,7 +198,7 @@ class GatewayClient:
                 # Another uploader process may have rotated the token a moment ago.
                 saved = store.load(self.server)
                 if saved is None:
-                    raise NotSignedIn(f"not signed in to {self.server}: run `relaypacs login`")
+                    raise NotSignedIn(f"not signed in to {self.server}")
                 if saved.access_token != rejected and saved.access_token_usable():
                     self._access_token = saved.access_token
                     return saved.access_token

@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import pydicom
-from pydicom.errors import InvalidDicomError
+if TYPE_CHECKING:
+    import pydicom
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 # Series that annotate a study rather than image it; they never decide the study's modality.
@@ -243,6 +243,10 @@ def _dicom_date(value: str) -> date | None:
 
 def read_instance(source: Source) -> Instance | Skipped:
     """Read one file's header; never raises for bad input, returns why it was skipped instead."""
+    # Imported here: pydicom takes most of a second to import and `status` never needs it.
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     try:
         with source.open() as stream:
             try:
@@ -268,6 +272,8 @@ def read_instance(source: Source) -> Instance | Skipped:
     except Exception:
         return Skipped(source.name, "not DICOM (unreadable header)")
     if not (study_uid and series_uid and sop_uid):
+        if not file_meta:
+            return Skipped(source.name, "not DICOM")
         return Skipped(source.name, "not a DICOM instance (no Study/Series/SOP Instance UID)")
     study_date = None
     for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):

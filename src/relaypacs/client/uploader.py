@@ -236,6 +236,7 @@ class StudyUploader:
                 raise
             adopted = await self._adopt(study, error.body)
             if adopted is not None:
+                outcome.resumed = True
                 return adopted
             ask = self.options.confirm_duplicate
             if ask is None or not ask(study, error.body):

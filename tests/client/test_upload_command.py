@@ -1,0 +1,252 @@
+"""`relaypacs upload/status/login/watch` as a user runs them, against a real gateway process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.client.dicom_files import GeneratedStudy, write_study
+from tests.resilience.gateway import CliUser, Gateway, sha256_of
+from tests.resilience.proxy import delay_proxy
+
+pytestmark = pytest.mark.slow
+
+DONE_STATES = {"validated", "queued", "forwarding", "delivered"}
+
+
+def upload_json(cli: CliUser, *args: str) -> tuple[int, dict[str, Any]]:
+    result = cli.run("upload", "--server", cli.server, "--json", *args)
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def assert_gateway_holds(cli: CliUser, upload_id: str, study: GeneratedStudy, via: str) -> None:
+    """Byte identity, checked where it is visible until forwarding lands: the assembled files."""
+    status = cli.wait_for_state(upload_id, DONE_STATES, via=via)
+    assembled = {f["name"].rsplit("/", 1)[-1]: f["sha256"] for f in status["files"]}
+    assert assembled == {p.name: sha256_of(p) for p in study.files}
+    assert sorted(i["sha256"] for i in status["instances"]) == sorted(assembled.values())
+
+
+@pytest.fixture
+def slow_link(gateway: Gateway) -> Iterator[str]:
+    """The gateway behind 500 ms of round trip, so a test can act in the middle of an upload."""
+    with delay_proxy(("127.0.0.1", gateway.port), one_way_delay=0.25) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def wait_until(predicate: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)  # watching another process's files: there is no event to await
+
+
+def test_login_keeps_the_sign_in_readable_only_by_the_user(signed_in: CliUser) -> None:
+    path = signed_in.config_dir / "credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(signed_in.config_dir.stat().st_mode) == 0o700
+    assert signed_in.password not in path.read_text()
+
+
+def test_each_study_becomes_one_upload_and_the_gateway_holds_the_same_bytes(
+    cli: CliUser, tmp_path: Path
+) -> None:
+    first = write_study(tmp_path / "in" / "a", instances=3, pixel_bytes=700_000)
+    second = write_study(tmp_path / "in" / "b", instances=2, pixel_bytes=100_000, modality="MR")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+
+    code, report = upload_json(cli, str(tmp_path / "in"), "--service-level", "stat")
+
+    assert code == 0, report
+    assert [s["name"] for s in report["skipped"]] == ["notes.txt"]
+    by_uid = {s["study_instance_uid"]: s for s in report["studies"]}
+    assert set(by_uid) == {first.study_instance_uid, second.study_instance_uid}
+    assert report["bytes_sent"] == first.size + second.size
+    assert report["bytes_resent"] == 0
+    for study in (first, second):
+        assert_gateway_holds(cli, by_uid[study.study_instance_uid]["upload_id"], study, cli.server)
+    status = cli.api("GET", f"/uploads/{by_uid[second.study_instance_uid]['upload_id']}").json()
+    assert status["study"]["modality"] == "MR"
+    assert status["study"]["service_level"] == "stat"
+    assert status["study"]["patient_name"] == second.patient_name
+
+
+def test_a_killed_upload_resumes_and_sends_only_the_missing_chunks(
+    cli: CliUser, slow_link: str, tmp_path: Path
+) -> None:
+    study = write_study(tmp_path / "in", instances=4, pixel_bytes=1_000_000)
+    via_proxy = cli.alias(slow_link)
+    args = ["upload", str(tmp_path / "in"), "--server", slow_link, "--json", "--parallel", "1",
+            "--chunk-size", str(512 * 1024)]  # fmt: skip
+    first_run = via_proxy.spawn(*args)
+    journal = cli.state_dir / "journal.json"
+    wait_until(journal.exists)
+    upload_id = next(iter(json.loads(journal.read_text())["uploads"].values()))["upload_id"]
+    wait_until(
+        lambda: cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"] >= 1024 * 1024
+    )
+    first_run.send_signal(signal.SIGKILL)
+    first_run.wait(30)
+    received = cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"]
+    assert 0 < received < study.size
+
+    code, report = upload_json(via_proxy, str(tmp_path / "in"), "--parallel", "4")
+
+    assert code == 0, report
+    (outcome,) = report["studies"]
+    assert outcome["upload_id"] == upload_id
+    assert outcome["resumed"] is True
+    assert outcome["bytes_needed"] == study.size - received
+    assert report["bytes_sent"] == study.size - received
+    assert_gateway_holds(cli, upload_id, study, cli.server)
+
+
+def test_without_its_journal_an_unfinished_upload_is_found_and_resumed(
+    cli: CliUser, slow_link: str, tmp_path: Path
+) -> None:
+    study = write_study(tmp_path / "in", instances=3, pixel_bytes=1_000_000)
+    via_proxy = cli.alias(slow_link)
+    first_run = via_proxy.spawn("upload", str(tmp_path / "in"), "--server", slow_link,
+                                "--parallel", "1", "--chunk-size", str(512 * 1024))  # fmt: skip
+    journal = cli.state_dir / "journal.json"
+    wait_until(journal.exists)
+    upload_id = next(iter(json.loads(journal.read_text())["uploads"].values()))["upload_id"]
+    wait_until(lambda: cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"] > 0)
+    first_run.send_signal(signal.SIGKILL)
+    first_run.wait(30)
+    shutil.rmtree(cli.state_dir)  # another machine, or a wiped profile
+
+    code, report = upload_json(cli, str(tmp_path / "in"))
+
+    assert code == 0, report
+    (outcome,) = report["studies"]
+    assert outcome["upload_id"] == upload_id
+    assert outcome["bytes_needed"] < study.size
+    assert_gateway_holds(cli, upload_id, study, cli.server)
+
+
+def test_a_study_the_gateway_already_has_is_skipped_unless_forced(
+    cli: CliUser, tmp_path: Path
+) -> None:
+    study = write_study(tmp_path / "in", instances=1, pixel_bytes=50_000)
+    code, report = upload_json(cli, str(tmp_path / "in"))
+    assert code == 0
+    first_id = report["studies"][0]["upload_id"]
+    cli.wait_for_state(first_id, DONE_STATES)
+
+    again, report = upload_json(cli, str(tmp_path / "in"))
+    assert again == 0
+    assert report["studies"][0]["message"] == "already uploaded"
+    assert report["bytes_sent"] == 0
+
+    elsewhere = cli.with_state_dir(tmp_path / "other-state")
+    skipped, report = upload_json(elsewhere, str(tmp_path / "in"))
+    assert skipped == 3
+    assert report["studies"][0]["upload_id"] == first_id
+    assert "--force" in report["studies"][0]["message"]
+
+    forced, report = upload_json(elsewhere, str(tmp_path / "in"), "--force")
+    assert forced == 0
+    assert report["studies"][0]["upload_id"] != first_id
+    assert report["bytes_sent"] == study.size
+
+
+def test_a_rejected_access_token_is_refreshed_and_the_new_refresh_token_kept(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    user = CliUser(gateway.url, tmp_path / "config", tmp_path / "state")
+    user.register()
+    saved = user.credentials()
+    entry = saved["servers"][gateway.url]
+    old_refresh = entry["refresh_token"]
+    entry["access_token"] = "expired-or-revoked"  # still "valid" by the clock: the server decides
+    (user.config_dir / "credentials.json").write_text(json.dumps(saved))
+    write_study(tmp_path / "in", instances=1, pixel_bytes=50_000)
+
+    code, report = upload_json(user, str(tmp_path / "in"))
+
+    assert code == 0, report
+    renewed = user.credentials()["servers"][gateway.url]
+    assert renewed["refresh_token"] != old_refresh
+    assert renewed["access_token"] != "expired-or-revoked"
+    assert stat.S_IMODE((user.config_dir / "credentials.json").stat().st_mode) == 0o600
+    # The renewed refresh token is the live one: it can be used (once) right now.
+    status = user.run("status", report["studies"][0]["upload_id"], "--server", gateway.url)
+    assert status.returncode == 0, status.stderr
+
+
+def test_without_a_sign_in_the_exit_code_says_to_log_in(gateway: Gateway, tmp_path: Path) -> None:
+    user = CliUser(gateway.url, tmp_path / "config", tmp_path / "state")
+    write_study(tmp_path / "in", instances=1, pixel_bytes=10_000)
+
+    result = user.run("upload", str(tmp_path / "in"), "--server", gateway.url, "--quiet")
+
+    assert result.returncode == 4
+    assert "relaypacs login" in result.stderr
+
+
+def test_a_folder_without_dicom_exits_5(cli: CliUser, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "report.pdf").write_bytes(b"%PDF-1.4 not an image")
+
+    code, report = upload_json(cli, str(tmp_path / "in"))
+
+    assert code == 5
+    assert report["studies"] == []
+    assert report["skipped"] == [{"name": "report.pdf", "reason": "not DICOM"}]
+
+
+def test_status_wait_follows_an_upload_until_it_ends(cli: CliUser, tmp_path: Path) -> None:
+    write_study(tmp_path / "in", instances=1, pixel_bytes=10_000)
+    _, report = upload_json(cli, str(tmp_path / "in"))
+    upload_id = report["studies"][0]["upload_id"]
+
+    result = cli.run("status", upload_id, "--server", cli.server, "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["upload_id"] == upload_id
+    unknown = cli.run("status", "00000000-0000-0000-0000-000000000000", "--server", cli.server)
+    assert unknown.returncode == 6
+
+
+def test_watch_sends_a_study_once_its_files_stop_changing(cli: CliUser, tmp_path: Path) -> None:
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    watcher = cli.spawn("watch", str(folder), "--server", cli.server, "--settle", "1",
+                        "--interval", "0.2", "--quiet")  # fmt: skip
+    try:
+        study = write_study(tmp_path / "staging", instances=3, pixel_bytes=20_000)
+        shutil.copytree(tmp_path / "staging", folder / "study1")
+        (folder / "Thumbs.db").write_bytes(os.urandom(100))
+        journal = cli.state_dir / "journal.json"
+
+        def completed() -> list[dict[str, Any]]:
+            if not journal.exists():
+                return []
+            uploads = json.loads(journal.read_text())["uploads"].values()
+            return [u for u in uploads if u["completed"]]
+
+        wait_until(lambda: len(completed()) == 1)
+        time.sleep(1.5)  # several more scans: the same files must not be sent twice
+        assert len(completed()) == 1
+        (entry,) = completed()
+        assert entry["study_instance_uid"] == study.study_instance_uid
+        assert len(entry["files"]) == 3
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        try:
+            assert watcher.wait(30) == 0
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+            raise
