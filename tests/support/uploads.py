@@ -145,15 +145,18 @@ async def status(
 
 
 @asynccontextmanager
-async def job_finished(app: FastAPI, kind: str, upload_id: str) -> AsyncIterator[asyncio.Event]:
-    """An event set when the in-process worker records an outcome of ``kind`` for the upload."""
+async def job_finished(
+    app: FastAPI, kind: str, upload_id: str | None = None
+) -> AsyncIterator[asyncio.Event]:
+    """An event set when the in-process worker records an outcome of ``kind`` (for the upload)."""
     worker = app.state.job_worker
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
 
     def listener(job: Any, outcome: str) -> None:
         finished = outcome in {"succeeded", "failed", "dead"}
-        if finished and job.kind == kind and str(job.payload.get("upload_id")) == upload_id:
+        ours = upload_id is None or str(job.payload.get("upload_id")) == upload_id
+        if finished and job.kind == kind and ours:
             loop.call_soon_threadsafe(done.set)
 
     worker.listeners.append(listener)

@@ -219,6 +219,12 @@ def _walk_structure(
     element runs past the end or an undefined-length value never ends.
     """
     handle.seek(start)
+    if not implicit:
+        # Like pydicom, accept a data set that is implicit VR despite an explicit transfer
+        # syntax (a common writer bug): the first element decides.
+        first = handle.read(6)
+        implicit = len(first) == 6 and not (first[4:6].isalpha() and first[4:6].isupper())
+        handle.seek(start)
     found: list[_PixelElement] = []
     _walk_elements(handle, end, implicit, little, 0, found, until_item_end=False)
     return found[0] if found else None

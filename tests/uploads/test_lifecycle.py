@@ -1,0 +1,185 @@
+"""Status, listing, completion, cancel and expiry of upload sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import update
+
+from relaypacs.db.base import utcnow
+from relaypacs.jobs.service import enqueue
+from relaypacs.uploads.models import Upload
+from relaypacs.uploads.store import chunk_key
+from relaypacs.users.models import Role
+from tests.support import uploads
+from tests.support.accounts import sign_in
+from tests.support.dicom_studies import instance
+
+API = "/api/v1/uploads"
+
+
+async def _age(app: FastAPI, upload_id: str) -> None:
+    async with app.state.sessionmaker() as db:
+        await db.execute(
+            update(Upload)
+            .where(Upload.id == uuid.UUID(upload_id))
+            .values(expires_at=utcnow() - timedelta(minutes=1))
+        )
+        await db.commit()
+
+
+async def _run_expiry(app: FastAPI) -> None:
+    async with uploads.job_finished(app, "uploads.expire") as done:
+        async with app.state.sessionmaker() as db:
+            await enqueue(db, "uploads.expire", {}, dedupe_key=f"test-{uuid.uuid4()}")
+            await db.commit()
+        await asyncio.wait_for(done.wait(), 30)
+
+
+async def test_status_lists_missing_chunks_as_ranges(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    data = bytes(uploads.SMALL_CHUNK * 6)
+    session = await uploads.start(client, user.headers, [data, b"small"])
+    for index in (0, 3):
+        assert (await uploads.put(client, session, 0, index)).status_code == 201
+    status = await uploads.status(client, session)
+    assert status["state"] == "receiving"
+    assert status["bytes_received"] == 2 * uploads.SMALL_CHUNK
+    assert status["bytes_total"] == len(data) + 5
+    assert status["files"][0]["missing_chunks"] == [[1, 2], [4, 5]]
+    assert status["files"][1]["missing_chunks"] == [[0, 0]]
+    assert status["files"][0]["chunks_received"] == 2
+    assert [e["state"] for e in status["timeline"]] == ["created", "receiving"]
+    # The owner's bearer token reads the same status.
+    assert (await uploads.status(client, session, user.headers))["bytes_received"] == status[
+        "bytes_received"
+    ]
+
+
+async def test_other_users_cannot_see_an_upload_but_admins_can(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    owner = await sign_in(client, app)
+    session = await uploads.start(client, owner.headers, [b"abc"])
+    stranger = await sign_in(client, app)
+    response = await client.get(f"{API}/{session.id}", headers=stranger.headers)
+    assert response.status_code == 404
+    assert response.json()["code"] == "upload_not_found"
+    listing = await client.get(API, headers=stranger.headers)
+    assert session.id not in listing.text
+    admin = await sign_in(client, app, role=Role.admin)
+    assert (await client.get(f"{API}/{session.id}", headers=admin.headers)).status_code == 200
+
+
+async def test_list_is_the_users_own_newest_first_filtered_and_paged(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    ids = []
+    for modality in ("CT", "MR", "CT"):
+        ids.append((await uploads.start(client, user.headers, [b"x"], modality=modality)).id)
+    page = (await client.get(API, params={"limit": 2}, headers=user.headers)).json()
+    assert page["total"] == 3
+    assert [item["upload_id"] for item in page["items"]] == [ids[2], ids[1]]
+    second = (await client.get(API, params={"limit": 2, "offset": 2}, headers=user.headers)).json()
+    assert [item["upload_id"] for item in second["items"]] == [ids[0]]
+    ct = (await client.get(API, params={"modality": "ct"}, headers=user.headers)).json()
+    assert {item["upload_id"] for item in ct["items"]} == {ids[0], ids[2]}
+    created = (await client.get(API, params={"state": "created"}, headers=user.headers)).json()
+    assert created["total"] == 3
+    none = (await client.get(API, params={"state": "validated"}, headers=user.headers)).json()
+    assert none["total"] == 0
+    bad = await client.get(API, params={"limit": 1000}, headers=user.headers)
+    assert bad.status_code == 422
+
+
+async def test_complete_with_missing_chunks_is_409_listing_them(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    session = await uploads.start(client, user.headers, [bytes(uploads.SMALL_CHUNK * 3)])
+    assert (await uploads.put(client, session, 0, 1)).status_code == 201
+    response = await client.post(f"{API}/{session.id}/complete", headers=session.token_headers)
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "upload_incomplete"
+    assert body["missing"] == [{"file_id": session.file_id(), "missing_chunks": [[0, 0], [2, 2]]}]
+    assert (await uploads.status(client, session))["state"] == "receiving"
+
+
+async def test_complete_is_idempotent(client: httpx.AsyncClient, app: FastAPI) -> None:
+    user = await sign_in(client, app)
+    session = await uploads.start(client, user.headers, [instance()])
+    await uploads.send_all(client, session)
+    status = await uploads.complete_and_wait(client, app, session)
+    assert status["state"] == "validated"
+    again = await client.post(f"{API}/{session.id}/complete", headers=session.token_headers)
+    assert again.status_code == 202
+    assert again.json()["state"] == "validated"
+    timeline = (await uploads.status(client, session))["timeline"]
+    assert [e["state"] for e in timeline].count("assembling") == 1
+
+
+async def test_cancel_frees_the_chunks_and_is_idempotent(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    session = await uploads.start(client, user.headers, [bytes(uploads.SMALL_CHUNK * 2)])
+    await uploads.send_all(client, session)
+    key = chunk_key(uuid.UUID(session.id), uuid.UUID(session.file_id()), 0)
+    store = app.state.resources.chunk_store
+    assert await store.size_of(key) == uploads.SMALL_CHUNK
+    response = await client.delete(f"{API}/{session.id}", headers=session.token_headers)
+    assert response.status_code == 204
+    assert await store.size_of(key) is None
+    assert (await client.delete(f"{API}/{session.id}", headers=user.headers)).status_code == 204
+    status = await uploads.status(client, session, user.headers)
+    assert status["state"] == "cancelled"
+    assert [e["state"] for e in status["timeline"]][-1] == "cancelled"
+    completing = await client.post(f"{API}/{session.id}/complete", headers=user.headers)
+    assert completing.status_code == 409
+
+
+async def test_validated_upload_cannot_be_cancelled(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    session = await uploads.start(client, user.headers, [instance()])
+    await uploads.send_all(client, session)
+    await uploads.complete_and_wait(client, app, session)
+    response = await client.delete(f"{API}/{session.id}", headers=user.headers)
+    assert response.status_code == 409
+    assert response.json()["code"] == "upload_not_cancellable"
+
+
+async def test_expiry_job_expires_only_unfinished_sessions_and_frees_their_chunks(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    unfinished = await uploads.start(client, user.headers, [bytes(uploads.SMALL_CHUNK * 2)])
+    assert (await uploads.put(client, unfinished, 0, 0)).status_code == 201
+    fresh = await uploads.start(client, user.headers, [b"fresh"])
+    finished = await uploads.start(client, user.headers, [instance()])
+    await uploads.send_all(client, finished)
+    await uploads.complete_and_wait(client, app, finished)
+    await _age(app, unfinished.id)
+    await _age(app, finished.id)
+
+    await _run_expiry(app)
+
+    expired = await uploads.status(client, unfinished, user.headers)
+    assert expired["state"] == "expired"
+    assert expired["timeline"][-1]["state"] == "expired"
+    key = chunk_key(uuid.UUID(unfinished.id), uuid.UUID(unfinished.file_id()), 0)
+    assert await app.state.resources.chunk_store.size_of(key) is None
+    assert (await uploads.status(client, fresh))["state"] == "created"
+    assert (await uploads.status(client, finished, user.headers))["state"] == "validated"
+    gone = await client.post(f"{API}/{unfinished.id}/complete", headers=user.headers)
+    assert gone.status_code == 410
+    assert gone.json()["code"] == "upload_expired"
