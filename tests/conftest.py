@@ -36,6 +36,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         "data_dir": data_dir,
         "bcrypt_rounds": 4,  # cost 12 in production; tests check the configured cost separately
         "log_level": "WARNING",
+        # The app runs the job worker in-process on both databases, like `serve` on SQLite.
+        "run_worker_in_process": True,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from relaypacs.auth.router import jwks_router
 from relaypacs.auth.router import router as auth_router
 from relaypacs.config import Settings
 from relaypacs.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
+from relaypacs.jobs.worker import start_in_process_worker
 from relaypacs.logging import configure_logging
 from relaypacs.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from relaypacs.operations.router import router as operations_router
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.sessionmaker = resources.sessionmaker
             app.state.readiness = resources.readiness
             # --- domain start-up (background tasks that only the API process runs) ---
+            # The job worker stops with `resources`, before the engine is disposed.
+            app.state.job_worker = await start_in_process_worker(resources)
             log.info("started", version=__version__, env=settings.env.value)
             try:
                 yield

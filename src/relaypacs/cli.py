@@ -1,4 +1,4 @@
-"""The `relaypacs` command: serve, migrate, admin."""
+"""The `relaypacs` command: serve, worker, migrate, admin."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uvicorn
 from relaypacs.client.commands import register as register_client_commands
 from relaypacs.config import Settings, UnsafeConfigurationError
 from relaypacs.db.migrate import upgrade
+from relaypacs.jobs.worker import run_worker_process
 
 app = typer.Typer(help="RelayPACS gateway", no_args_is_help=True, add_completion=False)
 admin_app = typer.Typer(help="Administration", no_args_is_help=True)
@@ -31,6 +32,19 @@ def migrate() -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     typer.echo("database is up to date")
+
+
+@app.command()
+def worker(
+    concurrency: int | None = typer.Option(
+        None, help="Jobs run at once (RELAYPACS_WORKER_CONCURRENCY)", min=1
+    ),
+) -> None:
+    """Apply migrations, then run background jobs (no API) until SIGTERM/SIGINT."""
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    run_worker_process(settings, concurrency=concurrency)
 
 
 @app.command()

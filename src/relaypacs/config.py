@@ -69,6 +69,25 @@ class Settings(BaseSettings):
     run_worker_in_process: bool | None = Field(
         default=None, description="Run background jobs inside `serve`; default: on with SQLite"
     )
+    # --- jobs (relaypacs.jobs) ---
+    worker_concurrency: int = Field(default=4, ge=1, le=64, description="Jobs run at once")
+    job_poll_seconds: float = Field(default=1.0, gt=0, description="Look for due jobs this often")
+    job_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A dead worker's job is taken over after this"
+    )
+    job_retry_base_seconds: float = Field(default=10.0, gt=0, description="First retry delay")
+    job_retry_cap_seconds: float = Field(default=900.0, gt=0, description="Longest retry delay")
+    job_max_age_hours: float = Field(
+        default=168.0, gt=0, description="Retry a job this long, then mark it failed"
+    )
+    job_max_abandoned: int = Field(
+        default=3, ge=1, description="A job whose worker died this often is marked dead"
+    )
+    job_retention_days: float = Field(default=14.0, gt=0, description="Keep succeeded jobs")
+    job_shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    job_modules: list[str] = Field(
+        default_factory=list, description="Extra modules with job handlers to import"
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -1,0 +1,47 @@
+"""Periodic jobs: enqueued once per period however many workers run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from relaypacs.config import Settings
+from relaypacs.jobs.registry import JobContext, JobRegistry
+from relaypacs.resources import open_resources
+from tests.jobs.conftest import jobs_of_kind, running_worker
+
+
+async def test_periodic_job_runs_once_per_period_across_two_workers(
+    job_settings: Settings, kind: str
+) -> None:
+    periods: list[int] = []
+    enough = asyncio.Event()
+    wanted = 5
+
+    async def sync_reports(ctx: JobContext, payload: dict[str, Any]) -> None:
+        periods.append(payload["period"])
+        if len(periods) >= wanted:
+            enough.set()
+
+    # Each process has its own registry with the same registrations, as in production.
+    registries = [JobRegistry(), JobRegistry()]
+    for registry in registries:
+        registry.job_handler(kind)(sync_reports)
+        registry.register_periodic(kind, every=timedelta(seconds=0.3))
+
+    async with (
+        open_resources(job_settings) as first,
+        open_resources(job_settings) as second,
+        running_worker(first, registries[0]) as one,
+        running_worker(second, registries[1]) as two,
+    ):
+        await asyncio.wait_for(enough.wait(), timeout=30)
+        # Both workers took part in scheduling, not just one of them.
+        scheduled = (one.counters.periodic_enqueued, two.counters.periodic_enqueued)
+    assert Counter(periods).most_common(1)[0][1] == 1, periods
+    assert periods == sorted(periods)
+    jobs = await jobs_of_kind(first, kind)
+    assert len({job.dedupe_key for job in jobs}) == len(jobs)
+    assert sum(scheduled) == len(jobs)
