@@ -8,6 +8,8 @@ import uvicorn
 from relaypacs.client.commands import register as register_client_commands
 from relaypacs.config import Settings, UnsafeConfigurationError
 from relaypacs.db.migrate import upgrade
+from relaypacs.users.commands import announce_first_admin
+from relaypacs.users.commands import register as register_admin_commands
 from relaypacs.jobs.worker import run_worker_process
 
 app = typer.Typer(help="RelayPACS gateway", no_args_is_help=True, add_completion=False)
@@ -23,6 +25,9 @@ def load_settings() -> Settings:
     except UnsafeConfigurationError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+
+
+register_admin_commands(admin_app, load_settings)
 
 
 @app.command()
@@ -57,6 +62,7 @@ def serve(
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
+    announce_first_admin(settings)
     bind_host = host or settings.host
     bind_port = port or settings.port
     typer.echo(f"RelayPACS on http://{bind_host}:{bind_port}  (API docs: /docs)")

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         default=30, ge=1, description="First lockout; doubles with each further failure"
     )
     login_lockout_max_seconds: int = 15 * 60
+    jwt_key_reload_seconds: float = Field(
+        default=5.0, ge=0, description="How often to look for a rotated signing key"
+    )
     storage_url: str | None = Field(
         default=None, description="file:///path or s3://bucket/prefix; default: DATA_DIR/chunks"
     )

@@ -55,6 +55,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             lambda: Keyring.open(
                 settings.resolved_jwt_key_file,
                 allow_generate=settings.env is not Environment.production,
+                reload_seconds=settings.jwt_key_reload_seconds,
             )
         )
         resources.rate_limiter = RateLimiter(settings.redis_url)

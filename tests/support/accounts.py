@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
+from relaypacs.app import create_app
+from relaypacs.config import Settings
+from relaypacs.errors import PROBLEM_MEDIA_TYPE
 from relaypacs.users import service as users_service
 from relaypacs.users.models import SELF_REGISTRATION_ROLES, Role
 
@@ -41,10 +47,7 @@ class SignedIn:
 
 def _sign_in_client(app: FastAPI) -> httpx.AsyncClient:
     n = next(_sign_in_addresses)
-    transport = httpx.ASGITransport(
-        app=app, raise_app_exceptions=False, client=(f"127.2.{n // 250}.{n % 250 + 1}", 40000)
-    )
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    return new_client(app, f"127.2.{n // 250}.{n % 250 + 1}")
 
 
 async def create_account(
@@ -108,3 +111,32 @@ async def sign_in(
         access_token=tokens["access_token"],
         refresh_token=tokens["refresh_token"],
     )
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is an RFC 7807 problem with this status and stable code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE, response.headers
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    assert body["status"] == status
+    assert body["type"].endswith("/" + code)
+    assert body["title"]
+    return body
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """A second app (own settings), started like the session one: another API instance."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+def new_client(app: FastAPI, address: str | None = None) -> httpx.AsyncClient:
+    """A client with its own (or the given) source address."""
+    if address is None:
+        n = next(_sign_in_addresses)
+        address = f"127.3.{n // 250}.{n % 250 + 1}"
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")

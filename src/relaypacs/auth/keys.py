@@ -32,7 +32,6 @@ log = structlog.get_logger(__name__)
 
 RSA_KEY_BITS = 2048
 ALGORITHM = "RS256"
-_RELOAD_INTERVAL_SECONDS = 5.0
 
 
 def _b64url_uint(value: int) -> str:
@@ -165,15 +164,18 @@ def _load_snapshot(path: Path) -> _Snapshot:
 @dataclass
 class Keyring:
     path: Path
+    reload_seconds: float = 5.0
     _snapshot: _Snapshot = field(init=False)
     _checked_at: float = field(init=False, default=0.0)
 
     @classmethod
-    def open(cls, path: Path, *, allow_generate: bool = True) -> Keyring:
+    def open(
+        cls, path: Path, *, allow_generate: bool = True, reload_seconds: float = 5.0
+    ) -> Keyring:
         """Blocking: load the keyring (generating the key first when allowed)."""
         if allow_generate:
             ensure_private_key(path)
-        keyring = cls(path)
+        keyring = cls(path, reload_seconds)
         keyring._snapshot = _load_snapshot(path)
         keyring._checked_at = time.monotonic()
         return keyring
@@ -181,7 +183,7 @@ class Keyring:
     async def refresh(self, *, force: bool = False) -> None:
         """Pick up a rotation done by the CLI or another instance (checked every few seconds)."""
         now = time.monotonic()
-        if not force and now - self._checked_at < _RELOAD_INTERVAL_SECONDS:
+        if not force and now - self._checked_at < self.reload_seconds:
             return
         self._checked_at = now
         try:

@@ -265,10 +265,10 @@ class AuthService:
         principal = await self.auth.load_principal(claims.user_id, claims.session_id, claims.jti)
         if principal is None:
             raise InvalidToken("The token's user does not exist")
-        if principal.token_denied or not principal.session_live:
-            raise TokenRevoked()
         if not principal.user.is_active:
             raise AccountDisabled()
+        if principal.token_denied or not principal.session_live:
+            raise TokenRevoked()
         if principal.user.token_version != claims.token_version:
             raise TokenRevoked("The password changed or the account was disabled since")
         return principal.user, claims

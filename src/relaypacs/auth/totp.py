@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import re
 import secrets
 import uuid
 from datetime import datetime
-from urllib.parse import quote
 
 import pyotp
 import segno
@@ -30,9 +28,8 @@ def provisioning_uri(secret: str, username: str) -> str:
 
 
 def qr_svg_data_uri(uri: str) -> str:
-    buffer = io.StringIO()
-    segno.make(uri, error="m").save(buffer, kind="svg", scale=4, xmldecl=False)
-    return "data:image/svg+xml;charset=utf-8," + quote(buffer.getvalue())
+    data_uri: str = segno.make(uri, error="m").svg_data_uri(scale=4)
+    return data_uri
 
 
 def looks_like_totp(code: str) -> bool:

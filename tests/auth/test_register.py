@@ -1,0 +1,196 @@
+"""Registration: the password policy, unique names, roles, and the switch that closes it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from relaypacs.auth.passwords import COMMON_PASSWORDS, hash_rounds
+from relaypacs.config import Settings
+from relaypacs.users.models import Role, User
+from tests.conftest import make_settings
+from tests.support.accounts import DEFAULT_PASSWORD, assert_problem, new_client, running_app
+
+REGISTER = "/api/v1/auth/register"
+LOGIN = "/api/v1/auth/login"
+
+
+def _new_name() -> str:
+    return f"reg_{uuid.uuid4().hex[:10]}"
+
+
+def _body(**overrides: object) -> dict[str, object]:
+    username = _new_name()
+    body: dict[str, object] = {
+        "username": username,
+        "email": f"{username}@example.org",
+        "password": DEFAULT_PASSWORD,
+    }
+    body.update(overrides)
+    return body
+
+
+async def _user_exists(app: FastAPI, username: str) -> bool:
+    async with app.state.sessionmaker() as session:
+        found = await session.scalar(select(User.id).where(User.username_key == username.lower()))
+        return found is not None
+
+
+async def test_register_creates_a_clinician_without_exposing_the_hash(
+    client: httpx.AsyncClient,
+) -> None:
+    body = _body()
+    response = await client.post(REGISTER, json=body)
+    assert response.status_code == 201, response.text
+    user = response.json()
+    assert user["username"] == body["username"]
+    assert user["role"] == "clinician"
+    assert user["is_active"] is True
+    assert user["totp_enabled"] is False
+    assert DEFAULT_PASSWORD not in response.text
+    assert "password_hash" not in user
+    assert "$2b$" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("password", "missing"),
+    [
+        ("Sh0rt!pass", "at least 12 characters"),
+        ("no-upper-case-42", "upper-case"),
+        ("NO-LOWER-CASE-42", "lower-case"),
+        ("No-Digits-Anywhere", "digit"),
+        ("NoSpecials4242xyz", "special"),
+    ],
+)
+async def test_weak_password_is_refused(
+    client: httpx.AsyncClient, app: FastAPI, password: str, missing: str
+) -> None:
+    body = _body(password=password)
+    problem = assert_problem(await client.post(REGISTER, json=body), 422, "weak_password")
+    assert missing in problem["detail"]
+    assert not await _user_exists(app, str(body["username"]))
+
+
+@pytest.mark.parametrize("password", ["Password123!", "Sunshine2024!", "!!Iloveyou1234"])
+async def test_common_password_is_refused(
+    client: httpx.AsyncClient, app: FastAPI, password: str
+) -> None:
+    body = _body(password=password)
+    assert_problem(await client.post(REGISTER, json=body), 422, "common_password")
+    assert not await _user_exists(app, str(body["username"]))
+
+
+def test_common_password_list_ships_at_least_10000_entries() -> None:
+    assert len(COMMON_PASSWORDS) >= 10_000
+    assert {"password", "123456", "qwerty", "dragon"} <= COMMON_PASSWORDS
+
+
+async def test_password_over_72_bytes_is_refused_not_truncated(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # 39 characters but 74 UTF-8 bytes: bcrypt would silently ignore the tail.
+    too_long = "Aa1!" + "é" * 35
+    body = _body(password=too_long)
+    assert_problem(await client.post(REGISTER, json=body), 422, "password_too_long")
+    assert not await _user_exists(app, str(body["username"]))
+
+    exactly_72 = "Aa1!" + "é" * 34
+    assert len(exactly_72.encode()) == 72
+    body = _body(password=exactly_72)
+    assert (await client.post(REGISTER, json=body)).status_code == 201
+    login = await client.post(LOGIN, json={"username": body["username"], "password": exactly_72})
+    assert login.status_code == 200
+    # A password that only shares the first 72 bytes does not sign in.
+    login = await client.post(
+        LOGIN, json={"username": body["username"], "password": exactly_72 + "x"}
+    )
+    assert_problem(login, 401, "invalid_credentials")
+
+
+async def test_password_containing_the_username_is_refused(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    username = _new_name()
+    body = _body(username=username, password=f"X9!q{username.upper()}")
+    assert_problem(await client.post(REGISTER, json=body), 422, "password_contains_username")
+    assert not await _user_exists(app, username)
+
+
+async def test_username_is_unique_case_insensitively(client: httpx.AsyncClient) -> None:
+    first = _body(username="Case_" + uuid.uuid4().hex[:8])
+    assert (await client.post(REGISTER, json=first)).status_code == 201
+    again = _body(username=str(first["username"]).swapcase())
+    assert_problem(await client.post(REGISTER, json=again), 409, "username_taken")
+
+
+async def test_email_is_unique_case_insensitively(client: httpx.AsyncClient) -> None:
+    first = _body()
+    assert (await client.post(REGISTER, json=first)).status_code == 201
+    again = _body(email=str(first["email"]).upper())
+    assert_problem(await client.post(REGISTER, json=again), 409, "email_taken")
+
+
+@pytest.mark.parametrize("username", ["ab", "has space", "semi;colon", "x" * 51, "ümlaut"])
+async def test_username_outside_the_allowed_form_is_refused(
+    client: httpx.AsyncClient, app: FastAPI, username: str
+) -> None:
+    body = _body(username=username)
+    assert_problem(await client.post(REGISTER, json=body), 422, "validation_error")
+
+
+async def test_malformed_email_is_refused(client: httpx.AsyncClient) -> None:
+    assert_problem(
+        await client.post(REGISTER, json=_body(email="not-an-address")), 422, "validation_error"
+    )
+
+
+@pytest.mark.parametrize("role", [Role.admin, Role.radiologist])
+async def test_self_registration_never_grants_privileged_roles(
+    client: httpx.AsyncClient, app: FastAPI, role: Role
+) -> None:
+    body = _body(role=role.value)
+    assert_problem(await client.post(REGISTER, json=body), 403, "role_not_allowed")
+    assert not await _user_exists(app, str(body["username"]))
+
+
+async def test_registration_can_be_switched_off(database_url: str, tmp_path: Path) -> None:
+    settings = make_settings(database_url, tmp_path, allow_self_registration=False)
+    async with running_app(settings) as closed_app, new_client(closed_app) as http:
+        body = _body()
+        assert_problem(await http.post(REGISTER, json=body), 403, "registration_closed")
+        assert not await _user_exists(closed_app, str(body["username"]))
+
+
+async def test_bcrypt_cost_comes_from_settings(client: httpx.AsyncClient, app: FastAPI) -> None:
+    assert Settings.model_fields["bcrypt_rounds"].default == 12
+    body = _body()
+    assert (await client.post(REGISTER, json=body)).status_code == 201
+    async with app.state.sessionmaker() as session:
+        stored = await session.scalar(
+            select(User.password_hash).where(User.username == body["username"])
+        )
+    assert stored is not None
+    assert hash_rounds(stored) == app.state.settings.bcrypt_rounds == 4
+
+
+async def test_bcrypt_runs_off_the_event_loop(database_url: str, tmp_path: Path) -> None:
+    # At cost 13 one hash takes a few hundred ms; the loop must keep answering meanwhile.
+    settings = make_settings(database_url, tmp_path, bcrypt_rounds=13)
+    async with running_app(settings) as slow_app, new_client(slow_app) as http:
+        registration = asyncio.create_task(http.post(REGISTER, json=_body()))
+        longest_gap = 0.0
+        last = time.perf_counter()
+        while not registration.done():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            longest_gap = max(longest_gap, now - last)
+            last = now
+        assert (await registration).status_code == 201
+    assert longest_gap < 0.15, f"event loop blocked for {longest_gap:.3f} s"
