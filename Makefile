@@ -12,7 +12,7 @@ export UV_PYTHON := $(shell command -v python3.11 || command -v $(PYTHON))
 # Debian packages the test suite drives as real components.
 TEST_APT_PACKAGES := orthanc orthanc-dicomweb nftables iproute2
 
-.PHONY: help install system-deps run migrate test lint types pytest format clean
+.PHONY: help install system-deps run migrate test lint types pytest format clean resilience
 
 help:
 	@echo "make run    install what is needed and run RelayPACS on http://127.0.0.1:8080"
@@ -52,6 +52,10 @@ pytest: install system-deps
 	$(BIN)/pytest
 
 test: lint types pytest
+
+# Every network-fault scenario of the uploader (root; long): writes resilience-report.md.
+resilience: install system-deps
+	RELAYPACS_RESILIENCE=1 $(BIN)/pytest tests/resilience -p no:cacheprovider -rA
 
 format: install
 	$(BIN)/ruff format src tests bench

@@ -14,6 +14,7 @@ nftables table inside the namespace. Nothing outside those is touched.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import shutil
 import subprocess
@@ -105,9 +106,13 @@ class Link:
         self.shape(self.rate_kbit)
 
 
+_links = itertools.count()
+
+
 @contextmanager
-def lossy_link(tag: str = "rp") -> Iterator[Link]:
-    suffix = f"{os.getpid() % 100000}{tag[:2]}"
+def lossy_link() -> Iterator[Link]:
+    # Interface names have at most 15 characters: "rph" + pid + a per-process counter.
+    suffix = f"{os.getpid() % 100000}x{next(_links) % 1000}"
     namespace = f"relaypacs-{suffix}"
     host_if, peer_if = f"rph{suffix}", f"rpn{suffix}"
     net = _free_subnet()

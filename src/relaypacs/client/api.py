@@ -86,7 +86,7 @@ class Liveness:
 
 @dataclass
 class TransferStats:
-    """Bytes put on the wire for chunk bodies, and how many of them had to be sent again."""
+    """Chunk body bytes put on the wire, and how many of them were wasted by failed attempts."""
 
     sent: int = 0
     resent: int = 0
@@ -252,7 +252,6 @@ class GatewayClient:
         if upload_token is not None:
             headers["X-Upload-Token"] = upload_token
         attempt_bytes = 0
-        first_attempt = True
 
         def body() -> AsyncIterator[bytes]:
             async def pieces() -> AsyncIterator[bytes]:
@@ -264,8 +263,6 @@ class GatewayClient:
                     # The previous piece was accepted by the socket: count it as moved.
                     attempt_bytes += len(piece)
                     self.stats.sent += len(piece)
-                    if not first_attempt:
-                        self.stats.resent += len(piece)
                     self.liveness.touch()
                     if on_bytes is not None:
                         on_bytes(len(piece))
@@ -273,11 +270,11 @@ class GatewayClient:
             return pieces()
 
         def rewind() -> None:
-            nonlocal attempt_bytes, first_attempt
+            # Whatever the failed attempt put on the wire is wasted: it all goes again.
+            nonlocal attempt_bytes
             if on_bytes is not None and attempt_bytes:
                 on_bytes(-attempt_bytes)
-            if attempt_bytes:
-                first_attempt = False
+            self.stats.resent += attempt_bytes
             attempt_bytes = 0
 
         response = await self._request(

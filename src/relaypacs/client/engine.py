@@ -99,6 +99,7 @@ async def _send_one(
                 # Bytes damaged on the way (or a read raced a writer): read and send again.
                 if on_bytes is not None:
                     on_bytes(-len(data))
+                client.stats.resent += len(data)
                 continue
             if error.code == "chunk_conflict":
                 raise LocalFileChanged(
