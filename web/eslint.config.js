@@ -33,7 +33,7 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['@/features/*', '@/app/*'], message: 'shared code must not import features or app' }] },
+        { patterns: [{ group: ['@/features', '@/features/*', '@/app', '@/app/*'], message: 'shared code must not import features or app' }] },
       ],
     },
   },
@@ -46,8 +46,9 @@ export default tseslint.config(
           patterns: [
             {
               group: [
+                '@/app',
                 '@/app/*',
-                ...FEATURES.filter((other) => other !== feature).map((other) => `@/features/${other}/*`),
+                ...FEATURES.filter((other) => other !== feature).flatMap((other) => [`@/features/${other}`, `@/features/${other}/*`]),
               ],
               message: 'features must not import the app or other features',
             },

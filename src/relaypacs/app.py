@@ -27,6 +27,7 @@ from relaypacs.resources import open_resources
 from relaypacs.uploads.router import router as uploads_router
 from relaypacs.users.router import admin_router as admin_users_router
 from relaypacs.users.router import router as users_router
+from relaypacs.web import install_web
 
 API_PREFIX = "/api/v1"
 
@@ -78,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(operations_router)
     app.include_router(jwks_router)
+    # The PWA answers only what no route above matched (see relaypacs.web).
+    install_web(app, settings.web_dir)
 
     _install_openapi(app)
     app.add_middleware(SecurityHeadersMiddleware, hsts=_uses_https(settings))

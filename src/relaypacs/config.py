@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     max_upload_bytes: int = 2 * GIB
+    web_dir: Path | None = Field(
+        default=None, description="The built PWA to serve at /; default: web/dist of the source"
+    )
     upload_session_hours: int = 24
     # --- uploads (relaypacs.uploads) ---
     upload_start_rate_limit: str = Field(default="20/minute", description="Upload starts per user")
@@ -91,6 +94,17 @@ class Settings(BaseSettings):
     job_modules: list[str] = Field(
         default_factory=list, description="Extra modules with job handlers to import"
     )
+    # --- operations (relaypacs.operations): retention (PRD C-BIZ-01), 0 = keep forever ---
+    retention_delivered_study_days: int = Field(
+        default=7, ge=0, description="Delete a delivered study's stored files this long after"
+    )
+    retention_expired_session_days: int = Field(
+        default=30, ge=0, description="Delete sign-in sessions this long after they ended"
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, description="`relaypacs worker` serves /metrics on this port"
+    )
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104  (inside a container network)
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -15,7 +15,7 @@ export function isZip(file: File): boolean {
 }
 
 /** Entries of the archive as files named "archive.zip/inner/path"; folders and macOS debris left out. */
-export async function expandZip(archive: File): Promise<{ file: File; name: string }[]> {
+export async function expandZip(archive: File, name: string = archive.name): Promise<{ file: File; name: string }[]> {
   const entries = await unzipAsync(new Uint8Array(await archive.arrayBuffer()));
   return Object.entries(entries)
     .filter(([path]) => !path.endsWith('/') && !path.startsWith('__MACOSX/'))
@@ -23,7 +23,7 @@ export async function expandZip(archive: File): Promise<{ file: File; name: stri
       const base = path.split('/').pop() ?? path;
       return {
         file: new File([bytes], base, { type: 'application/dicom' }),
-        name: `${archive.name}/${path}`,
+        name: `${name}/${path}`,
       };
     });
 }

@@ -1,0 +1,68 @@
+import { useCallback, useEffect } from 'react';
+import { createBrowserRouter, Navigate, Outlet, RouterProvider, useLocation } from 'react-router';
+
+import { AuthProvider, RegisterPage, SignInPage, useAuth, type User } from '@/features/auth';
+import { clearDeviceData, NewUploadPage, UploadDetailPage, UploadsPage } from '@/features/upload';
+import { network } from '@/lib/network';
+
+import { Layout } from './layout';
+import { AccountPage } from './routes/account-page';
+import { NotFoundPage } from './routes/not-found-page';
+
+function Shell() {
+  const { signedIn } = useAuth();
+  return <Layout signedIn={signedIn} />;
+}
+
+function RequireSignIn() {
+  const { signedIn } = useAuth();
+  const location = useLocation();
+  if (!signedIn) return <Navigate to="/sign-in" replace state={{ from: location.pathname }} />;
+  return <Outlet />;
+}
+
+function PublicOnly() {
+  const { signedIn } = useAuth();
+  return signedIn ? <Navigate to="/upload" replace /> : <Outlet />;
+}
+
+const router = createBrowserRouter([
+  {
+    element: <Shell />,
+    children: [
+      {
+        element: <PublicOnly />,
+        children: [
+          { path: '/sign-in', element: <SignInPage /> },
+          { path: '/register', element: <RegisterPage /> },
+        ],
+      },
+      {
+        element: <RequireSignIn />,
+        children: [
+          { index: true, element: <Navigate to="/upload" replace /> },
+          { path: '/upload', element: <NewUploadPage /> },
+          { path: '/uploads', element: <UploadsPage /> },
+          { path: '/uploads/:id', element: <UploadDetailPage /> },
+          { path: '/account', element: <AccountPage /> },
+        ],
+      },
+      { path: '*', element: <NotFoundPage /> },
+    ],
+  },
+]);
+
+export function App() {
+  useEffect(() => network.start(), []);
+
+  // Another person signing in on this device must not inherit the previous user's queue.
+  const onSignIn = useCallback(async (user: User, previousUserId: string | null) => {
+    if (previousUserId && previousUserId !== user.id) await clearDeviceData();
+  }, []);
+
+  return (
+    <AuthProvider onSignIn={onSignIn} beforeSignOut={clearDeviceData}>
+      <RouterProvider router={router} />
+    </AuthProvider>
+  );
+}

@@ -1,0 +1,71 @@
+import { api } from '@/lib/api-client';
+import { tokens, type TokenPair } from '@/lib/tokens';
+
+export type Role = 'clinician' | 'radiographer' | 'radiologist' | 'admin';
+
+export interface User {
+  id: string;
+  username: string;
+  email: string;
+  role: Role;
+  is_active: boolean;
+  totp_enabled: boolean;
+  must_change_password: boolean;
+  created_at: string;
+  last_login_at: string | null;
+}
+
+export interface RegisterInput {
+  username: string;
+  email: string;
+  password: string;
+  role: 'clinician' | 'radiographer';
+}
+
+export interface LoginInput {
+  username: string;
+  password: string;
+  totp_code?: string;
+}
+
+export interface TotpSetup {
+  secret: string;
+  otpauth_uri: string;
+  /** an SVG QR code as a data: URI */
+  qr_code: string;
+}
+
+export async function register(input: RegisterInput): Promise<User> {
+  return (await api.post<User>('/auth/register', input)).data;
+}
+
+export async function login(input: LoginInput): Promise<TokenPair> {
+  const pair = (await api.post<TokenPair>('/auth/login', input)).data;
+  tokens.save(pair);
+  return pair;
+}
+
+export async function logout(): Promise<void> {
+  const refresh = tokens.get()?.refresh;
+  try {
+    await api.post('/auth/logout', refresh ? { refresh_token: refresh } : {}, { timeout: 5_000 });
+  } finally {
+    tokens.clear();
+  }
+}
+
+export async function fetchMe(): Promise<User> {
+  return (await api.get<User>('/auth/me')).data;
+}
+
+export async function setupTotp(): Promise<TotpSetup> {
+  return (await api.post<TotpSetup>('/auth/2fa/setup')).data;
+}
+
+export async function enableTotp(code: string): Promise<string[]> {
+  return (await api.post<{ recovery_codes: string[] }>('/auth/2fa/enable', { code })).data.recovery_codes;
+}
+
+export async function disableTotp(password: string, code: string): Promise<void> {
+  await api.post('/auth/2fa/disable', { password, code });
+}

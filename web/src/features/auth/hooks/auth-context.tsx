@@ -1,0 +1,115 @@
+import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
+
+import { startSilentRefresh } from '@/lib/api-client';
+import { toUserFacingError } from '@/lib/problem';
+import { tokens } from '@/lib/tokens';
+
+import { fetchMe, login, logout, type LoginInput, type User } from '../api/auth';
+
+const USER_KEY = 'relaypacs.user';
+
+interface AuthContextValue {
+  signedIn: boolean;
+  /** the last known profile: kept on the device so the app opens offline */
+  user: User | null;
+  signIn: (input: LoginInput) => Promise<User>;
+  signOut: () => Promise<void>;
+  reloadUser: () => Promise<void>;
+}
+
+const AuthContext = createContext<AuthContextValue | null>(null);
+
+function cachedUser(): User | null {
+  try {
+    const raw = localStorage.getItem(USER_KEY);
+    return raw ? (JSON.parse(raw) as User) : null;
+  } catch {
+    return null;
+  }
+}
+
+function remember(user: User | null): void {
+  if (user) localStorage.setItem(USER_KEY, JSON.stringify(user));
+  else localStorage.removeItem(USER_KEY);
+}
+
+export function AuthProvider({ children, onSignIn, beforeSignOut }: {
+  children: ReactNode;
+  /** runs after every sign-in, with the previous user's id (another user may take the device) */
+  onSignIn?: (user: User, previousUserId: string | null) => Promise<void> | void;
+  beforeSignOut?: () => Promise<void> | void;
+}) {
+  const [signedIn, setSignedIn] = useState(() => tokens.get() !== null);
+  const [user, setUser] = useState<User | null>(() => (tokens.get() ? cachedUser() : null));
+
+  useEffect(() => {
+    const stop = startSilentRefresh();
+    const unsubscribe = tokens.subscribe((value) => setSignedIn(value !== null));
+    return () => {
+      stop();
+      unsubscribe();
+    };
+  }, []);
+
+  const reloadUser = useCallback(async () => {
+    try {
+      const fresh = await fetchMe();
+      remember(fresh);
+      setUser(fresh);
+    } catch (error) {
+      // Offline: keep the cached profile. Refused: the interceptor already signed us out.
+      if (!toUserFacingError(error).network && !tokens.get()) setUser(null);
+    }
+  }, []);
+
+  useEffect(() => {
+    if (!signedIn) return;
+    let stopped = false;
+    fetchMe()
+      .then((fresh) => {
+        if (stopped) return;
+        remember(fresh);
+        setUser(fresh);
+      })
+      .catch(() => undefined); // offline: the cached profile stays
+    return () => {
+      stopped = true;
+    };
+  }, [signedIn]);
+
+  const signIn = useCallback(
+    async (input: LoginInput) => {
+      const previous = cachedUser()?.id ?? localStorage.getItem(`${USER_KEY}.last`) ?? null;
+      await login(input);
+      const fresh = await fetchMe();
+      remember(fresh);
+      localStorage.setItem(`${USER_KEY}.last`, fresh.id);
+      await onSignIn?.(fresh, previous);
+      setUser(fresh);
+      setSignedIn(true);
+      return fresh;
+    },
+    [onSignIn],
+  );
+
+  const signOut = useCallback(async () => {
+    await beforeSignOut?.();
+    try {
+      await logout();
+    } catch {
+      // Offline sign-out still ends the session on this device; the refresh token expires.
+    }
+    remember(null);
+    setUser(null);
+    setSignedIn(false);
+  }, [beforeSignOut]);
+
+  const value = useMemo(() => ({ signedIn, user, signIn, signOut, reloadUser }), [signedIn, user, signIn, signOut, reloadUser]);
+  return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
+}
+
+export function useAuth(): AuthContextValue {
+  const value = useContext(AuthContext);
+  if (!value) throw new Error('useAuth needs an <AuthProvider>');
+  return value;
+}

@@ -1,0 +1,128 @@
+import { useEffect, useRef, useState } from 'react';
+
+import { Dialog } from '@/components/dialog';
+import { ProgressBar } from '@/components/progress-bar';
+import { useNetworkStatus } from '@/hooks/use-network-status';
+import { formatBytes, formatDuration, formatRate } from '@/lib/format';
+
+import type { EngineClient } from '../engine/client';
+import type { JobView } from '../engine/types';
+
+function statusLine(job: JobView, network: string): string {
+  const progress = job.progress;
+  if (job.state === 'paused') return 'Paused';
+  if (progress?.waitingFor === 'network' || network === 'offline') return 'Offline — waiting for the network';
+  if (progress?.waitingFor === 'sign-in') return 'Waiting for sign-in to be renewed';
+  if (network === 'reconnecting' || progress?.retrying) return 'Reconnecting…';
+  if (job.state === 'waiting') return 'Waiting to start';
+  if (job.state === 'completing') return 'Finishing…';
+  return 'Uploading';
+}
+
+/** Announces progress in 10 % steps and every change of state: enough for a screen reader, not noisy. */
+function useAnnouncement(job: JobView, line: string, percent: number): string {
+  const [message, setMessage] = useState('');
+  const lastStep = useRef(-1);
+  const lastLine = useRef('');
+  useEffect(() => {
+    const step = Math.floor(percent / 10);
+    if (line !== lastLine.current) {
+      lastLine.current = line;
+      setMessage(`${line}, ${percent}%`);
+    } else if (step !== lastStep.current && job.state === 'uploading') {
+      setMessage(`${percent}% sent`);
+    }
+    lastStep.current = step;
+  }, [line, percent, job.state]);
+  return message;
+}
+
+export function JobProgress({ job, client }: { job: JobView; client: EngineClient }) {
+  const network = useNetworkStatus();
+  const [confirmCancel, setConfirmCancel] = useState(false);
+  const progress = job.progress;
+  const sent = progress?.sentBytes ?? 0;
+  const fraction = job.totalBytes > 0 ? sent / job.totalBytes : 0;
+  const percent = Math.floor(fraction * 100);
+  const line = statusLine(job, network);
+  const announcement = useAnnouncement(job, line, percent);
+  const paused = job.state === 'paused';
+
+  return (
+    <div className="card" data-testid="job-progress" data-state={job.state}>
+      <h2>Sending</h2>
+      <p className={`job-status job-status--${paused ? 'paused' : network}`} data-testid="job-status-line">
+        {line}
+      </p>
+      <ProgressBar value={fraction} label="Upload progress" />
+      <p className="job-numbers">
+        <span data-testid="job-percent">{percent}%</span> · {formatBytes(sent)} of {formatBytes(job.totalBytes)}
+        {progress && !paused ? (
+          <>
+            {' '}
+            · {formatRate(progress.rate)} · {progress.etaSeconds !== null ? `about ${formatDuration(progress.etaSeconds)} left` : 'estimating time left'}
+          </>
+        ) : null}
+      </p>
+      <p className="visually-hidden" aria-live="polite">
+        {announcement}
+      </p>
+      <div className="actions">
+        {paused ? (
+          <button type="button" className="button button--primary" onClick={() => client.send({ type: 'resume', jobId: job.id })}>
+            Resume
+          </button>
+        ) : (
+          <button type="button" className="button" onClick={() => client.send({ type: 'pause', jobId: job.id })}>
+            Pause
+          </button>
+        )}
+        <button type="button" className="button button--danger" onClick={() => setConfirmCancel(true)}>
+          Cancel upload
+        </button>
+      </div>
+      {job.files.length > 1 ? (
+        <details className="file-progress">
+          <summary>{job.files.length} files</summary>
+          <ul>
+            {job.files.map((file) => {
+              const fileSent = progress?.files[file.index]?.sentBytes ?? 0;
+              return (
+                <li key={file.index}>
+                  <span className="file-progress__name">{file.name}</span>
+                  <span className="file-progress__numbers">
+                    {formatBytes(fileSent)} / {formatBytes(file.size)}
+                  </span>
+                </li>
+              );
+            })}
+          </ul>
+        </details>
+      ) : null}
+      <Dialog
+        open={confirmCancel}
+        title="Cancel this upload?"
+        onClose={() => setConfirmCancel(false)}
+        actions={
+          <>
+            <button
+              type="button"
+              className="button button--danger"
+              onClick={() => {
+                setConfirmCancel(false);
+                client.send({ type: 'cancel', jobId: job.id });
+              }}
+            >
+              Cancel upload
+            </button>
+            <button type="button" className="button" onClick={() => setConfirmCancel(false)}>
+              Keep sending
+            </button>
+          </>
+        }
+      >
+        <p>The study will not reach the reading centre and its copy on this device is deleted.</p>
+      </Dialog>
+    </div>
+  );
+}
