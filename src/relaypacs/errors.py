@@ -238,7 +238,10 @@ def _summarise(errors: list[dict[str, Any]]) -> str:
 async def _unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
     # The stack trace goes to the log only; the client gets a request id to quote.
     log.exception("unhandled_error", exc_info=exc)
-    return problem_response(RelayError("An unexpected error occurred"), request)
+    # Starlette answers a crash outside the request-id middleware, so the id is set here.
+    request_id = getattr(request.state, "request_id", None)
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return problem_response(RelayError("An unexpected error occurred", headers=headers), request)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -318,18 +318,26 @@ async def ensure_first_admin(
     session: AsyncSession, settings: Settings, *, username: str = "admin"
 ) -> tuple[User, str] | None:
     """With no admin at all, create one with a one-time password the caller shows once."""
-    if await UserRepository(session).any_admin():
+    users = UserRepository(session)
+    if await users.any_admin():
         return None
+    if await users.username_exists(username.lower()):
+        # The name went to someone else first: the admin gets a variant of it.
+        username = f"{username}_{secrets.token_hex(3)}"
     password = generate_password()
-    user = await create_user_as_admin(
-        session,
-        settings,
-        None,
-        actor_id=None,
-        username=username,
-        email=f"{username}@relaypacs.invalid",
-        password=password,
-        role=Role.admin,
-        must_change_password=True,
-    )
+    try:
+        user = await create_user_as_admin(
+            session,
+            settings,
+            None,
+            actor_id=None,
+            username=username,
+            email=f"{username}@relaypacs.invalid",
+            password=password,
+            role=Role.admin,
+            must_change_password=True,
+        )
+    except (UsernameTaken, EmailTaken):
+        # Another instance starting at the same moment made the first admin.
+        return None
     return user, password

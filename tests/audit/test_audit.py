@@ -1,0 +1,138 @@
+"""The audit log: written for security events, append-only, filtered reads, safe CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import delete, update
+from sqlalchemy.exc import DBAPIError
+
+from relaypacs.audit.models import AuditEvent
+from relaypacs.audit.service import record_audit
+from relaypacs.users.models import Role
+from tests.support.accounts import assert_problem, new_client, sign_in
+
+AUDIT = "/api/v1/admin/audit"
+EXPORT = "/api/v1/admin/audit/export.csv"
+
+
+async def test_only_admins_read_the_audit_log(client: httpx.AsyncClient, app: FastAPI) -> None:
+    user = await sign_in(client, app, role=Role.radiologist)
+    assert_problem(await client.get(AUDIT, headers=user.headers), 403, "insufficient_role")
+    assert_problem(await client.get(EXPORT, headers=user.headers), 403, "insufficient_role")
+    assert_problem(await client.get(AUDIT), 401, "not_authenticated")
+
+
+async def test_security_events_are_recorded_and_filtered_by_actor_and_action(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    user = await sign_in(client, app)
+    await client.post("/api/v1/auth/logout", headers=user.headers)
+    response = await client.get(AUDIT, params={"actor_id": str(user.id)}, headers=admin.headers)
+    assert response.status_code == 200
+    actions = [event["action"] for event in response.json()["items"]]
+    # Newest first.
+    assert actions == ["logout", "login_succeeded", "user_registered"]
+    only_logouts = await client.get(
+        AUDIT, params={"actor_id": str(user.id), "action": "logout"}, headers=admin.headers
+    )
+    assert only_logouts.json()["total"] == 1
+    event = only_logouts.json()["items"][0]
+    assert event["ip_address"].startswith("127.1.")
+    assert event["request_id"]
+
+
+async def test_audit_log_filters_by_time(client: httpx.AsyncClient, app: FastAPI) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    user = await sign_in(client, app)
+    now = datetime.now(UTC)
+    since = (now - timedelta(minutes=5)).isoformat()
+    until = (now + timedelta(minutes=5)).isoformat()
+    window = await client.get(
+        AUDIT,
+        params={"actor_id": str(user.id), "since": since, "until": until},
+        headers=admin.headers,
+    )
+    assert window.json()["total"] == 2
+    later = await client.get(
+        AUDIT, params={"actor_id": str(user.id), "since": until}, headers=admin.headers
+    )
+    assert later.json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"since": "2024-05-02T00:00:00Z", "until": "2024-05-01T00:00:00Z"},
+        {"since": "2024-05-01T00:00:00"},
+    ],
+)
+async def test_bad_time_range_is_a_clear_error(
+    client: httpx.AsyncClient, app: FastAPI, params: dict[str, str]
+) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    assert_problem(
+        await client.get(AUDIT, params=params, headers=admin.headers), 400, "invalid_time_range"
+    )
+
+
+async def test_csv_export_is_safe_from_formula_injection(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    user = await sign_in(client, app)
+    hostile_agent = '=HYPERLINK("http://evil.example","click")'
+    async with new_client(app) as http:
+        await http.post(
+            "/api/v1/auth/login",
+            json={"username": user.username, "password": user.password},
+            headers={"User-Agent": hostile_agent},
+        )
+    response = await client.get(EXPORT, params={"actor_id": str(user.id)}, headers=admin.headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    agents = [row["user_agent"] for row in rows]
+    assert "'" + hostile_agent in agents
+    assert hostile_agent not in agents
+    for row in rows:
+        for value in row.values():
+            assert not value.startswith(("=", "+", "-", "@")), value
+
+
+async def test_audit_export_is_itself_audited(client: httpx.AsyncClient, app: FastAPI) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    await client.get(EXPORT, params={"action": "nothing"}, headers=admin.headers)
+    response = await client.get(
+        AUDIT, params={"actor_id": str(admin.id), "action": "audit_exported"}, headers=admin.headers
+    )
+    assert response.json()["total"] == 1
+
+
+async def test_audit_rows_cannot_be_changed_or_deleted(app: FastAPI) -> None:
+    async with app.state.sessionmaker() as session:
+        await record_audit(session, "tamper_probe", request=None, actor_id=uuid.uuid4())
+        await session.commit()
+    for statement in (
+        update(AuditEvent).where(AuditEvent.action == "tamper_probe").values(action="x"),
+        delete(AuditEvent).where(AuditEvent.action == "tamper_probe"),
+    ):
+        async with app.state.sessionmaker() as session:
+            with pytest.raises(DBAPIError, match="append-only"):
+                await session.execute(statement)
+
+
+async def test_secrets_never_enter_the_audit_log(app: FastAPI) -> None:
+    async with app.state.sessionmaker() as session:
+        with pytest.raises(ValueError, match="secrets"):
+            await record_audit(
+                session, "oops", request=None, actor_id=None, details={"refresh_token": "x"}
+            )

@@ -1,0 +1,133 @@
+"""Account administration: only admins; list, create, change role, disable; all audited."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import anyio
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from relaypacs.audit.models import AuditEvent
+from relaypacs.users.models import Role
+from tests.conftest import make_settings
+from tests.support.accounts import assert_problem, new_client, running_app, sign_in
+from tests.support.databases import throwaway_database
+
+USERS = "/api/v1/admin/users"
+
+
+async def test_only_admins_reach_account_administration(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    for role in (Role.clinician, Role.radiographer, Role.radiologist):
+        user = await sign_in(client, app, role=role)
+        assert_problem(await client.get(USERS, headers=user.headers), 403, "insufficient_role")
+        assert_problem(
+            await client.patch(f"{USERS}/{user.id}", json={"role": "admin"}, headers=user.headers),
+            403,
+            "insufficient_role",
+        )
+    assert_problem(await client.get(USERS), 401, "not_authenticated")
+
+
+async def test_admin_lists_and_filters_users(client: httpx.AsyncClient, app: FastAPI) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    radiologist = await sign_in(client, app, role=Role.radiologist)
+    response = await client.get(
+        USERS, params={"role": "radiologist", "q": radiologist.username}, headers=admin.headers
+    )
+    assert response.status_code == 200
+    page = response.json()
+    assert page["total"] == 1
+    assert page["items"][0]["id"] == str(radiologist.id)
+    assert "password_hash" not in page["items"][0]
+    paged = (await client.get(USERS, params={"limit": 1}, headers=admin.headers)).json()
+    assert len(paged["items"]) == 1
+    assert paged["total"] >= 2
+
+
+async def test_admin_creates_an_account_of_any_role(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    username = "made_" + uuid.uuid4().hex[:8]
+    response = await client.post(
+        USERS,
+        json={
+            "username": username,
+            "email": f"{username}@example.org",
+            "password": "Initial-Secret-55",
+            "role": "admin",
+        },
+        headers=admin.headers,
+    )
+    assert response.status_code == 201
+    assert response.json()["role"] == "admin"
+    assert response.json()["must_change_password"] is True
+    weak = await client.post(
+        USERS,
+        json={"username": username + "x", "email": f"x{username}@example.org", "password": "weak"},
+        headers=admin.headers,
+    )
+    assert_problem(weak, 422, "weak_password")
+
+
+async def test_unknown_user_is_404(client: httpx.AsyncClient, app: FastAPI) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    missing = f"{USERS}/{uuid.uuid4()}"
+    assert_problem(await client.get(missing, headers=admin.headers), 404, "user_not_found")
+    assert_problem(
+        await client.patch(missing, json={"role": "admin"}, headers=admin.headers),
+        404,
+        "user_not_found",
+    )
+
+
+async def test_role_changes_are_audited_with_old_and_new_role(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    user = await sign_in(client, app)
+    response = await client.patch(
+        f"{USERS}/{user.id}", json={"role": "radiologist"}, headers=admin.headers
+    )
+    assert response.json()["role"] == "radiologist"
+    async with app.state.sessionmaker() as session:
+        event = await session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.action == "role_changed", AuditEvent.target_id == str(user.id)
+            )
+        )
+    assert event is not None
+    assert event.actor_id == admin.id
+    assert event.details == {"from": "clinician", "to": "radiologist"}
+
+
+async def test_the_last_admin_cannot_be_demoted_or_disabled(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Needs a database where this is the only admin: a fresh one of the same backend.
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    (tmp_path / "db").mkdir()
+    database = throwaway_database(backend, tmp_path / "db")
+    # Migrations run their own event loop: enter and leave the database from a thread.
+    fresh_url = await anyio.to_thread.run_sync(database.__enter__)
+    try:
+        settings = make_settings(fresh_url, tmp_path / "data")
+        async with running_app(settings) as fresh_app, new_client(fresh_app) as http:
+            admin = await sign_in(http, fresh_app, role=Role.admin)
+            for change in ({"role": "clinician"}, {"is_active": False}):
+                response = await http.patch(
+                    f"{USERS}/{admin.id}", json=change, headers=admin.headers
+                )
+                assert_problem(response, 409, "last_admin")
+            second = await sign_in(http, fresh_app, role=Role.admin)
+            demoted = await http.patch(
+                f"{USERS}/{admin.id}", json={"role": "clinician"}, headers=second.headers
+            )
+            assert demoted.status_code == 200
+    finally:
+        await anyio.to_thread.run_sync(database.__exit__, None, None, None)
