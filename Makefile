@@ -10,9 +10,10 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v python3.11 || command -v $(PYTHON))
 
 # Debian packages the test suite drives as real components.
-TEST_APT_PACKAGES := orthanc orthanc-dicomweb nftables iproute2
+# prometheus ships promtool (alert rule tests); nginx checks deploy/nginx (`nginx -t`, proxy tests).
+TEST_APT_PACKAGES := orthanc orthanc-dicomweb nftables iproute2 prometheus nginx
 
-.PHONY: help install system-deps run migrate test lint types pytest format clean resilience
+.PHONY: help install system-deps run migrate test lint types pytest format clean check-deploy resilience
 
 help:
 	@echo "make run    install what is needed and run RelayPACS on http://127.0.0.1:8080"
@@ -42,8 +43,8 @@ migrate: install
 	$(BIN)/relaypacs migrate
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
 types: install
 	$(BIN)/mypy src
@@ -51,15 +52,21 @@ types: install
 pytest: install system-deps
 	$(BIN)/pytest
 
-test: lint types pytest
+# Deployment files without Docker (compose schema, nginx -t, promtool, dashboards) and the
+# licences of everything that ships (PRD C-BIZ-03).
+check-deploy: install system-deps
+	$(BIN)/python tools/check_deploy.py
+	$(BIN)/python tools/licences.py
+
+test: lint types check-deploy pytest
 
 # Every network-fault scenario of the uploader (root; long): writes resilience-report.md.
 resilience: install system-deps
 	RELAYPACS_RESILIENCE=1 $(BIN)/pytest tests/resilience -p no:cacheprovider -rA
 
 format: install
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench tools
+	$(BIN)/ruff check --fix src tests bench tools
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,70 @@
+"""The retention job's queries: what has been kept long enough, by the other domains' tables.
+
+Retention is a cross-domain policy (PRD C-BIZ-01), so its SQL lives here rather than being
+spread over each domain; each statement only deletes rows whose domain no longer needs them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaypacs.auth.models import LoginSession, RefreshToken, RevokedAccessToken
+from relaypacs.uploads.models import Upload, UploadState
+
+_NO_SYNC: dict[str, Any] = {"synchronize_session": False}
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount or 0)
+
+
+async def delivered_uploads_to_purge(
+    session: AsyncSession, delivered_before: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Delivered uploads whose stored files are still there and whose delivery is old enough.
+
+    Only ``delivered``: a partially delivered study keeps the instances the PACS refused
+    (DESIGN promise 4). An upload's last change is its delivery, so ``updated_at`` dates it.
+    """
+    statement = (
+        select(Upload.id)
+        .where(
+            Upload.state == UploadState.delivered,
+            Upload.purged_at.is_(None),
+            Upload.updated_at < delivered_before,
+        )
+        .order_by(Upload.updated_at)
+        .limit(limit)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+async def delete_ended_login_sessions(session: AsyncSession, ended_before: datetime) -> int:
+    """Sign-in sessions revoked, or whose every refresh token expired, before ``ended_before``.
+
+    Their refresh tokens go with them (ON DELETE CASCADE).
+    """
+    live_token = exists().where(
+        RefreshToken.session_id == LoginSession.id, RefreshToken.expires_at >= ended_before
+    )
+    has_token = exists().where(RefreshToken.session_id == LoginSession.id)
+    statement = delete(LoginSession).where(
+        or_(
+            LoginSession.revoked_at < ended_before,
+            has_token & ~live_token,
+            # A session that never got a token (sign-in interrupted) ends when it starts.
+            ~has_token & (LoginSession.created_at < ended_before),
+        )
+    )
+    return _rowcount(await session.execute(statement, execution_options=_NO_SYNC))
+
+
+async def delete_expired_access_token_denials(session: AsyncSession, now: datetime) -> int:
+    """A revoked access token past its own expiry is refused anyway: its entry is dead weight."""
+    statement = delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now)
+    return _rowcount(await session.execute(statement, execution_options=_NO_SYNC))

@@ -1,0 +1,111 @@
+"""deploy/docker-compose.yml validates against the Compose Specification and our own rules."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from tools.check_deploy import compose_problems, load_compose
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_compose()
+
+
+def test_compose_file_is_valid(compose: dict[str, Any]) -> None:
+    assert compose_problems(compose) == []
+
+
+def test_runs_every_service_the_product_needs(compose: dict[str, Any]) -> None:
+    assert {
+        "gateway",
+        "worker",
+        "db",
+        "redis",
+        "minio",
+        "minio-init",
+        "orthanc",
+        "prometheus",
+        "grafana",
+        "nginx",
+    } <= set(compose["services"])
+
+
+def test_gateway_and_worker_run_the_image_in_production_mode(compose: dict[str, Any]) -> None:
+    for name in ("gateway", "worker"):
+        service = compose["services"][name]
+        environment = service["environment"]
+        assert environment["RELAYPACS_ENV"] == "production"
+        assert environment["RELAYPACS_STORAGE_URL"].startswith("s3://")
+        assert environment["PROMETHEUS_MULTIPROC_DIR"].startswith("/run/")
+        assert service["env_file"] == ["./env/relaypacs.env"]
+        assert service["secrets"] == ["jwt_signing_key"]
+        assert "relaypacs-data:/var/lib/relaypacs" in service["volumes"]
+        assert service["read_only"] is True
+        assert "ports" not in service
+    assert compose["services"]["gateway"]["environment"]["RELAYPACS_RUN_WORKER_IN_PROCESS"] == (
+        "false"
+    )
+    # The bucket exists before either starts.
+    for name in ("gateway", "worker"):
+        depends = compose["services"][name]["depends_on"]
+        assert depends["minio-init"]["condition"] == "service_completed_successfully"
+        assert depends["db"]["condition"] == "service_healthy"
+
+
+def test_data_lives_on_named_volumes(compose: dict[str, Any]) -> None:
+    mounts = {
+        "db": "postgres-data:/var/lib/postgresql/data",
+        "minio": "minio-data:/data",
+        "orthanc": "orthanc-data:/var/lib/orthanc/db",
+        "prometheus": "prometheus-data:/prometheus",
+        "grafana": "grafana-data:/var/lib/grafana",
+    }
+    for service, mount in mounts.items():
+        assert mount in compose["services"][service]["volumes"]
+
+
+def test_monitoring_ports_are_bound_to_loopback_only(compose: dict[str, Any]) -> None:
+    for name in ("prometheus", "grafana"):
+        assert all(port.startswith("127.0.0.1:") for port in compose["services"][name]["ports"])
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        (lambda c: c["services"]["gateway"].update(restart_policy="always"), "schema:"),
+        (lambda c: c["services"]["db"].update(healthcheck={"interval": 5}), "schema:"),
+        (
+            lambda c: c["services"]["worker"]["depends_on"].update(
+                ghost={"condition": "service_started"}
+            ),
+            "no service named 'ghost'",
+        ),
+        (
+            lambda c: c["services"]["gateway"]["volumes"].append("scratch:/scratch"),
+            "named volume 'scratch' is not declared",
+        ),
+        (lambda c: c["services"]["redis"].pop("healthcheck"), "services.redis: no healthcheck"),
+        (
+            lambda c: c["services"]["db"].update(ports=["5432:5432"]),
+            "publishes ports",
+        ),
+        (
+            lambda c: c["services"]["grafana"].update(networks=["monitoring"]),
+            "network 'monitoring' is not declared",
+        ),
+        (
+            lambda c: c["services"]["gateway"].update(env_file=["./env/missing.env"]),
+            "has no missing.env.example",
+        ),
+    ],
+)
+def test_broken_compose_files_are_refused(
+    compose: dict[str, Any], mutation: Any, expected: str
+) -> None:
+    broken = copy.deepcopy(compose)
+    mutation(broken)
+    problems = compose_problems(broken)
+    assert any(expected in problem for problem in problems), problems

@@ -1,0 +1,120 @@
+"""Alert rules check and pass their promtool unit tests; every alert is tested firing; every
+metric that rules and dashboards query is one the gateway really exports."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from tools.check_deploy import (
+    GRAFANA_DIR,
+    PROMETHEUS_DIR,
+    grafana_problems,
+    iter_panels,
+    prometheus_problems,
+    promtool_binary,
+)
+
+# Exported by Prometheus itself or by node-exporter, not by RelayPACS.
+EXTERNAL_METRICS = {"up"}
+EXTERNAL_PREFIXES = ("node_",)
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
+
+
+def _rules(name: str) -> list[dict[str, str]]:
+    document = yaml.safe_load((PROMETHEUS_DIR / name).read_text())
+    return [rule for group in document["groups"] for rule in group["rules"]]
+
+
+def metric_names(expr: str) -> set[str]:
+    """The series names a PromQL expression reads (good enough for our own expressions)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    expr = expr.replace("$__rate_interval", "")
+    names = set()
+    for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
+        following = expr[match.end() :].lstrip()[:1]
+        preceding = expr[: match.start()].rstrip()[-1:]
+        word = match.group()
+        if following == "(" or word.lower() in PROMQL_WORDS or preceding.isdigit():
+            continue
+        names.add(word)
+    return names
+
+
+@pytest.mark.skipif(promtool_binary() is None, reason="promtool: make system-deps")
+def test_rules_are_valid_and_their_unit_tests_pass() -> None:
+    assert prometheus_problems() == []
+
+
+def test_every_alert_has_a_test_where_it_fires() -> None:
+    tests = yaml.safe_load((PROMETHEUS_DIR / "tests" / "alerts_test.yml").read_text())
+    fired = {
+        check["alertname"]
+        for case in tests["tests"]
+        for check in case.get("alert_rule_test", [])
+        if check.get("exp_alerts")
+    }
+    alerts = {rule["alert"] for rule in _rules("alerts.yml")}
+    assert alerts - fired == set()
+
+
+def test_every_alert_has_a_runbook_entry() -> None:
+    operations = (Path(__file__).parents[2] / "docs" / "operations.md").read_text().lower()
+    for rule in _rules("alerts.yml"):
+        anchor = rule["annotations"]["runbook"].split("#", 1)[1]
+        assert f"## {anchor}" in operations.replace("### ", "## "), anchor
+
+
+def test_grafana_dashboards_are_valid() -> None:
+    assert grafana_problems() == []
+
+
+async def test_rules_and_dashboards_only_query_metrics_the_gateway_exports(
+    client: httpx.AsyncClient,
+) -> None:
+    exposition = (await client.get("/metrics")).text
+    exported: set[str] = set()
+    for family in text_string_to_metric_families(exposition):
+        exported.add(family.name)
+        exported.update(sample.name for sample in family.samples)
+        if family.type == "counter":
+            exported.add(family.name + "_total")
+        if family.type == "histogram":
+            exported.update(family.name + suffix for suffix in ("_bucket", "_count", "_sum"))
+    recorded = {rule["record"] for rule in _rules("rules.yml")}
+    queries = [rule["expr"] for rule in _rules("rules.yml") + _rules("alerts.yml")]
+    for path in sorted((GRAFANA_DIR / "dashboards").glob("*.json")):
+        for panel in iter_panels(json.loads(path.read_text())):
+            queries.extend(target["expr"] for target in panel.get("targets") or [])
+    unknown = {
+        name
+        for query in queries
+        for name in metric_names(query)
+        if name not in exported
+        and name not in recorded
+        and name not in EXTERNAL_METRICS
+        and not name.startswith(EXTERNAL_PREFIXES)
+    }
+    assert unknown == set()

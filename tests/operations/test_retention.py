@@ -1,0 +1,180 @@
+"""Retention (PRD C-BIZ-01): the periodic job removes what has been kept long enough, only that."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import select, update
+
+from relaypacs.audit.models import AuditEvent
+from relaypacs.auth.models import LoginSession, RefreshToken
+from relaypacs.config import Settings
+from relaypacs.db.base import utcnow
+from relaypacs.jobs.registry import JobContext, default_registry, load_task_modules
+from relaypacs.operations.metrics import RETENTION_DELETED
+from relaypacs.operations.tasks import RETENTION_JOB, apply_retention
+from relaypacs.uploads.models import Upload, UploadState
+from relaypacs.uploads.store import upload_prefix
+from tests.support import uploads
+from tests.support.accounts import sign_in
+from tests.support.dicom_studies import instance
+
+
+def _stored_files(app: FastAPI, upload_id: str) -> list[Path]:
+    root = Path(app.state.settings.data_dir) / "chunks" / upload_prefix(uuid.UUID(upload_id))
+    return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
+
+
+async def _validated_upload(
+    client: httpx.AsyncClient, app: FastAPI, headers: dict[str, str]
+) -> str:
+    session = await uploads.start(client, headers, [instance(rows=32, columns=32)])
+    await uploads.send_all(client, session)
+    assert (await uploads.complete_and_wait(client, app, session))["state"] == "validated"
+    return session.id
+
+
+async def _set_upload(app: FastAPI, upload_id: str, state: UploadState, days_ago: float) -> None:
+    async with app.state.sessionmaker() as session:
+        await session.execute(
+            update(Upload)
+            .where(Upload.id == uuid.UUID(upload_id))
+            .values(state=state, updated_at=utcnow() - timedelta(days=days_ago))
+        )
+        await session.commit()
+
+
+async def _run(app: FastAPI, settings: Settings | None = None) -> None:
+    resources = app.state.resources
+    context = JobContext(
+        resources=resources,
+        sessionmaker=resources.sessionmaker,
+        settings=settings or resources.settings,
+        job_id=uuid.uuid4(),
+        kind=RETENTION_JOB,
+        attempt=1,
+    )
+    await apply_retention(context, {})
+
+
+def test_retention_runs_periodically_in_every_worker() -> None:
+    load_task_modules()
+    assert RETENTION_JOB in default_registry.periodic
+    assert RETENTION_JOB in default_registry.handlers
+
+
+async def test_delivered_study_files_go_after_the_retention_period_and_nothing_else(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    old_delivered = await _validated_upload(client, app, user.headers)
+    old_partial = await _validated_upload(client, app, user.headers)
+    recent_delivered = await _validated_upload(client, app, user.headers)
+    old_failed = await _validated_upload(client, app, user.headers)
+    await _set_upload(app, old_delivered, UploadState.delivered, days_ago=8)
+    await _set_upload(app, old_partial, UploadState.partially_delivered, days_ago=30)
+    await _set_upload(app, recent_delivered, UploadState.delivered, days_ago=6)
+    await _set_upload(app, old_failed, UploadState.failed, days_ago=30)
+    for upload_id in (old_delivered, old_partial, recent_delivered, old_failed):
+        assert _stored_files(app, upload_id)
+    before = RETENTION_DELETED.labels(record="delivered_study")._value.get()
+
+    await _run(app)  # default: 7 days
+
+    assert _stored_files(app, old_delivered) == []
+    # Refused instances stay until someone acts (promise 4); failed uploads can be requeued.
+    assert _stored_files(app, old_partial)
+    assert _stored_files(app, old_failed)
+    assert _stored_files(app, recent_delivered)
+    assert RETENTION_DELETED.labels(record="delivered_study")._value.get() >= before + 1
+    async with app.state.sessionmaker() as session:
+        purged = await session.get(Upload, uuid.UUID(old_delivered))
+        assert purged is not None
+        assert purged.purged_at is not None
+        # The record and its timeline stay: only the bytes go.
+        assert purged.state is UploadState.delivered
+    status = await client.get(f"/api/v1/uploads/{old_delivered}", headers=user.headers)
+    assert status.status_code == 200
+    assert status.json()["state"] == "delivered"
+
+
+async def test_ended_sign_in_sessions_go_and_live_ones_stay(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    active = await sign_in(client, app)
+    revoked = await sign_in(client, app)
+    lapsed = await sign_in(client, app)
+    now = utcnow()
+    async with app.state.sessionmaker() as session:
+        sessions = {
+            user.id: (
+                await session.scalars(
+                    select(LoginSession.id).where(LoginSession.user_id == user.id)
+                )
+            ).one()
+            for user in (active, revoked, lapsed)
+        }
+        await session.execute(
+            update(LoginSession)
+            .where(LoginSession.id == sessions[revoked.id])
+            .values(revoked_at=now - timedelta(days=31))
+        )
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.session_id == sessions[lapsed.id])
+            .values(expires_at=now - timedelta(days=31))
+        )
+        await session.commit()
+
+    await _run(app)
+
+    async with app.state.sessionmaker() as session:
+        ids = list(sessions.values())
+        remaining = set(
+            (await session.scalars(select(LoginSession.id).where(LoginSession.id.in_(ids)))).all()
+        )
+        tokens = set(
+            (
+                await session.scalars(
+                    select(RefreshToken.session_id).where(RefreshToken.session_id.in_(ids))
+                )
+            ).all()
+        )
+    assert remaining == {sessions[active.id]}
+    assert tokens == {sessions[active.id]}
+    me = await client.get("/api/v1/auth/me", headers=active.headers)
+    assert me.status_code == 200
+
+
+async def test_zero_days_keeps_sessions_forever(client: httpx.AsyncClient, app: FastAPI) -> None:
+    user = await sign_in(client, app)
+    async with app.state.sessionmaker() as session:
+        await session.execute(
+            update(LoginSession)
+            .where(LoginSession.user_id == user.id)
+            .values(revoked_at=utcnow() - timedelta(days=900))
+        )
+        await session.commit()
+    settings = app.state.settings.model_copy(update={"retention_expired_session_days": 0})
+    await _run(app, settings)
+    async with app.state.sessionmaker() as session:
+        left = (
+            await session.scalars(select(LoginSession.id).where(LoginSession.user_id == user.id))
+        ).all()
+    assert len(left) == 1
+
+
+async def test_audit_records_are_never_removed(client: httpx.AsyncClient, app: FastAPI) -> None:
+    ancient = AuditEvent(
+        id=uuid.uuid4(), occurred_at=utcnow() - timedelta(days=9000), action="test.ancient"
+    )
+    async with app.state.sessionmaker() as session:
+        session.add(ancient)
+        await session.commit()
+    await _run(app)
+    async with app.state.sessionmaker() as session:
+        assert await session.get(AuditEvent, ancient.id) is not None
