@@ -104,8 +104,11 @@ export class UploadEngine {
   }
 
   private async enqueue(jobId: string): Promise<void> {
+    // Already known (start() read it from storage): replacing the object would let the queue
+    // run a stale copy of a job that is running, and open a second session for it.
+    if (this.jobs.has(jobId)) return;
     const job = await this.deps.store.getJob(jobId);
-    if (!job) return;
+    if (!job || this.jobs.has(jobId)) return;
     this.jobs.set(job.id, job);
     this.emitNow();
     this.pump();

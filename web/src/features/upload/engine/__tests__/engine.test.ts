@@ -106,6 +106,17 @@ describe('upload engine', () => {
     await until(() => h.events.some((e) => e.type === 'submitted' && e.serverId === serverId), 'event');
   });
 
+  it('opens one session for a job announced after the engine had already read it', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'hello chunked world' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await h.engine.handle({ type: 'enqueue', jobId: 'j1' });
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    await h.engine.idle();
+    expect(gateway.sessions.size).toBe(1);
+  });
+
   it('deletes the local copy of the files once the gateway accepted completion', async () => {
     const [record, blobs] = job('j1', { 'a.dcm': 'abcdefgh' });
     await store.addJob(record, blobs);

@@ -1,0 +1,180 @@
+"""Browser tests: real Chromium (Debian's package) driven by Playwright, against a real
+`relaypacs serve` process and the built PWA, through a loopback proxy the tests control."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.e2e.gateway import REPO, Gateway, free_port
+from tests.e2e.proxy import ThrottlingProxy
+
+CHROMIUM = Path("/usr/bin/chromium")
+WEB_DIST = REPO / "web" / "dist"
+SCREENSHOTS = REPO / "docs" / "screenshots"
+PASSWORD = "Relay-Test-2026!x"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def web_dist() -> Path:
+    if not (WEB_DIST / "index.html").is_file():
+        pytest.fail("the PWA is not built: run `make web` first")
+    return WEB_DIST
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, web_dist: Path) -> Iterator[Gateway]:
+    server = Gateway(tmp_path_factory.mktemp("gateway"), free_port(), web_dist)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy(gateway: Gateway) -> Iterator[ThrottlingProxy]:
+    link = ThrottlingProxy(gateway.port)
+    yield link
+    link.close()
+
+
+@pytest.fixture
+def link(proxy: ThrottlingProxy) -> Iterator[ThrottlingProxy]:
+    """The proxy, reset to an unthrottled open link after each test."""
+    yield proxy
+    proxy.rate = None
+    proxy.thaw()
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[Playwright]:
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed (make test installs it with apt)")
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_driver: Playwright) -> Iterator[Browser]:
+    chromium = playwright_driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+class Api:
+    """The gateway's HTTP API, for setting up accounts and checking what arrived."""
+
+    def __init__(self, base: str) -> None:
+        self.http = httpx.Client(base_url=f"{base}/api/v1", timeout=30)
+
+    def register(self, username: str) -> dict[str, Any]:
+        response = self.http.post(
+            "/auth/register",
+            json={"username": username, "email": f"{username}@example.org", "password": PASSWORD},
+        )
+        assert response.status_code == 201, response.text
+        return self.login(username)
+
+    def login(self, username: str, totp_code: str | None = None) -> dict[str, Any]:
+        body = {"username": username, "password": PASSWORD}
+        if totp_code:
+            body["totp_code"] = totp_code
+        response = self.http.post("/auth/login", json=body)
+        assert response.status_code == 200, response.text
+        tokens: dict[str, Any] = response.json()
+        return tokens
+
+    def get(self, path: str, tokens: dict[str, Any]) -> Any:
+        response = self.http.get(
+            path, headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def put(self, path: str, tokens: dict[str, Any], body: dict[str, Any]) -> Any:
+        response = self.http.put(
+            path, json=body, headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture(scope="session")
+def api(gateway: Gateway) -> Iterator[Api]:
+    client = Api(gateway.url)
+    yield client
+    client.http.close()
+
+
+_users = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def account(api: Api) -> tuple[str, dict[str, Any]]:
+    username = f"e2e-user-{next(_users)}"
+    return username, api.register(username)
+
+
+@pytest.fixture
+def context(browser: Browser, link: ThrottlingProxy) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(base_url=link.url, viewport={"width": 1280, "height": 900})
+    yield ctx
+    ctx.close()
+
+
+def sign_in_with_tokens(page: Page, username: str, tokens: dict[str, Any]) -> None:
+    """Start signed in, the way the app keeps a session: tokens in localStorage."""
+    page.goto("/sign-in")
+    page.evaluate(
+        """([tokens]) => localStorage.setItem('relaypacs.tokens', JSON.stringify({
+            access: tokens.access_token, refresh: tokens.refresh_token,
+            expiresAt: Date.now() + tokens.expires_in * 1000 }))""",
+        [tokens],
+    )
+    page.goto("/upload")
+    page.get_by_role("heading", name="New upload").wait_for()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Iterator[Page]:
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+@pytest.fixture
+def study_dir(tmp_path: Path) -> Path:
+    return tmp_path / "study"
+
+
+def clean(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,186 @@
+"""The upload flow in a real browser against the real gateway."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import Api, sign_in_with_tokens
+from tests.e2e.proxy import ThrottlingProxy
+from tests.e2e.studies import write_study
+
+# The gateway's terminal states once an upload has been handed over (delivered needs a PACS).
+ACCEPTED = re.compile(r"^(validated|queued|forwarding|delivered)$")
+
+
+def choose_folder(page: Page, folder: Path) -> None:
+    page.get_by_test_id("pick-folder").set_input_files(folder)
+    page.get_by_role("button", name="Send study").wait_for()
+
+
+def send(page: Page) -> str:
+    page.get_by_role("button", name="Send study").click()
+    page.wait_for_url(re.compile(r"/uploads/[0-9a-f-]+$"))
+    return page.url.rsplit("/", 1)[1]
+
+
+def server_upload_id(api: Api, tokens: dict[str, Any]) -> str:
+    items = api.get("/uploads", tokens)["items"]
+    assert items, "the gateway has no upload"
+    upload_id: str = items[0]["upload_id"]
+    return upload_id
+
+
+def test_a_folder_of_real_dicom_files_is_checked_sent_and_validated(
+    page: Page, account: tuple[str, dict[str, Any]], api: Api, study_dir: Path
+) -> None:
+    username, tokens = account
+    write_study(study_dir, instances=5)
+    sign_in_with_tokens(page, username, tokens)
+    choose_folder(page, study_dir)
+
+    # Pre-filled from the headers; the text file is listed and left out.
+    expect(page.get_by_role("heading", name=re.compile("5 DICOM files"))).to_be_visible()
+    expect(page.get_by_label("Patient name")).to_have_value("DOE^JANE")
+    expect(page.get_by_label("Study date")).to_have_value("2026-01-02")
+    expect(page.get_by_label("Modality")).to_have_value("CT")
+    expect(page.get_by_text("1 file is not DICOM and will not be sent")).to_be_visible()
+    page.get_by_label("Clinical history (optional)").fill("Fall from height, query fracture")
+    page.get_by_text("STAT", exact=True).click()
+    send(page)
+
+    expect(page.get_by_test_id("server-status")).to_have_attribute(
+        "data-state", ACCEPTED, timeout=30_000
+    )
+    upload = api.get(f"/uploads/{server_upload_id(api, tokens)}", tokens)
+    assert upload["study"]["service_level"] == "stat"
+    assert upload["study"]["clinical_history"] == "Fall from height, query fracture"
+    assert upload["instance_count"] == 5
+    assert [f["name"] for f in upload["files"]] == [f"study/IM{n:04d}.dcm" for n in range(1, 6)]
+
+
+def big_study(api: Api, tokens: dict[str, Any], folder: Path) -> None:
+    """About 6 MB in 512 KiB chunks: long enough at 1.5 MB/s to interrupt half-way."""
+    api.put(
+        "/users/me/preferences",
+        tokens,
+        {"default_service_level": "routine", "chunk_size": 524288, "duplicate_warnings": True},
+    )
+    write_study(folder, instances=12, image_side=512, patient_id="E2E-BIG")
+
+
+def wait_for_percent(page: Page, at_least: int) -> None:
+    page.wait_for_function(
+        """(n) => parseInt(
+            document.querySelector('[data-testid=job-percent]')?.textContent ?? '0') >= n""",
+        arg=at_least,
+        timeout=30_000,
+    )
+
+
+def test_going_offline_mid_upload_waits_and_completes_when_back(
+    page: Page,
+    account: tuple[str, dict[str, Any]],
+    api: Api,
+    study_dir: Path,
+    link: ThrottlingProxy,
+) -> None:
+    username, tokens = account
+    big_study(api, tokens, study_dir)
+    link.rate = 1_500_000
+    sign_in_with_tokens(page, username, tokens)
+    choose_folder(page, study_dir)
+    send(page)
+    wait_for_percent(page, 20)
+
+    page.context.set_offline(True)
+    expect(page.get_by_test_id("network-status")).to_have_text("Offline")
+    expect(page.get_by_test_id("job-status-line")).to_contain_text("Offline")
+    before = page.get_by_test_id("job-percent").text_content()
+    page.wait_for_timeout(1_500)
+    assert page.get_by_test_id("job-percent").text_content() == before
+
+    page.context.set_offline(False)
+    expect(page.get_by_test_id("server-status")).to_have_attribute(
+        "data-state", ACCEPTED, timeout=60_000
+    )
+    upload = api.get(f"/uploads/{server_upload_id(api, tokens)}", tokens)
+    assert upload["instance_count"] == 12
+
+
+def stored_chunks(
+    api: Api, tokens: dict[str, Any], upload_id: str
+) -> tuple[set[tuple[str, int]], int]:
+    upload = api.get(f"/uploads/{upload_id}", tokens)
+    stored: set[tuple[str, int]] = set()
+    missing = 0
+    for file in upload["files"]:
+        gaps = {i for first, last in file["missing_chunks"] for i in range(first, last + 1)}
+        missing += len(gaps)
+        stored |= {(file["file_id"], i) for i in range(file["chunk_count"]) if i not in gaps}
+    return stored, missing
+
+
+def test_reload_mid_upload_resumes_without_resending_stored_chunks(
+    page: Page,
+    account: tuple[str, dict[str, Any]],
+    api: Api,
+    study_dir: Path,
+    link: ThrottlingProxy,
+) -> None:
+    username, tokens = account
+    big_study(api, tokens, study_dir)
+    link.rate = 1_500_000
+    sign_in_with_tokens(page, username, tokens)
+    choose_folder(page, study_dir)
+    send(page)
+    wait_for_percent(page, 30)
+
+    link.freeze()
+    page.wait_for_timeout(500)
+    upload_id = server_upload_id(api, tokens)
+    stored, missing = stored_chunks(api, tokens, upload_id)
+    assert stored
+    assert missing
+    mark = link.mark()
+    # The service worker serves the app shell while the link is frozen, as on a dead network.
+    page.reload()
+    link.thaw()
+
+    expect(page.get_by_test_id("server-status")).to_have_attribute(
+        "data-state", ACCEPTED, timeout=60_000
+    )
+    after = link.chunk_puts(since=mark)
+    resent = [e.chunk for e in after if e.chunk in stored]
+    assert resent == [], f"chunks the gateway already had were sent again: {resent}"
+    assert 0 < len(after) <= missing
+    assert api.get(f"/uploads/{upload_id}", tokens)["instance_count"] == 12
+
+
+def test_a_server_killed_mid_upload_and_restarted_still_gets_the_whole_study(
+    page: Page,
+    account: tuple[str, dict[str, Any]],
+    api: Api,
+    study_dir: Path,
+    link: ThrottlingProxy,
+    gateway: Any,
+) -> None:
+    username, tokens = account
+    big_study(api, tokens, study_dir)
+    link.rate = 1_500_000
+    sign_in_with_tokens(page, username, tokens)
+    choose_folder(page, study_dir)
+    send(page)
+    wait_for_percent(page, 25)
+
+    gateway.kill()
+    expect(page.get_by_test_id("job-status-line")).to_contain_text("Reconnecting", timeout=15_000)
+    gateway.start()
+
+    expect(page.get_by_test_id("server-status")).to_have_attribute(
+        "data-state", ACCEPTED, timeout=90_000
+    )
+    assert api.get(f"/uploads/{server_upload_id(api, tokens)}", tokens)["instance_count"] == 12
