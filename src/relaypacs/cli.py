@@ -8,9 +8,10 @@ import uvicorn
 from relaypacs.client.commands import register as register_client_commands
 from relaypacs.config import Settings, UnsafeConfigurationError
 from relaypacs.db.migrate import upgrade
+from relaypacs.jobs.worker import run_worker_process
+from relaypacs.operations.metrics import prepare_multiprocess_dir, start_worker_metrics_server
 from relaypacs.users.commands import announce_first_admin
 from relaypacs.users.commands import register as register_admin_commands
-from relaypacs.jobs.worker import run_worker_process
 
 app = typer.Typer(help="RelayPACS gateway", no_args_is_help=True, add_completion=False)
 admin_app = typer.Typer(help="Administration", no_args_is_help=True)
@@ -49,6 +50,7 @@ def worker(
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
+    start_worker_metrics_server(settings.worker_metrics_port, settings.worker_metrics_host)
     run_worker_process(settings, concurrency=concurrency)
 
 
@@ -66,6 +68,8 @@ def serve(
     bind_host = host or settings.host
     bind_port = port or settings.port
     typer.echo(f"RelayPACS on http://{bind_host}:{bind_port}  (API docs: /docs)")
+    # Before the worker processes start: they add their samples up in this directory.
+    prepare_multiprocess_dir()
     uvicorn.run(
         "relaypacs.asgi:app",
         host=bind_host,

@@ -94,6 +94,32 @@ class Settings(BaseSettings):
     job_modules: list[str] = Field(
         default_factory=list, description="Extra modules with job handlers to import"
     )
+    # --- PACS destinations (relaypacs.pacs) ---
+    pacs_url: str | None = Field(
+        default=None, description="DICOMweb server; none: the local archive under DATA_DIR"
+    )
+    pacs_kind: str = Field(default="generic", description="orthanc | dcm4chee | generic")
+    pacs_name: str = Field(default="pacs", description="Name in logs, metrics and /readyz")
+    pacs_aet: str | None = Field(
+        default=None, description="dcm4chee-arc AE title, when PACS_URL is the server's URL"
+    )
+    pacs_username: str | None = None
+    pacs_password: str | None = Field(default=None, repr=False)
+    pacs_token: str | None = Field(default=None, repr=False, description="Bearer token")
+    pacs_ca_file: Path | None = Field(default=None, description="CA bundle for https")
+    pacs_destinations_file: Path | None = Field(
+        default=None, description="JSON list of further destinations"
+    )
+    pacs_archive_dir: Path | None = Field(default=None, description="Default: DATA_DIR/archive")
+    pacs_timeout_seconds: float = Field(default=300.0, gt=0)
+    pacs_confirm_with_qido: bool = Field(
+        default=True, description="Count the study with QIDO-RS before `delivered`"
+    )
+    pacs_breaker_failures: int = Field(default=5, ge=1)
+    pacs_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    stow_max_batch_bytes: int = Field(default=64 * MIB, ge=MIB)
+    stow_max_batch_instances: int = Field(default=50, ge=1)
+    stow_parallel_requests: int = Field(default=4, ge=1, le=32)
     # --- operations (relaypacs.operations): retention (PRD C-BIZ-01), 0 = keep forever ---
     retention_delivered_study_days: int = Field(
         default=7, ge=0, description="Delete a delivered study's stored files this long after"

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from relaypacs.auth.keys import Keyring
 from relaypacs.config import Environment, Settings
 from relaypacs.db.engine import create_engine, create_sessionmaker
+from relaypacs.operations.metrics import forget_process
 from relaypacs.operations.readiness import Readiness, database_check
 from relaypacs.ratelimit import RateLimiter
 from relaypacs.uploads.store import ChunkStore, open_chunk_store
@@ -41,6 +42,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.resolved_database_url)
         stack.push_async_callback(engine.dispose)
+        # A stopping process's live gauges (open SSE streams) leave the multiprocess sum.
+        stack.callback(forget_process)
         readiness = Readiness()
         readiness.register("database", database_check(engine))
         resources = Resources(

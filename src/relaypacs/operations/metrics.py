@@ -29,6 +29,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -36,6 +37,9 @@ from prometheus_client.multiprocess import mark_process_dead as _mark_process_de
 from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+if _samples_dir := os.environ.get(MULTIPROC_ENV):
+    # Every metric below opens its file in this directory as it is created.
+    Path(_samples_dir).mkdir(parents=True, exist_ok=True)
 
 # prometheus_client ships these without annotations.
 mark_process_dead = cast(Callable[[int, str], None], _mark_process_dead)
@@ -236,8 +240,17 @@ def prepare_multiprocess_dir() -> None:
     if directory is None:
         return
     directory.mkdir(parents=True, exist_ok=True)
+    own = os.getpid()
     for stale in directory.glob("*.db"):
-        stale.unlink(missing_ok=True)
+        # This process already holds its own files open (metrics are created at import):
+        # deleting them would send its samples to unlinked files that no scrape reads.
+        if _pid_of(stale) != own:
+            stale.unlink(missing_ok=True)
+
+
+def _pid_of(file: Path) -> int | None:
+    match = re.search(r"_(\d+)\.db$", file.name)
+    return int(match.group(1)) if match else None
 
 
 def forget_process(pid: int | None = None) -> None:
@@ -249,11 +262,7 @@ def forget_process(pid: int | None = None) -> None:
 
 def _forget_killed_processes(directory: Path) -> None:
     # A worker killed with SIGKILL never runs its shut-down: its live gauges stay on disk.
-    pids = {
-        int(match.group(1))
-        for file in directory.glob("gauge_live*_*.db")
-        if (match := re.search(r"_(\d+)\.db$", file.name))
-    }
+    pids = {pid for file in directory.glob("gauge_live*_*.db") if (pid := _pid_of(file))}
     for pid in pids:
         try:
             os.kill(pid, 0)
@@ -281,11 +290,7 @@ class _Forward(Collector):
         return self._registry.collect()
 
 
-def render_metrics(scrape_time: Iterable[Metric] = ()) -> bytes:
-    """The Prometheus text exposition: this process (or all workers) plus scrape-time families.
-
-    Blocking (reads the multiprocess files): call it in a thread from async code.
-    """
+def _exposition_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     directory = multiprocess_dir()
     if directory is not None and directory.is_dir():
@@ -293,5 +298,36 @@ def render_metrics(scrape_time: Iterable[Metric] = ()) -> bytes:
         _multiprocess_collector(registry, path=str(directory))
     else:
         registry.register(_Forward(REGISTRY))
+    return registry
+
+
+def start_worker_metrics_server(port: int | None, host: str = "0.0.0.0") -> bool:  # noqa: S104
+    """``relaypacs worker`` has no API: serve its /metrics (STOW, deliveries, jobs) on ``port``.
+
+    Values read from the database at scrape time come from the gateways' /metrics only.
+    """
+    if port is None:
+        return False
+    prepare_multiprocess_dir()
+    start_http_server(port, addr=host, registry=_LazyExposition())
+    return True
+
+
+class _LazyExposition(CollectorRegistry):
+    """Builds the (multiprocess-aware) registry on each scrape, like /metrics does."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_describe=False)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _exposition_registry().collect()
+
+
+def render_metrics(scrape_time: Iterable[Metric] = ()) -> bytes:
+    """The Prometheus text exposition: this process (or all workers) plus scrape-time families.
+
+    Blocking (reads the multiprocess files): call it in a thread from async code.
+    """
+    registry = _exposition_registry()
     registry.register(_Snapshot(scrape_time))
     return generate_latest(registry)

@@ -1,0 +1,296 @@
+"""A DICOMweb origin server (Orthanc, dcm4chee-arc, any PS3.18 store) over httpx.
+
+STOW-RS (PS3.18 10.5) streams each batch as one ``multipart/related`` request with an exact
+``Content-Length``; the Store Instances Response Module (Annex I) is read per instance:
+ReferencedSOPSequence (0008,1199) lists what was stored, with an optional WarningReason
+(0008,1196); FailedSOPSequence (0008,1198) lists what was not, each with its FailureReason
+(0008,1197), classified by :mod:`relaypacs.pacs.status`. QIDO-RS (PS3.18 10.6) counts what
+the destination holds of a study.
+
+HTTP statuses: 200 all stored; 202 some stored (the body says which); 400 / 409 / 415 / other
+4xx the listed failures, and every unlisted instance refused; 401 / 403 / 404 / 3xx the
+destination is misconfigured (retried, never blamed on an instance); 408 / 429 / 5xx,
+timeouts and refused connections: the destination is unavailable (retried).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from relaypacs.pacs.destination import InstanceOutcome, InstanceResult, StowInstance, StowResult
+from relaypacs.pacs.destinations.multipart import MultipartBody
+from relaypacs.pacs.exceptions import (
+    BatchTooLarge,
+    DestinationError,
+    DestinationMisconfigured,
+    DestinationUnavailable,
+)
+from relaypacs.pacs.status import StatusCategory, parse_status_code, store_status
+
+DICOM_JSON = "application/dicom+json"
+REFERENCED_SOP_SEQUENCE = "00081199"
+FAILED_SOP_SEQUENCE = "00081198"
+REFERENCED_SOP_INSTANCE_UID = "00081155"
+FAILURE_REASON = "00081197"
+WARNING_REASON = "00081196"
+SOP_INSTANCE_UID = "00080018"
+QIDO_PAGE = 1000
+KINDS = ("orthanc", "dcm4chee", "generic")
+
+
+def dicomweb_root(url: str, kind: str, *, aet: str | None = None) -> str:
+    """The DICOMweb root for a configured URL.
+
+    ``orthanc``: the server URL, ``/dicom-web`` added unless present. ``dcm4chee``: either the
+    full ``…/dcm4chee-arc/aets/{AET}/rs`` or the server URL plus the AE title.
+    ``generic``: the URL as given.
+    """
+    root = url.rstrip("/")
+    if kind == "orthanc":
+        return root if root.endswith("/dicom-web") else f"{root}/dicom-web"
+    if kind == "dcm4chee":
+        if "/dcm4chee-arc/aets/" in root:
+            return root
+        return f"{root}/dcm4chee-arc/aets/{aet or 'DCM4CHEE'}/rs"
+    if kind == "generic":
+        return root
+    raise ValueError(f"unknown DICOMweb destination kind {kind!r}; expected one of {KINDS}")
+
+
+class DicomWebDestination:
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        *,
+        kind: str = "generic",
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        timeout: httpx.Timeout | None = None,
+        verify: bool | str = True,
+        max_connections: int = 8,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._name = name
+        self._kind = kind
+        self.root = root.rstrip("/")
+        auth: httpx.Auth | None = None
+        headers: dict[str, str] = {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        elif username is not None:
+            auth = httpx.BasicAuth(username, password or "")
+        self._client = httpx.AsyncClient(
+            auth=auth,
+            headers=headers,
+            timeout=timeout or httpx.Timeout(300.0, connect=10.0, pool=60.0),
+            verify=verify,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=4),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    async def store_instances(self, instances: Sequence[StowInstance]) -> StowResult:
+        if not instances:
+            return StowResult()
+        body = MultipartBody(instances)
+        headers = {
+            "Content-Type": body.content_type,
+            "Content-Length": str(body.length),
+            "Accept": DICOM_JSON,
+        }
+        try:
+            response = await self._client.post(
+                f"{self.root}/studies", content=body.stream(), headers=headers
+            )
+        except httpx.TimeoutException as exc:
+            raise DestinationUnavailable(f"STOW-RS timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise DestinationUnavailable(f"STOW-RS failed ({type(exc).__name__})") from exc
+        return interpret_stow_response(
+            response.status_code, response.content, response.headers, instances
+        )
+
+    async def count_instances(self, study_instance_uid: str) -> int:
+        return len(await self.find_instance_uids(study_instance_uid))
+
+    async def find_instance_uids(self, study_instance_uid: str) -> set[str]:
+        """SOP Instance UIDs of the study held by the destination (QIDO-RS, paged)."""
+        found: set[str] = set()
+        offset = 0
+        while True:
+            params = {
+                "includefield": SOP_INSTANCE_UID,
+                "limit": str(QIDO_PAGE),
+                "offset": str(offset),
+            }
+            page = await self._qido(f"/studies/{study_instance_uid}/instances", params)
+            for item in page:
+                value = _first_value(item, SOP_INSTANCE_UID)
+                if isinstance(value, str):
+                    found.add(value)
+            if len(page) < QIDO_PAGE:
+                return found
+            offset += len(page)
+
+    async def ping(self) -> None:
+        await self._qido("/studies", {"limit": "1"})
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _qido(self, path: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        try:
+            response = await self._client.get(
+                f"{self.root}{path}", params=params, headers={"Accept": DICOM_JSON}, timeout=30
+            )
+        except httpx.TimeoutException as exc:
+            raise DestinationUnavailable(f"QIDO-RS timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise DestinationUnavailable(f"QIDO-RS failed ({type(exc).__name__})") from exc
+        status = response.status_code
+        if status == 204 or (status == 404 and "/instances" in path):
+            return []  # no match (some servers answer an unknown study with 404)
+        if status != 200:
+            raise _destination_error(status, response.headers, "QIDO-RS")
+        try:
+            items = json.loads(response.content or b"[]")
+        except ValueError as exc:
+            raise DestinationUnavailable("QIDO-RS answered with invalid JSON") from exc
+        if not isinstance(items, list):
+            raise DestinationUnavailable("QIDO-RS answered with something other than a list")
+        return [item for item in items if isinstance(item, dict)]
+
+
+def interpret_stow_response(
+    status: int,
+    content: bytes,
+    headers: Mapping[str, str],
+    instances: Sequence[StowInstance],
+) -> StowResult:
+    """Per-instance outcomes of one STOW-RS response (see the module docstring for the rules)."""
+    if status == 413:
+        raise BatchTooLarge(f"HTTP {status}")
+    if status in (408, 429) or status >= 500 or status < 200 or 300 <= status < 400:
+        raise _destination_error(status, headers, "STOW-RS")
+    if status in (401, 403, 404, 405):
+        raise _destination_error(status, headers, "STOW-RS")
+
+    listed = _per_instance_statuses(content)
+    results: list[InstanceResult] = []
+    for instance in instances:
+        uid = instance.sop_instance_uid
+        if uid in listed:
+            results.append(listed[uid])
+        elif status == 200:
+            results.append(InstanceResult(uid, InstanceOutcome.stored))
+        elif status == 202:
+            # Stored or not, the response does not say: send it again (idempotent).
+            reason = "not listed in the STOW-RS response (HTTP 202)"
+            results.append(InstanceResult(uid, InstanceOutcome.failed, reason=reason))
+        else:
+            reason = f"refused by the destination (HTTP {status})"
+            results.append(InstanceResult(uid, InstanceOutcome.refused, reason=reason))
+    return StowResult(instances=results, retry_after=_retry_after(headers))
+
+
+def _per_instance_statuses(content: bytes) -> dict[str, InstanceResult]:
+    """Results listed in a DICOM JSON Store Instances Response Module (Annex I)."""
+    if not content:
+        return {}
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return {}  # e.g. an XML or HTML error page: the HTTP status decides
+    if isinstance(document, list) and len(document) == 1:
+        document = document[0]
+    if not isinstance(document, dict):
+        return {}
+    listed: dict[str, InstanceResult] = {}
+    for item in _sequence(document, REFERENCED_SOP_SEQUENCE):
+        uid = _first_value(item, REFERENCED_SOP_INSTANCE_UID)
+        if not isinstance(uid, str):
+            continue
+        warning = parse_status_code(_first_value(item, WARNING_REASON))
+        reason = store_status(warning).describe() if warning is not None else None
+        listed[uid] = InstanceResult(uid, InstanceOutcome.stored, status=warning, reason=reason)
+    for item in _sequence(document, FAILED_SOP_SEQUENCE):
+        uid = _first_value(item, REFERENCED_SOP_INSTANCE_UID)
+        if not isinstance(uid, str):
+            continue
+        code = parse_status_code(_first_value(item, FAILURE_REASON))
+        if code is None:
+            listed[uid] = InstanceResult(
+                uid, InstanceOutcome.refused, reason="refused without a failure reason"
+            )
+            continue
+        described = store_status(code)
+        if described.stored:
+            outcome = InstanceOutcome.stored
+        elif described.category is StatusCategory.transient:
+            outcome = InstanceOutcome.failed
+        else:
+            outcome = InstanceOutcome.refused
+        listed[uid] = InstanceResult(uid, outcome, status=code, reason=described.describe())
+    return listed
+
+
+def _sequence(dataset: dict[str, Any], tag: str) -> list[dict[str, Any]]:
+    element = dataset.get(tag)
+    if not isinstance(element, dict):
+        return []
+    items = element.get("Value")
+    if not isinstance(items, list):
+        return []
+    return [item for item in items if isinstance(item, dict)]
+
+
+def _first_value(dataset: dict[str, Any], tag: str) -> object:
+    element = dataset.get(tag)
+    if not isinstance(element, dict):
+        return None
+    values = element.get("Value")
+    if isinstance(values, list) and values:
+        return values[0]
+    return None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _destination_error(status: int, headers: Mapping[str, str], operation: str) -> DestinationError:
+    reason = f"{operation} answered HTTP {status}"
+    if status in (401, 403):
+        return DestinationMisconfigured(f"{reason}: check the destination's credentials")
+    if status in (404, 405) or 300 <= status < 400:
+        return DestinationMisconfigured(f"{reason}: check the destination's URL")
+    return DestinationUnavailable(reason, retry_after=_retry_after(headers))
