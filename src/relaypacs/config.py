@@ -131,17 +131,6 @@ class Settings(BaseSettings):
         default=None, description="`relaypacs worker` serves /metrics on this port"
     )
     worker_metrics_host: str = "0.0.0.0"  # noqa: S104  (inside a container network)
-    # --- operations (relaypacs.operations): retention (PRD C-BIZ-01), 0 = keep forever ---
-    retention_delivered_study_days: int = Field(
-        default=7, ge=0, description="Delete a delivered study's stored files this long after"
-    )
-    retention_expired_session_days: int = Field(
-        default=30, ge=0, description="Delete sign-in sessions this long after they ended"
-    )
-    worker_metrics_port: int | None = Field(
-        default=None, description="`relaypacs worker` serves /metrics on this port"
-    )
-    worker_metrics_host: str = "0.0.0.0"  # noqa: S104  (inside a container network)
 
     @cached_property
     def resolved_database_url(self) -> str:

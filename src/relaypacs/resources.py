@@ -19,6 +19,7 @@ from relaypacs.config import Environment, Settings
 from relaypacs.db.engine import create_engine, create_sessionmaker
 from relaypacs.operations.metrics import forget_process
 from relaypacs.operations.readiness import Readiness, database_check
+from relaypacs.pacs.destinations import PacsDestinations, open_destinations
 from relaypacs.ratelimit import RateLimiter
 from relaypacs.uploads.store import ChunkStore, open_chunk_store
 
@@ -34,6 +35,7 @@ class Resources:
     keyring: Keyring = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
     chunk_store: ChunkStore = field(init=False)
+    pacs: PacsDestinations = field(init=False)
 
 
 @asynccontextmanager
@@ -69,4 +71,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         # Temporaries of processes killed mid-write (their 2xx was never sent) go now.
         await resources.chunk_store.clean_stale_temporaries(0)
         readiness.register("chunk_store", resources.chunk_store.check)
+        resources.pacs = open_destinations(settings)
+        stack.push_async_callback(resources.pacs.close)
+        for destination in resources.pacs.destinations:
+            readiness.register(f"pacs:{destination.name}", destination.ping)
         yield resources
