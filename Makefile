@@ -68,5 +68,10 @@ format: install
 	$(BIN)/ruff format src tests bench tools
 	$(BIN)/ruff check --fix src tests bench tools
 
+.PHONY: bench-uploads
+bench-uploads: install  ## chunk ingest vs @tus/server (see bench/README.md); not a test
+	cd bench/tus && npm ci --no-audit --no-fund --loglevel=error
+	$(BIN)/python -m bench.uploads.bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

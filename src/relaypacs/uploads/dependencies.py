@@ -6,11 +6,15 @@ A token that matches no upload is 401; a valid token used on a different upload 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.auth.dependencies import OptionalUser
 from relaypacs.db.base import utcnow
@@ -21,13 +25,14 @@ from relaypacs.uploads import repository
 from relaypacs.uploads.exceptions import (
     InvalidUploadToken,
     UploadExpired,
+    UploadFileNotFound,
     UploadNotFound,
     UploadTokenMismatch,
 )
-from relaypacs.uploads.models import Upload
+from relaypacs.uploads.models import Upload, UploadFile
 from relaypacs.uploads.service import hash_token
 from relaypacs.uploads.store import ChunkStore
-from relaypacs.users.models import Role
+from relaypacs.users.models import Role, User
 
 
 def get_resources(request: Request) -> Resources:
@@ -54,19 +59,17 @@ class UploadAccess:
     via_token: bool
 
 
-async def _upload_access(
+async def resolve_access(
     request: Request,
-    session: SessionDep,
+    session: AsyncSession,
     upload_id: str,
-    user: OptionalUser,
-    x_upload_token: Annotated[
-        str | None, Header(description="The upload token from POST /uploads")
-    ] = None,
+    user: User | None,
+    upload_token: str | None,
 ) -> UploadAccess:
     wanted = parse_id(upload_id, UploadNotFound)
-    if x_upload_token:
+    if upload_token:
         token_upload_id = await repository.get_upload_id_by_token_hash(
-            session, hash_token(x_upload_token)
+            session, hash_token(upload_token)
         )
         if token_upload_id is None:
             raise InvalidUploadToken()
@@ -74,16 +77,80 @@ async def _upload_access(
             raise UploadTokenMismatch()
         upload = await repository.get_upload(session, wanted)
         assert upload is not None
-        if upload.expires_at <= utcnow():
-            raise UploadExpired("The upload token expired with its session")
-        request.state.user_id = str(upload.owner_id)
-        return UploadAccess(upload, upload.owner_id, via_token=True)
+        return _token_access(request, upload)
     if user is None:
         raise Unauthorized("Send X-Upload-Token or an access token (Authorization: Bearer)")
     upload = await repository.get_upload(session, wanted)
     if upload is None or (upload.owner_id != user.id and user.role is not Role.admin):
         raise UploadNotFound()
     return UploadAccess(upload, user.id, via_token=False)
+
+
+def _token_access(request: Request, upload: Upload) -> UploadAccess:
+    if upload.expires_at <= utcnow():
+        raise UploadExpired("The upload token expired with its session")
+    request.state.user_id = str(upload.owner_id)
+    return UploadAccess(upload, upload.owner_id, via_token=True)
+
+
+async def resolve_chunk_access(
+    request: Request,
+    session: AsyncSession,
+    upload_id: str,
+    file_id: str,
+    user: User | None,
+    upload_token: str | None,
+) -> tuple[UploadAccess, UploadFile]:
+    """Like :func:`resolve_access` plus the file; one query on the common (token) path."""
+    wanted = parse_id(upload_id, UploadNotFound)
+    wanted_file = parse_id(file_id, UploadFileNotFound)
+    if upload_token:
+        row = await repository.get_upload_and_file_by_token(
+            session, hash_token(upload_token), wanted, wanted_file
+        )
+        if row is not None:
+            return _token_access(request, row[0]), row[1]
+    # Anything else (bearer token, or an error to tell apart) takes the general path.
+    access = await resolve_access(request, session, upload_id, user, upload_token)
+    upload_file = await repository.get_file(session, access.upload.id, wanted_file)
+    if upload_file is None:
+        raise UploadFileNotFound()
+    return access, upload_file
+
+
+UploadTokenHeader = Annotated[
+    str | None,
+    Header(alias="X-Upload-Token", description="The upload token from POST /uploads"),
+]
+
+
+async def _upload_access(
+    request: Request,
+    session: SessionDep,
+    upload_id: str,
+    user: OptionalUser,
+    x_upload_token: UploadTokenHeader = None,
+) -> UploadAccess:
+    return await resolve_access(request, session, upload_id, user, x_upload_token)
+
+
+@asynccontextmanager
+async def database_turn(request: Request) -> AsyncIterator[None]:
+    """Queue chunk transactions in-process on SQLite.
+
+    SQLite has one writer; every transaction here begins IMMEDIATE. Concurrent requests would
+    otherwise wait in SQLite's busy handler, which sleeps and polls (seconds of tail latency).
+    An asyncio lock hands the turn over at once. PostgreSQL needs no turn.
+    """
+    resources = get_resources(request)
+    if not resources.settings.is_sqlite:
+        yield
+        return
+    lock: asyncio.Lock | None = getattr(request.app.state, "uploads_sqlite_turn", None)
+    if lock is None:
+        lock = request.app.state.uploads_sqlite_turn = asyncio.Lock()
+    async with lock:
+        yield
 
 
 UploadAccessDep = Annotated[UploadAccess, Depends(_upload_access)]

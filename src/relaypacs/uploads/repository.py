@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,6 +72,23 @@ async def get_upload_id_by_token_hash(session: AsyncSession, token_hash: str) ->
     return (await session.scalars(select(Upload.id).where(Upload.token_hash == token_hash))).first()
 
 
+async def get_upload_and_file_by_token(
+    session: AsyncSession, token_hash: str, upload_id: uuid.UUID, file_id: uuid.UUID
+) -> tuple[Upload, UploadFile] | None:
+    """The chunk PUT's fast path: token, upload and file checked in one round trip."""
+    statement = (
+        select(Upload, UploadFile)
+        .join(UploadFile, UploadFile.upload_id == Upload.id)
+        .where(
+            Upload.token_hash == token_hash,
+            Upload.id == upload_id,
+            UploadFile.id == file_id,
+        )
+    )
+    row = (await session.execute(statement)).first()
+    return (row[0], row[1]) if row is not None else None
+
+
 async def get_file(
     session: AsyncSession, upload_id: uuid.UUID, file_id: uuid.UUID
 ) -> UploadFile | None:
@@ -99,7 +116,7 @@ async def mark_receiving(session: AsyncSession, upload_id: uuid.UUID) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-async def insert_chunk_if_absent(
+async def insert_chunk_while_receiving(
     session: AsyncSession,
     *,
     upload_id: uuid.UUID,
@@ -107,26 +124,38 @@ async def insert_chunk_if_absent(
     index: int,
     size: int,
     md5: str,
+    receiving_states: frozenset[UploadState],
+    now: datetime,
 ) -> bool:
-    """Insert the chunk row unless one exists; returns whether this insert won.
+    """Insert the chunk row only while the upload still receives; one statement.
 
-    ``ON CONFLICT DO NOTHING`` on the primary key makes two concurrent PUTs of one chunk
-    race safely: exactly one insert wins, the other sees no row inserted.
+    Returns False when a row already exists *or* the upload stopped receiving (the caller tells
+    them apart on that rare path). On PostgreSQL the upload row is read ``FOR SHARE``: chunk
+    inserts run side by side, while cancel and complete (``FOR UPDATE``) wait for them, so no
+    chunk can land after a cancel has purged the store.
     """
-    values = {
-        "upload_id": upload_id,
-        "file_id": file_id,
-        "chunk_index": index,
-        "size": size,
-        "md5": md5,
-        "created_at": utcnow(),
+    columns = {
+        "file_id": literal(file_id, UploadChunk.file_id.type),
+        "chunk_index": literal(index, UploadChunk.chunk_index.type),
+        "upload_id": literal(upload_id, UploadChunk.upload_id.type),
+        "size": literal(size, UploadChunk.size.type),
+        "md5": literal(md5, UploadChunk.md5.type),
+        "created_at": literal(now, UploadChunk.created_at.type),
     }
+    source = (
+        select(*(value.label(name) for name, value in columns.items()))
+        .select_from(Upload)
+        .where(
+            Upload.id == upload_id,
+            Upload.state.in_(receiving_states),
+            Upload.expires_at > now,
+        )
+        .with_for_update(read=True)
+    )
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        statement: Any = postgresql.insert(UploadChunk).values(values).on_conflict_do_nothing()
-    else:
-        statement = sqlite.insert(UploadChunk).values(values).on_conflict_do_nothing()
-    result = await session.execute(statement)
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(UploadChunk).from_select(list(columns), source)
+    result = await session.execute(statement.on_conflict_do_nothing())
     return bool(getattr(result, "rowcount", 0))
 
 

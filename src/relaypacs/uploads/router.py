@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from relaypacs.audit.service import record_audit
-from relaypacs.auth.dependencies import CurrentUser
+from relaypacs.auth.dependencies import CurrentUser, OptionalUser
 from relaypacs.db.session import SessionDep
 from relaypacs.errors import TooManyRequests, Unauthorized, problem_responses
 from relaypacs.operations import metrics
@@ -19,8 +19,10 @@ from relaypacs.uploads import repository, service
 from relaypacs.uploads.dependencies import (
     ChunkStoreDep,
     UploadAccessDep,
+    UploadTokenHeader,
+    database_turn,
     get_resources,
-    parse_id,
+    resolve_chunk_access,
 )
 from relaypacs.uploads.exceptions import (
     ChecksumMismatch,
@@ -134,35 +136,36 @@ async def start_upload(
 async def put_chunk(
     request: Request,
     session: SessionDep,
-    access: UploadAccessDep,
+    user: OptionalUser,
     chunk_store: ChunkStoreDep,
+    upload_id: str,
     file_id: str,
     index: str,
+    x_upload_token: UploadTokenHeader = None,
     content_md5: Annotated[
         str | None, Header(alias="Content-MD5", description="base64 of the body's MD5")
     ] = None,
 ) -> JSONResponse:
-    upload = access.upload
-    upload_file = await repository.get_file(
-        session, upload.id, parse_id(file_id, UploadFileNotFound)
-    )
-    if upload_file is None:
-        raise UploadFileNotFound()
-    chunk_index = _parse_index(index)
     resources = get_resources(request)
-    await resources.rate_limiter.hit(
-        resources.settings.chunk_rate_limit, "upload_chunk", str(upload.owner_id)
-    )
-    target = await service.prepare_chunk(
-        session,
-        upload=upload,
-        upload_file=upload_file,
-        index=chunk_index,
-        content_md5=content_md5,
-        content_length=_content_length(request),
-    )
-    # No transaction may stay open while a slow client sends the body.
-    await session.commit()
+    async with database_turn(request):
+        access, upload_file = await resolve_chunk_access(
+            request, session, upload_id, file_id, user, x_upload_token
+        )
+        upload = access.upload
+        chunk_index = _parse_index(index)
+        await resources.rate_limiter.hit(
+            resources.settings.chunk_rate_limit, "upload_chunk", str(upload.owner_id)
+        )
+        target = await service.prepare_chunk(
+            session,
+            upload=upload,
+            upload_file=upload_file,
+            index=chunk_index,
+            content_md5=content_md5,
+            content_length=_content_length(request),
+        )
+        # No transaction may stay open while a slow client sends the body.
+        await session.commit()
     try:
         staged = await service.stage_chunk(chunk_store, target, request.stream())
     except ClientDisconnect as exc:
@@ -170,8 +173,9 @@ async def put_chunk(
     except ChecksumMismatch:
         metrics.record_checksum_failure()
         raise
-    created = await service.record_chunk(session, chunk_store, target, staged)
-    await session.commit()
+    async with database_turn(request):
+        created = await service.record_chunk(session, chunk_store, target, staged)
+        await session.commit()
     if created:
         metrics.record_chunk_stored(target.expected_size)
     stored = ChunkStored(

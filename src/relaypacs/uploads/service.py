@@ -341,18 +341,22 @@ async def record_chunk(
     The caller commits afterwards; only then may it answer 2xx.
     """
     try:
-        upload = await repository.get_upload(session, target.upload_id, lock="share")
-        if upload is None:
-            raise UploadNotFound()
-        ensure_receiving(upload, utcnow())
-        inserted = await repository.insert_chunk_if_absent(
+        inserted = await repository.insert_chunk_while_receiving(
             session,
             upload_id=target.upload_id,
             file_id=target.file_id,
             index=target.index,
             size=staged.size,
             md5=staged.md5.hex(),
+            receiving_states=RECEIVING_STATES,
+            now=utcnow(),
         )
+        if not inserted:
+            # Rare path: tell "no longer receiving" from "already stored".
+            upload = await repository.get_upload(session, target.upload_id, lock="share")
+            if upload is None:
+                raise UploadNotFound()
+            ensure_receiving(upload, utcnow())
         if inserted:
             try:
                 await staged.commit(target.key)
@@ -431,8 +435,9 @@ async def complete_upload(
         session,
         ASSEMBLE_JOB,
         {"upload_id": str(upload.id)},
+        # No dedupe key: this runs once, in the receiving → assembling transition made under
+        # the upload's row lock.
         priority=PRIORITY_BY_SERVICE_LEVEL[upload.service_level],
-        dedupe_key=f"{ASSEMBLE_JOB}:{upload.id}",
     )
     await record_audit(
         session,
@@ -508,8 +513,8 @@ async def enqueue_forwarding(session: AsyncSession, upload: Upload) -> bool:
         session,
         FORWARD_JOB,
         {"upload_id": str(upload.id)},
+        # Called once, in the assembling → validated transition under the row lock.
         priority=PRIORITY_BY_SERVICE_LEVEL[upload.service_level],
-        dedupe_key=f"{FORWARD_JOB}:{upload.id}",
     )
     return True
 

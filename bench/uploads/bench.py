@@ -1,0 +1,483 @@
+"""Chunk ingest: RelayPACS vs @tus/server + @tus/file-store, same client, same machine, same run.
+
+    .venv/bin/python -m bench.uploads.bench [--quick]      (or: make bench-uploads)
+
+Both servers run here as real processes on loopback. One small asyncio HTTP/1.1 client (raw
+sockets, keep-alive, so the client costs little CPU and the same for both) sends 1 MiB chunks:
+
+* closed loop at 1, 10 and 100 requests in flight: throughput and P50/P95/P99 latency;
+* open loop at offered loads of 14 MiB/s (the PRD's 50 GB/h) and 140 MiB/s: P95 latency;
+* one 2 GiB upload at 10 in flight: the gateway's peak RSS (VmHWM) against a baseline.
+
+Each in-flight slot owns its own upload and sends its chunks in order (tus requires order within
+one upload; RelayPACS would also take them in parallel). RelayPACS verifies every chunk's MD5 and
+fsyncs file and directory before answering; tus does neither. Results go to
+bench/results/uploads-<time>.json and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+MIB = 1024 * 1024
+CHUNK = MIB
+PASSWORD = "Vq8#relay-Pacs!"  # noqa: S105 (a throwaway benchmark account)
+
+
+# --- a minimal HTTP/1.1 client --------------------------------------------------------------
+
+
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
+        return cls(reader, writer)
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, dict[str, str], bytes]:
+        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        if body:
+            self.writer.write(body)
+        await self.writer.drain()
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        status = int(status_line.split()[1])
+        response_headers = {}
+        for line in header_lines:
+            if ":" in line:
+                key, value = line.split(":", 1)
+                response_headers[key.strip().lower()] = value.strip()
+        if response_headers.get("transfer-encoding") == "chunked":
+            payload = b""
+            while True:
+                size = int((await self.reader.readline()).strip(), 16)
+                if size == 0:
+                    await self.reader.readline()
+                    break
+                payload += await self.reader.readexactly(size + 2)
+            content = payload
+        else:
+            content = await self.reader.readexactly(int(response_headers.get("content-length", 0)))
+        return status, response_headers, content
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+# --- the two servers -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("server exited at start")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def current_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    begin: Callable[[Connection, int], Awaitable[Any]]
+    send: Callable[[Connection, Any, int, bytes, str], Awaitable[int]]
+
+
+def start_relaypacs(work: Path, database_url: str | None, workers: int = 1) -> Target:
+    port = free_port()
+    env = {
+        **os.environ,
+        "RELAYPACS_DATA_DIR": str(work / "relaypacs"),
+        "RELAYPACS_LOG_LEVEL": "WARNING",
+        "RELAYPACS_BCRYPT_ROUNDS": "4",
+        # The per-user limits (20 starts, 2000 chunks a minute) would throttle a benchmark.
+        "RELAYPACS_UPLOAD_START_RATE_LIMIT": "100000/minute",
+        "RELAYPACS_CHUNK_RATE_LIMIT": "10000000/minute",
+        "RELAYPACS_MAX_UPLOAD_BYTES": str(4 * 1024 * MIB),
+    }
+    if database_url:
+        env["RELAYPACS_DATABASE_URL"] = database_url
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "relaypacs",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=(work / "relaypacs.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_listening(port, process)
+    token: dict[str, str] = {}
+
+    async def sign_in() -> dict[str, str]:
+        if not token:
+            connection = await Connection.open(port)
+            name = f"bench{random.randrange(10**9)}"
+            body = json.dumps(
+                {"username": name, "email": f"{name}@example.org", "password": PASSWORD}
+            ).encode()
+            json_headers = {"Content-Type": "application/json"}
+            status, _, text = await connection.request(
+                "POST", "/api/v1/auth/register", json_headers, body
+            )
+            assert status == 201, text
+            body = json.dumps({"username": name, "password": PASSWORD}).encode()
+            status, _, text = await connection.request(
+                "POST", "/api/v1/auth/login", json_headers, body
+            )
+            assert status == 200, text
+            token["Authorization"] = "Bearer " + json.loads(text)["access_token"]
+            connection.close()
+        return token
+
+    async def begin(connection: Connection, chunks: int) -> Any:
+        auth = await sign_in()
+        body = json.dumps(
+            {
+                "study": {
+                    "patient_name": f"BENCH^{random.randrange(10**12)}",
+                    "study_date": "2024-05-17",
+                    "modality": "CT",
+                    "service_level": "routine",
+                },
+                "files": [{"name": "bench.bin", "size": chunks * CHUNK}],
+                "chunk_size": CHUNK,
+                "force_upload": True,
+            }
+        ).encode()
+        status, _, text = await connection.request(
+            "POST", "/api/v1/uploads", {**auth, "Content-Type": "application/json"}, body
+        )
+        assert status == 201, text
+        created = json.loads(text)
+        return created["upload_id"], created["files"][0]["file_id"], created["upload_token"]
+
+    async def send(connection: Connection, upload: Any, index: int, data: bytes, md5: str) -> int:
+        upload_id, file_id, upload_token = upload
+        status, _, text = await connection.request(
+            "PUT",
+            f"/api/v1/uploads/{upload_id}/files/{file_id}/chunks/{index}",
+            {"X-Upload-Token": upload_token, "Content-MD5": md5},
+            data,
+        )
+        assert status == 201, (status, text)
+        return status
+
+    return Target("relaypacs", port, process, begin, send)
+
+
+def start_tus(work: Path) -> Target:
+    port = free_port()
+    tus_dir = ROOT / "bench" / "tus"
+    process = subprocess.Popen(
+        ["node", str(tus_dir / "server.mjs")],
+        env={**os.environ, "PORT": str(port), "TUS_DIR": str(work / "tus")},
+        stdout=(work / "tus.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=tus_dir,
+    )
+    wait_listening(port, process)
+    base = {"Tus-Resumable": "1.0.0"}
+
+    async def begin(connection: Connection, chunks: int) -> Any:
+        status, headers, _ = await connection.request(
+            "POST", "/files", {**base, "Upload-Length": str(chunks * CHUNK)}
+        )
+        assert status == 201, status
+        return "/files/" + headers["location"].rsplit("/", 1)[1]
+
+    async def send(connection: Connection, upload: Any, index: int, data: bytes, md5: str) -> int:
+        status, _, text = await connection.request(
+            "PATCH",
+            upload,
+            {
+                **base,
+                "Upload-Offset": str(index * CHUNK),
+                "Content-Type": "application/offset+octet-stream",
+            },
+            data,
+        )
+        assert status == 204, (status, text)
+        return status
+
+    return Target("tus", port, process, begin, send)
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+BODIES = [random.Random(n).randbytes(CHUNK) for n in range(8)]
+DIGESTS = [base64.b64encode(hashlib.md5(b).digest()).decode() for b in BODIES]
+
+
+@dataclass
+class Result:
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.latencies)
+
+        def pct(p: float) -> float:
+            return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+        return {
+            "chunks": len(ordered),
+            "mib_per_s": round(len(ordered) * CHUNK / MIB / self.seconds, 1),
+            "p50_ms": round(pct(0.50), 1),
+            "p95_ms": round(pct(0.95), 1),
+            "p99_ms": round(pct(0.99), 1),
+            "mean_ms": round(statistics.fmean(ordered) * 1000, 1),
+        }
+
+
+async def closed_loop(target: Target, in_flight: int, chunks_per_slot: int) -> Result:
+    """``in_flight`` slots, each its own upload, each sending its chunks back to back."""
+    connections = [await Connection.open(target.port) for _ in range(in_flight)]
+    uploads = [await target.begin(c, chunks_per_slot) for c in connections]
+    result = Result()
+
+    async def slot(n: int) -> None:
+        for index in range(chunks_per_slot):
+            body = (n + index) % len(BODIES)
+            started = time.perf_counter()
+            await target.send(connections[n], uploads[n], index, BODIES[body], DIGESTS[body])
+            result.latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(slot(n) for n in range(in_flight)))
+    result.seconds = time.perf_counter() - started
+    for c in connections:
+        c.close()
+    return result
+
+
+async def open_loop(target: Target, mib_per_s: float, seconds: float) -> Result:
+    """Offer a fixed rate: one 1 MiB chunk every 1/rate s, whatever the answers' latency."""
+    total = int(mib_per_s * seconds)
+    per_upload = 64
+    idle: list[tuple[Connection, Any, int]] = []
+    result = Result()
+
+    async def one(n: int) -> None:
+        if idle:
+            connection, upload, index = idle.pop()
+        else:
+            connection = await Connection.open(target.port)
+            upload, index = await target.begin(connection, per_upload), 0
+        started = time.perf_counter()
+        await target.send(connection, upload, index, BODIES[n % 8], DIGESTS[n % 8])
+        result.latencies.append(time.perf_counter() - started)
+        if index + 1 < per_upload:
+            idle.append((connection, upload, index + 1))
+        else:
+            connection.close()
+
+    # Sessions are made before the clock starts so that the measure is chunk ingest only.
+    for _ in range(max(2, int(mib_per_s // 20))):
+        connection = await Connection.open(target.port)
+        idle.append((connection, await target.begin(connection, per_upload), 0))
+    tasks = []
+    begin = time.perf_counter()
+    for n in range(total):
+        delay = begin + n / mib_per_s - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(n)))
+    await asyncio.gather(*tasks)
+    result.seconds = time.perf_counter() - begin
+    for connection, _, _ in idle:
+        connection.close()
+    return result
+
+
+async def big_upload_rss(target: Target, total_chunks: int, in_flight: int) -> dict[str, float]:
+    baseline = current_rss_mib(target.process.pid)
+    connections = [await Connection.open(target.port) for _ in range(in_flight)]
+    upload = await target.begin(connections[0], total_chunks)
+    started = time.perf_counter()
+    samples: list[float] = []
+    if target.name == "tus":
+        # tus needs offsets in order: one connection, back to back.
+        for index in range(total_chunks):
+            await target.send(connections[0], upload, index, BODIES[index % 8], DIGESTS[index % 8])
+            if index % 64 == 0:
+                samples.append(current_rss_mib(target.process.pid))
+    else:
+        queue = list(range(total_chunks))
+
+        async def slot(n: int) -> None:
+            while queue:
+                index = queue.pop(0)
+                body = index % 8
+                await target.send(connections[n], upload, index, BODIES[body], DIGESTS[body])
+                if index % 64 == 0:
+                    samples.append(current_rss_mib(target.process.pid))
+
+        await asyncio.gather(*(slot(n) for n in range(in_flight)))
+    seconds = time.perf_counter() - started
+    for c in connections:
+        c.close()
+    return {
+        "gib": total_chunks * CHUNK / 1024 / MIB,
+        "seconds": round(seconds, 1),
+        "rss_before_mib": round(baseline, 1),
+        "rss_at_quarter_mib": round(samples[len(samples) // 4], 1) if samples else 0,
+        "rss_at_end_mib": round(samples[-1], 1) if samples else 0,
+        "peak_rss_mib": round(peak_rss_mib(target.process.pid), 1),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="relaypacs-bench-", dir=args.work_dir))
+    targets = [start_relaypacs(work, args.database_url, args.workers), start_tus(work)]
+    scale = 0.2 if args.quick else 1.0
+    report: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            # Other work on the machine skews every number: record how busy it was.
+            "load_average_at_start": os.getloadavg(),
+        },
+        "relaypacs_workers": args.workers,
+        "database": args.database_url or "sqlite (embedded default)",
+        "chunk_bytes": CHUNK,
+        "closed_loop": {},
+        "open_loop": {},
+        "big_upload": {},
+    }
+    try:
+        for in_flight, per_slot in ((1, 300), (10, 60), (100, 8)):
+            for target in targets:
+                result = await closed_loop(target, in_flight, max(2, int(per_slot * scale)))
+                report["closed_loop"].setdefault(str(in_flight), {})[target.name] = result.summary()
+                print(target.name, in_flight, result.summary(), flush=True)
+        for rate in (14, 140):
+            for target in targets:
+                result = await open_loop(target, rate, 15 * scale)
+                report["open_loop"].setdefault(str(rate), {})[target.name] = result.summary()
+                print(target.name, f"{rate} MiB/s", result.summary(), flush=True)
+        if not args.skip_big:
+            chunks = int(args.big_gib * 1024)
+            for target in targets:
+                report["big_upload"][target.name] = await big_upload_rss(target, chunks, 10)
+                print(target.name, "big", report["big_upload"][target.name], flush=True)
+        report["machine"]["load_average_at_end"] = os.getloadavg()
+    finally:
+        for target in targets:
+            target.process.send_signal(signal.SIGTERM)
+            try:
+                target.process.wait(20)
+            except subprocess.TimeoutExpired:
+                target.process.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = ["| scenario | RelayPACS | @tus/server | ratio |", "|---|---|---|---|"]
+    for in_flight, pair in report["closed_loop"].items():
+        ours, tus = pair["relaypacs"], pair["tus"]
+        lines.append(
+            f"| {in_flight} in flight: MiB/s | {ours['mib_per_s']} | {tus['mib_per_s']} | "
+            f"{ours['mib_per_s'] / tus['mib_per_s']:.2f}x |"
+        )
+        lines.append(
+            f"| {in_flight} in flight: P50/P95/P99 ms | {ours['p50_ms']}/{ours['p95_ms']}/"
+            f"{ours['p99_ms']} | {tus['p50_ms']}/{tus['p95_ms']}/{tus['p99_ms']} | |"
+        )
+    for rate, pair in report["open_loop"].items():
+        ours, tus = pair["relaypacs"], pair["tus"]
+        lines.append(
+            f"| offered {rate} MiB/s: P95 ms (achieved MiB/s) | {ours['p95_ms']} "
+            f"({ours['mib_per_s']}) | {tus['p95_ms']} ({tus['mib_per_s']}) | |"
+        )
+    for name, big in report["big_upload"].items():
+        lines.append(
+            f"| {big['gib']:.0f} GiB upload, {name}: peak RSS MiB (before / 1/4 / end) | "
+            f"{big['peak_rss_mib']} ({big['rss_before_mib']} / {big['rss_at_quarter_mib']} / "
+            f"{big['rss_at_end_mib']}) | | {big['seconds']} s |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a fifth of the requests")
+    parser.add_argument("--skip-big", action="store_true", help="skip the 2 GiB upload")
+    parser.add_argument("--big-gib", type=float, default=2.0)
+    parser.add_argument("--database-url", default=None, help="default: embedded SQLite")
+    parser.add_argument("--work-dir", default=None, help="where the servers store (a disk)")
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers (PostgreSQL)")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (results / f"uploads-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+
+
+if __name__ == "__main__":
+    main()
