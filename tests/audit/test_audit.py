@@ -67,19 +67,25 @@ async def test_audit_log_filters_by_time(client: httpx.AsyncClient, app: FastAPI
     assert later.json()["total"] == 0
 
 
-@pytest.mark.parametrize(
-    "params",
-    [
-        {"since": "2024-05-02T00:00:00Z", "until": "2024-05-01T00:00:00Z"},
-        {"since": "2024-05-01T00:00:00"},
-    ],
-)
-async def test_bad_time_range_is_a_clear_error(
-    client: httpx.AsyncClient, app: FastAPI, params: dict[str, str]
+async def test_reversed_time_range_is_a_clear_error(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    params = {"since": "2024-05-02T00:00:00Z", "until": "2024-05-01T00:00:00Z"}
+    assert_problem(
+        await client.get(AUDIT, params=params, headers=admin.headers), 400, "invalid_time_range"
+    )
+
+
+@pytest.mark.parametrize("since", ["2024-05-01T00:00:00", "0", "1714521600", "yesterday"])
+async def test_times_must_be_iso_8601_with_a_zone(
+    client: httpx.AsyncClient, app: FastAPI, since: str
 ) -> None:
     admin = await sign_in(client, app, role=Role.admin)
     assert_problem(
-        await client.get(AUDIT, params=params, headers=admin.headers), 400, "invalid_time_range"
+        await client.get(AUDIT, params={"since": since}, headers=admin.headers),
+        422,
+        "validation_error",
     )
 
 

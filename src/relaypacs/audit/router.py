@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime, BeforeValidator
 
 from relaypacs.audit import service
 from relaypacs.audit.models import AuditEvent
@@ -21,6 +22,7 @@ from relaypacs.auth.dependencies import ROLE_ERRORS, AdminUser
 from relaypacs.db.base import utcnow
 from relaypacs.db.session import SessionDep, get_sessionmaker
 from relaypacs.errors import BadRequest, problem_responses
+from relaypacs.users.schemas import NO_CONTROL_CHARACTERS
 
 router = APIRouter(prefix="/admin/audit", tags=["admin"])
 
@@ -41,7 +43,17 @@ _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 class InvalidTimeRange(BadRequest):
     code = "invalid_time_range"
-    title = "since must be before until, and both need a time zone"
+    title = "since must be before until"
+
+
+def _iso_only(value: object) -> object:
+    # Pydantic would read "0" or "1700000000" as a Unix time; the API documents ISO 8601 only.
+    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
+        raise ValueError("give an ISO 8601 date-time with a zone, e.g. 2024-05-01T00:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 
 def _criteria(
@@ -52,9 +64,6 @@ def _criteria(
     since: datetime | None,
     until: datetime | None,
 ) -> AuditFilter:
-    for moment in (since, until):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidTimeRange("Give times with a zone, e.g. 2024-05-01T00:00:00Z")
     if since is not None and until is not None and since >= until:
         raise InvalidTimeRange()
     return AuditFilter(
@@ -68,11 +77,14 @@ def _criteria(
 
 
 ActorQuery = Annotated[uuid.UUID | None, Query(description="Who acted")]
-ActionQuery = Annotated[str | None, Query(max_length=64, description="e.g. login_failed")]
-TargetTypeQuery = Annotated[str | None, Query(max_length=40)]
-TargetIdQuery = Annotated[str | None, Query(max_length=100)]
-SinceQuery = Annotated[datetime | None, Query(description="From this time (inclusive)")]
-UntilQuery = Annotated[datetime | None, Query(description="Up to this time (exclusive)")]
+ActionQuery = Annotated[
+    str | None,
+    Query(max_length=64, pattern=NO_CONTROL_CHARACTERS, description="e.g. login_failed"),
+]
+TargetTypeQuery = Annotated[str | None, Query(max_length=40, pattern=NO_CONTROL_CHARACTERS)]
+TargetIdQuery = Annotated[str | None, Query(max_length=100, pattern=NO_CONTROL_CHARACTERS)]
+SinceQuery = Annotated[IsoDateTime | None, Query(description="From this time (inclusive)")]
+UntilQuery = Annotated[IsoDateTime | None, Query(description="Up to this time (exclusive)")]
 
 
 @router.get(

@@ -7,9 +7,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from relaypacs.users.models import Role
-from relaypacs.users.schemas import PasswordInput, Username
+from relaypacs.users.schemas import NO_CONTROL_CHARACTERS, PasswordInput, Username
 
-TotpCode = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+TotpCode = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=NO_CONTROL_CHARACTERS)
+]
+OpaqueToken = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)
+]
 
 
 class RegisterRequest(BaseModel):
@@ -25,9 +30,9 @@ class RegisterRequest(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=320)] = Field(
-        description="Username (any case) or email address"
-    )
+    username: Annotated[
+        str, StringConstraints(min_length=1, max_length=320, pattern=NO_CONTROL_CHARACTERS)
+    ] = Field(description="Username (any case) or email address")
     password: PasswordInput
     totp_code: TotpCode | None = Field(
         default=None, description="Authenticator code, or one of the recovery codes"
@@ -44,11 +49,11 @@ class TokenResponse(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    refresh_token: OpaqueToken
 
 
 class LogoutRequest(BaseModel):
-    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    refresh_token: OpaqueToken | None = None
 
 
 class TotpSetupResponse(BaseModel):

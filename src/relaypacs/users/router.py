@@ -27,6 +27,7 @@ from relaypacs.users.exceptions import (
 )
 from relaypacs.users.models import Role
 from relaypacs.users.schemas import (
+    NO_CONTROL_CHARACTERS,
     AdminUserUpdate,
     PersonalDataExport,
     Preferences,
@@ -106,7 +107,10 @@ async def list_users(
     session: SessionDep,
     role: Role | None = None,
     is_active: bool | None = None,
-    q: Annotated[str | None, Query(max_length=100, description="Part of a name or email")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=100, pattern=NO_CONTROL_CHARACTERS, description="Part of a name or email"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> UserPage:

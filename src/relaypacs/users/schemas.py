@@ -15,7 +15,11 @@ Username = Annotated[
     str, StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
 # Bounded far above the 72-byte rule so that the policy, not the parser, explains the refusal.
-PasswordInput = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+# Text that reaches the database or bcrypt: PostgreSQL refuses NUL in text, bcrypt refuses it
+# in passwords; control characters have no place in names, codes or search terms.
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+NO_NUL = r"^[^\x00]*$"
+PasswordInput = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=NO_NUL)]
 
 
 class UserOut(BaseModel):
