@@ -24,7 +24,17 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     # Unmatched paths are collapsed so that probes cannot blow up metric cardinality.
-    return path if isinstance(path, str) else "<unmatched>"
+    if not isinstance(path, str):
+        return "<unmatched>"
+    # A route included in a prefixed router knows only its own part ("/uploads/{upload_id}"):
+    # the prefix is the literal start of the request path that the template does not cover.
+    segments = str(scope.get("path", "")).split("/")
+    template = path.split("/")
+    prefix = segments[: max(1, len(segments) - (len(template) - 1))]
+    values = {str(v) for v in (scope.get("path_params") or {}).values()}
+    if any(segment in values for segment in prefix if segment):
+        return path
+    return "/".join(prefix) + path
 
 
 class RequestContextMiddleware:
