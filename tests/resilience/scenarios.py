@@ -22,7 +22,6 @@ from tests.resilience.network import Link, lossy_link
 from tests.resilience.proxy import delay_proxy
 
 MB = 1_000_000
-INSTANCE_PIXEL_BYTES = 2_500_000  # a CR/DX-sized instance: 3 chunks of 1 MiB
 DONE_STATES = {"validated", "queued", "forwarding", "delivered"}
 
 
@@ -36,6 +35,7 @@ class Scenario:
     flap: tuple[float, float] | None = None  # (seconds down, period)
     kills_per_upload: int = 0
     study_mb: tuple[float, ...] = (5.0,)
+    instance_mb: float = 2.5  # CR/DX-sized instances: 3 chunks of 1 MiB each
     parallel: int = 4
 
 
@@ -118,8 +118,8 @@ def table(results: list[ScenarioResult]) -> str:
     return "\n".join([TABLE_HEAD, *(r.row() for r in results)])
 
 
-def _study(folder: Path, megabytes: float, seed: int) -> GeneratedStudy:
-    instances = max(1, round(megabytes * MB / INSTANCE_PIXEL_BYTES))
+def _study(folder: Path, megabytes: float, instance_mb: float, seed: int) -> GeneratedStudy:
+    instances = max(1, round(megabytes / instance_mb))
     pixel_bytes = int(megabytes * MB / instances)
     return write_study(folder, instances=instances, pixel_bytes=pixel_bytes, seed=seed)
 
@@ -202,7 +202,7 @@ def _upload(
     started = time.monotonic()
     process = user.spawn("upload", str(study.files[0].parent), "--server", user.server,
                          "--json", "--parallel", str(scenario.parallel),
-                         "--give-up-after", "1800")  # fmt: skip
+                         "--give-up-after", "1800", "--verbose")  # fmt: skip
     driver.start()
     try:
         stdout, stderr = process.communicate(timeout=3600)
@@ -213,6 +213,7 @@ def _upload(
             process.kill()
             process.wait()
     result.wall = time.monotonic() - started
+    (user.state_dir.parent / f"upload-{study.study_instance_uid[-8:]}.log").write_text(stderr)
     result.interruptions = driver.interruptions
     if driver.error is not None:
         result.problem = f"fault driver: {driver.error!r}"
@@ -264,7 +265,8 @@ def run_scenario(scenario: Scenario, workdir: Path) -> ScenarioResult:
         user = CliUser(server, workdir / "config", workdir / "state")
         user.register(via=gateway.url)
         studies = [
-            _study(workdir / f"study-{n}", mb, seed=n) for n, mb in enumerate(scenario.study_mb)
+            _study(workdir / f"study-{n}", mb, scenario.instance_mb, seed=n)
+            for n, mb in enumerate(scenario.study_mb)
         ]
         link.shape(scenario.rate_kbit)
         link.loss(scenario.loss_in, scenario.loss_out)

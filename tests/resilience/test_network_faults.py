@@ -23,7 +23,7 @@ pytestmark = [
 ]
 
 SHORT = Scenario("2 MB, 30% loss + 1 server kill", rate_kbit=None, loss_in=30,
-                 kills_per_upload=1, study_mb=(2.0,))  # fmt: skip
+                 kills_per_upload=1, study_mb=(2.0,), instance_mb=0.5)  # fmt: skip
 
 
 def _sizes() -> tuple[float, ...]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import random
 import socket
 import time
@@ -29,6 +30,8 @@ import httpx
 
 from relaypacs import __version__
 from relaypacs.client.credentials import CredentialStore, SavedSignIn
+
+log = logging.getLogger("relaypacs.client")
 
 API = "/api/v1"
 SEND_PIECE = 64 * 1024
@@ -64,7 +67,7 @@ class RetryPolicy:
     """Backoff with full jitter; ``give_up_after`` counts seconds without any progress."""
 
     base: float = 0.5
-    cap: float = 30.0
+    cap: float = 10.0
     give_up_after: float = 3600.0
 
     def delay(self, attempt: int) -> float:
@@ -317,8 +320,9 @@ class GatewayClient:
                     content=content_factory() if content_factory is not None else None,
                     headers=request_headers,
                 )
-            except httpx.TransportError:
+            except httpx.TransportError as error:
                 response = None
+                reason = type(error).__name__
             if response is not None:
                 if response.status_code < 400:
                     self.liveness.touch()
@@ -337,9 +341,20 @@ class GatewayClient:
                 if response.status_code not in TRANSIENT_STATUSES:
                     raise ApiError(response.status_code, _problem(response))
                 wait = _retry_after(response)
+                reason = f"HTTP {response.status_code}"
+            wasted = self.stats.resent
             if on_retry is not None:
                 on_retry()
             self.stats.retries += 1
+            # Ids and byte counts only: no patient data, no tokens.
+            log.info(
+                "retry %s %s after %s (attempt %d, %d bytes wasted)",
+                method,
+                url,
+                reason,
+                attempt + 1,
+                self.stats.resent - wasted,
+            )
             if self.liveness.idle_for() > self.retry.give_up_after:
                 raise GaveUp(
                     f"no progress for {self.retry.give_up_after:.0f} s talking to {self.server}"

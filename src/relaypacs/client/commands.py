@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ ServerOption = typer.Option(
 )
 StallOption = typer.Option(
     60.0, "--stall-timeout", min=1.0, help="Abandon and retry a request after this many idle s"
+)
+VerboseOption = typer.Option(
+    False, "--verbose", "-v", help="Log every retry and its reason to stderr"
 )
 GiveUpOption = typer.Option(
     3600.0, "--give-up-after", min=1.0, help="Stop after this many seconds without any progress"
@@ -85,6 +89,14 @@ def login_command(
     typer.echo(f"signed in to {connection.server} as {username}")
 
 
+def _log_retries(verbose: bool) -> None:
+    if verbose:
+        logging.basicConfig(
+            level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr
+        )
+        logging.getLogger("relaypacs.client").setLevel(logging.INFO)
+
+
 def _reporter(quiet: bool, as_json: bool) -> QuietReporter:
     if as_json:
         return JsonReporter()
@@ -124,6 +136,7 @@ def upload_command(
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout at the end"),
     stall_timeout: float = StallOption,
     give_up_after: float = GiveUpOption,
+    verbose: bool = VerboseOption,
 ) -> None:
     """Upload DICOM studies: one upload per StudyInstanceUID; run again to resume.
 
@@ -135,6 +148,7 @@ def upload_command(
         typer.echo(f"--service-level must be one of {', '.join(SERVICE_LEVELS)}", err=True)
         raise typer.Exit(ExitCode.USAGE)
     connection = Connection(_server(server), stall_timeout, give_up_after, parallel)
+    _log_retries(verbose)
     reporter = _reporter(quiet, as_json)
     options = UploadOptions(
         service_level=service_level,
@@ -231,6 +245,7 @@ def watch_command(
     parallel: int = typer.Option(4, "--parallel", min=1, max=32),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     stall_timeout: float = StallOption,
+    verbose: bool = VerboseOption,
 ) -> None:
     """Upload each new study in FOLDER once its files have stopped changing (Ctrl-C stops)."""
     if service_level is not None and service_level not in SERVICE_LEVELS:
@@ -238,6 +253,7 @@ def watch_command(
         raise typer.Exit(ExitCode.USAGE)
     # A watcher runs unattended for hours: it never gives up on an unreachable server.
     connection = Connection(_server(server), stall_timeout, float("inf"), parallel)
+    _log_retries(verbose)
     reporter = QuietReporter() if quiet else RichReporter()
     options = UploadOptions(service_level=service_level, parallel=parallel)
     try:
