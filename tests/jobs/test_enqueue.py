@@ -79,6 +79,20 @@ async def test_dedupe_key_returns_the_unfinished_job_instead_of_a_second(
     assert sorted(job.payload["n"] for job in jobs) == [1, 3]
 
 
+async def test_dedupe_key_keeps_working_on_a_connection_that_ran_it_many_times(
+    resources: Resources, kind: str
+) -> None:
+    # PostgreSQL switches a prepared statement to a generic plan after five runs; the
+    # ON CONFLICT target must still find the partial unique index then.
+    async with resources.sessionmaker() as session:
+        for n in range(12):
+            first = await enqueue(session, kind, {"n": n}, dedupe_key=f"{kind}:{n % 6}")
+            again = await enqueue(session, kind, {"n": n}, dedupe_key=f"{kind}:{n % 6}")
+            assert again.id == first.id
+        await session.commit()
+    assert len(await jobs_of_kind(resources, kind)) == 6
+
+
 async def test_finished_job_does_not_block_a_new_one_with_its_dedupe_key(
     resources: Resources, registry: JobRegistry, kind: str
 ) -> None:

@@ -36,7 +36,9 @@ class JobPriority(IntEnum):
     emergency = 200
 
 
-_UNFINISHED_SQL = "state IN ('queued', 'running')"
+# Literal SQL, not bound parameters: PostgreSQL matches ON CONFLICT to the partial index by
+# this predicate, which it cannot do with parameters once it switches to a generic plan.
+UNFINISHED_SQL = "state IN ('queued', 'running')"
 
 
 def _state_type() -> Enum:
@@ -62,8 +64,8 @@ class Job(IdMixin, TimestampMixin, Base):
             "job_dedupe_key_unfinished_key",
             "dedupe_key",
             unique=True,
-            postgresql_where=text(_UNFINISHED_SQL),
-            sqlite_where=text(_UNFINISHED_SQL),
+            postgresql_where=text(UNFINISHED_SQL),
+            sqlite_where=text(UNFINISHED_SQL),
         ),
         Index("job_finished_at_idx", "finished_at"),
     )

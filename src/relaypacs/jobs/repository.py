@@ -16,11 +16,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaypacs.jobs.models import REQUEUEABLE_STATES, UNFINISHED_STATES, Job, JobSchedule, JobState
+from relaypacs.jobs.models import (
+    REQUEUEABLE_STATES,
+    UNFINISHED_SQL,
+    UNFINISHED_STATES,
+    Job,
+    JobSchedule,
+    JobState,
+)
 
 _NO_SYNC = {"synchronize_session": False}
 
@@ -55,12 +62,11 @@ async def insert_job_unless_unfinished_duplicate(
     ``ON CONFLICT DO NOTHING`` (rather than catching the violation) keeps the caller's
     PostgreSQL transaction usable, and waits for a concurrent inserter of the same key.
     """
-    unfinished = Job.state.in_(UNFINISHED_STATES)
     insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
     statement = (
         insert(Job)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=[Job.dedupe_key], index_where=unfinished)
+        .on_conflict_do_nothing(index_elements=[Job.dedupe_key], index_where=text(UNFINISHED_SQL))
         .returning(Job.id)
     )
     inserted = (await session.execute(statement)).scalar_one_or_none()
