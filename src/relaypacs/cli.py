@@ -10,6 +10,7 @@ from relaypacs.config import Settings, UnsafeConfigurationError
 from relaypacs.db.migrate import upgrade
 from relaypacs.jobs.worker import run_worker_process
 from relaypacs.operations.metrics import prepare_multiprocess_dir, start_worker_metrics_server
+from relaypacs.operations.sentry import init_sentry
 from relaypacs.users.commands import announce_first_admin
 from relaypacs.users.commands import register as register_admin_commands
 
@@ -51,6 +52,8 @@ def worker(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     start_worker_metrics_server(settings.worker_metrics_port, settings.worker_metrics_host)
+    # Job failures are errors too: report them like the API's (no patient data).
+    init_sentry(settings)
     run_worker_process(settings, concurrency=concurrency)
 
 

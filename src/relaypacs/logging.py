@@ -12,6 +12,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import sentry_sdk
 import structlog
 
 _SECRET_MARKERS = (
@@ -50,6 +51,23 @@ def _redact_exception_values(
     return event
 
 
+def _report_to_sentry(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Errors logged with a traceback (a failing job in the worker) also go to Sentry.
+
+    Unhandled request errors are reported by Sentry's own integration; reporting the same
+    exception object again is dropped by its de-duplication. Without a DSN this does nothing.
+    """
+    exc_info = event.get("exc_info")
+    if not exc_info or event.get("level") not in ("error", "critical"):
+        return event
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    if isinstance(error, BaseException) and sentry_sdk.get_client().dsn:
+        sentry_sdk.capture_exception(error)
+    return event
+
+
 def configure_logging(level: str = "INFO") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -60,6 +78,7 @@ def configure_logging(level: str = "INFO") -> None:
     structlog.configure(
         processors=[
             *shared,
+            _report_to_sentry,
             _exception_to_dict,
             _redact_exception_values,
             structlog.processors.JSONRenderer(),

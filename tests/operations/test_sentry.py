@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sentry_sdk
+import structlog
 from fastapi import Request
 
 from relaypacs.app import create_app
@@ -116,3 +117,22 @@ async def test_without_a_dsn_nothing_is_sent(
     sentry_sdk.flush(timeout=5)
     assert received == []
     assert sentry_sdk.get_client().dsn is None
+
+
+async def test_a_job_error_logged_with_its_traceback_reaches_sentry_scrubbed(
+    database_url: str, tmp_path: Path, sentry_ingest: tuple[str, list[bytes]]
+) -> None:
+    dsn, received = sentry_ingest
+    create_app(make_settings(database_url, tmp_path, sentry_dsn=dsn))
+    log = structlog.get_logger("relaypacs.jobs.worker")
+    try:
+        raise RuntimeError(f"forwarding the study of {PATIENT_NAME} failed")
+    except RuntimeError:
+        log.exception("job_error", error_type="RuntimeError")
+    log.warning("job_retry_scheduled", delay_seconds=10)
+    sentry_sdk.flush(timeout=10)
+    events = _events(received)
+    assert len(events) == 1
+    exception = events[0]["exception"]["values"][-1]
+    assert exception["type"] == "RuntimeError"
+    assert PATIENT_NAME not in json.dumps(events[0])
