@@ -327,7 +327,14 @@ async def open_loop(target: Target, mib_per_s: float, seconds: float) -> Result:
             connection = await Connection.open(target.port)
             upload, index = await target.begin(connection, per_upload), 0
         started = time.perf_counter()
-        await target.send(connection, upload, index, BODIES[n % 8], DIGESTS[n % 8])
+        try:
+            await target.send(connection, upload, index, BODIES[n % 8], DIGESTS[n % 8])
+        except (ConnectionError, asyncio.IncompleteReadError):
+            # The server closed a keep-alive connection that sat idle (node: after 5 s).
+            connection.close()
+            connection = await Connection.open(target.port)
+            started = time.perf_counter()
+            await target.send(connection, upload, index, BODIES[n % 8], DIGESTS[n % 8])
         result.latencies.append(time.perf_counter() - started)
         if index + 1 < per_upload:
             idle.append((connection, upload, index + 1))

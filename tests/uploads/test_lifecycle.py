@@ -183,3 +183,24 @@ async def test_expiry_job_expires_only_unfinished_sessions_and_frees_their_chunk
     gone = await client.post(f"{API}/{unfinished.id}/complete", headers=user.headers)
     assert gone.status_code == 410
     assert gone.json()["code"] == "upload_expired"
+
+
+async def test_readiness_checks_the_chunk_store(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["checks"]["chunk_store"] == "ok"
+
+
+async def test_viewing_an_upload_is_audited(client: httpx.AsyncClient, app: FastAPI) -> None:
+    from sqlalchemy import select
+
+    from relaypacs.audit.models import AuditEvent
+
+    user = await sign_in(client, app)
+    session = await uploads.start(client, user.headers, [b"abc"])
+    await uploads.status(client, session, user.headers)
+    async with app.state.sessionmaker() as db:
+        actions = (
+            await db.scalars(select(AuditEvent.action).where(AuditEvent.target_id == session.id))
+        ).all()
+    assert {"upload.created", "upload.viewed"} <= set(actions)
