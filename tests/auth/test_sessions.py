@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
@@ -10,7 +11,8 @@ from sqlalchemy import select
 
 from relaypacs.audit.models import AuditEvent
 from relaypacs.users.models import Role
-from tests.support.accounts import SignedIn, assert_problem, new_client, sign_in
+from tests.conftest import make_settings
+from tests.support.accounts import SignedIn, assert_problem, new_client, running_app, sign_in
 
 REFRESH = "/api/v1/auth/refresh"
 LOGOUT = "/api/v1/auth/logout"
@@ -80,6 +82,16 @@ async def test_reused_refresh_token_revokes_family(client: httpx.AsyncClient, ap
 async def test_unknown_refresh_token_is_refused(client: httpx.AsyncClient) -> None:
     response = await client.post(REFRESH, json={"refresh_token": uuid.uuid4().hex})
     assert_problem(response, 401, "invalid_refresh_token")
+
+
+async def test_expired_refresh_token_is_refused(database_url: str, tmp_path: Path) -> None:
+    settings = make_settings(database_url, tmp_path, refresh_token_days=0)
+    async with running_app(settings) as short_app, new_client(short_app) as http:
+        user = await sign_in(http, short_app)
+        response = await http.post(REFRESH, json={"refresh_token": user.refresh_token})
+        assert_problem(response, 401, "invalid_refresh_token")
+        # The sign-in itself is not treated as stolen: its access token still works.
+        assert (await http.get(ME, headers=user.headers)).status_code == 200
 
 
 async def test_logout_revokes_the_access_token_and_the_refresh_family(

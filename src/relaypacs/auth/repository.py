@@ -67,6 +67,15 @@ class AuthRepository:
         row = (await self.session.execute(statement)).one_or_none()
         return (row[0], row[1]) if row is not None else None
 
+    async def delete_expired_refresh_tokens(self, user_id: uuid.UUID, now: datetime) -> None:
+        """Drop a user's refresh tokens past expiry: they can neither refresh nor betray reuse."""
+        sessions = select(LoginSession.id).where(LoginSession.user_id == user_id)
+        await self.session.execute(
+            delete(RefreshToken)
+            .where(RefreshToken.session_id.in_(sessions), RefreshToken.expires_at < now)
+            .execution_options(synchronize_session=False)
+        )
+
     async def mark_refresh_token_used(self, token_id: uuid.UUID, now: datetime) -> bool:
         """Exchange a token exactly once, even when two requests race with the same token."""
         result = await self.session.execute(

@@ -151,6 +151,8 @@ class AuthService:
         user.failed_login_count = 0
         user.locked_until = None
         user.last_login_at = now
+        # Housekeeping at a moment the user is here anyway: rows never grow without bound.
+        await self.auth.delete_expired_refresh_tokens(user.id, now)
         pair, login_session = await self._start_session(user, now)
         await self._audit(
             "login_succeeded",
@@ -237,6 +239,8 @@ class AuthService:
         stored, login_session = found
         if login_session.revoked_at is not None:
             raise InvalidRefreshToken("The sign-in has ended; sign in again")
+        if stored.expires_at <= now:
+            raise InvalidRefreshToken("The refresh token has expired; sign in again")
         if stored.used_at is not None or not await self.auth.mark_refresh_token_used(
             stored.id, now
         ):
@@ -252,8 +256,6 @@ class AuthService:
                 details={"session_id": str(login_session.id)},
             )
             raise RefreshTokenReused()
-        if stored.expires_at <= now:
-            raise InvalidRefreshToken("The refresh token has expired; sign in again")
         user = await self.users.get(login_session.user_id)
         if user is None or not user.is_active:
             await self.auth.revoke_session(login_session.id, now, "account_disabled")
