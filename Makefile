@@ -60,7 +60,7 @@ check-deploy: install system-deps
 
 test: lint types check-deploy pytest
 
-# Every network-fault scenario of the uploader (root; long): writes resilience-report.md.
+# Every network-fault scenario of the uploader (root; long): writes var/resilience-report.md.
 resilience: install system-deps
 	RELAYPACS_RESILIENCE=1 $(BIN)/pytest tests/resilience -p no:cacheprovider -rA
 

@@ -2,7 +2,7 @@
 
 The short case runs in `make test`; `make resilience` sets RELAYPACS_RESILIENCE=1 to run every
 scenario of issue 5 and writes the markdown table to RELAYPACS_RESILIENCE_REPORT
-(default: resilience-report.md).
+(default: var/resilience-report.md, which git ignores).
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def report() -> Iterator[list[ScenarioResult]]:
     results: list[ScenarioResult] = []
     yield results
     if results:
-        path = Path(os.environ.get("RELAYPACS_RESILIENCE_REPORT", "resilience-report.md"))
+        path = Path(os.environ.get("RELAYPACS_RESILIENCE_REPORT", "var/resilience-report.md"))
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(table(results) + "\n", encoding="utf-8")
 
 
