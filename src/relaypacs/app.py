@@ -21,6 +21,8 @@ from relaypacs.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
 from relaypacs.jobs.worker import start_in_process_worker
 from relaypacs.logging import configure_logging
 from relaypacs.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from relaypacs.notifications.live import start_event_hub
+from relaypacs.notifications.router import router as notifications_router
 from relaypacs.operations.router import router as operations_router
 from relaypacs.operations.sentry import init_sentry
 from relaypacs.resources import open_resources
@@ -50,11 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # --- domain start-up (background tasks that only the API process runs) ---
             # The job worker stops with `resources`, before the engine is disposed.
             app.state.job_worker = await start_in_process_worker(resources)
+            app.state.event_hub = await start_event_hub(resources)
             log.info("started", version=__version__, env=settings.env.value)
             try:
                 yield
             finally:
                 # --- domain shut-down ---
+                await app.state.event_hub.stop()
                 log.info("stopping")
 
     app = FastAPI(
@@ -76,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(admin_users_router)
     api.include_router(audit_router)
     api.include_router(uploads_router)
+    api.include_router(notifications_router)
     app.include_router(api)
     app.include_router(operations_router)
     app.include_router(jwks_router)

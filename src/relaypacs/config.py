@@ -131,6 +131,25 @@ class Settings(BaseSettings):
         default=None, description="`relaypacs worker` serves /metrics on this port"
     )
     worker_metrics_host: str = "0.0.0.0"  # noqa: S104  (inside a container network)
+    # --- reports, notifications, analytics (relaypacs.reports / .notifications / .analytics) ---
+    report_sync_seconds: float = Field(
+        default=300.0, ge=1, description="Ask the PACS for each unfinished report this often"
+    )
+    report_sync_max_days: float = Field(
+        default=30.0, gt=0, description="Stop asking the PACS for a report after this long"
+    )
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, description="SSE keep-alive comment")
+    sse_queue_size: int = Field(
+        default=256, ge=1, description="Events buffered per stream; a slower client is dropped"
+    )
+    sse_send_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A stream whose client takes longer to read is closed"
+    )
+    sse_max_streams_per_user: int = Field(default=5, ge=1, description="Open streams per user")
+    sse_event_retention_hours: float = Field(
+        default=24.0, gt=0, description="Keep live events this long for Last-Event-ID replay"
+    )
+    analytics_rate_limit: str = Field(default="10/minute", description="Analytics reads per user")
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -1,0 +1,170 @@
+"""Server-Sent Events over real HTTP: an in-process uvicorn server for an app, and a reader.
+
+async with serve_app(app) as base_url:
+    async with open_stream(base_url, ticket) as events:
+        event = await events.next(timeout=5)      # ServerEvent(id, event, data)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from relaypacs.notifications import service
+from relaypacs.notifications.models import NotificationType
+from tests.support.s3 import free_port
+
+API = "/api/v1"
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    id: str | None
+    event: str
+    data: Any
+
+
+class EventReader:
+    """Parses an SSE body as it arrives (comments are counted, not returned)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.comments: list[str] = []
+        self.retry: int | None = None
+        self._lines = response.aiter_lines()
+
+    async def next(self, wait: float = 10.0) -> ServerEvent:
+        async with asyncio.timeout(wait):
+            return await self._next()
+
+    async def _next(self) -> ServerEvent:
+        event_id: str | None = None
+        name = "message"
+        data: list[str] = []
+        async for line in self._lines:
+            if line == "":
+                if data:
+                    return ServerEvent(event_id, name, json.loads("\n".join(data)))
+                event_id, name, data = None, "message", []
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "":
+                self.comments.append(value)
+            elif field == "id":
+                event_id = value
+            elif field == "event":
+                name = value
+            elif field == "data":
+                data.append(value)
+            elif field == "retry":
+                self.retry = int(value)
+        raise EOFError("the server ended the stream")
+
+    async def until(self, event: str, wait: float = 10.0, **match: Any) -> ServerEvent:
+        """Skip events until one named ``event`` whose data has the ``match`` items."""
+        async with asyncio.timeout(wait):
+            while True:
+                found = await self._next()
+                if found.event == event and all(
+                    isinstance(found.data, dict) and found.data.get(k) == v
+                    for k, v in match.items()
+                ):
+                    return found
+
+    async def read_to_end(self) -> list[ServerEvent]:
+        """Every event until the server ends the stream."""
+        events: list[ServerEvent] = []
+        while True:
+            try:
+                events.append(await self.next())
+            except EOFError:
+                return events
+
+
+@asynccontextmanager
+async def serve_app(app: FastAPI) -> AsyncIterator[str]:
+    """Serve an already started app over real HTTP on a free port (lifespan stays the app's)."""
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        log_config=None,
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def stream_ticket(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    response = await client.post(f"{API}/notifications/stream-ticket", headers=headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["ticket"])
+
+
+@asynccontextmanager
+async def open_stream(
+    base_url: str,
+    *,
+    ticket: str | None = None,
+    headers: dict[str, str] | None = None,
+    last_event_id: str | None = None,
+) -> AsyncIterator[EventReader]:
+    params = {"ticket": ticket} if ticket else {}
+    request_headers = dict(headers or {})
+    if last_event_id is not None:
+        request_headers["Last-Event-ID"] = last_event_id
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(30.0)) as http,
+        http.stream(
+            "GET", f"{API}/notifications/stream", params=params, headers=request_headers
+        ) as response,
+    ):
+        if response.status_code != 200:
+            await response.aread()
+            raise StreamRefusedError(response)
+        yield EventReader(response)
+
+
+class StreamRefusedError(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}: {response.text}")
+        self.response = response
+
+
+async def notify(
+    app: FastAPI,
+    user_id: uuid.UUID,
+    kind: NotificationType = NotificationType.report_ready,
+    *,
+    title: str = "Report ready",
+    body: str = "The report of CT HEAD is ready",
+    data: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    """A notification raised as another domain would, committed in its own transaction."""
+    async with app.state.sessionmaker() as session:
+        notification = await service.notify(
+            session, user_id, kind, title=title, body=body, data=data
+        )
+        await session.commit()
+        return notification.id
