@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     retention_expired_session_days: int = Field(
         default=30, ge=0, description="Delete sign-in sessions this long after they ended"
     )
+    retention_notification_days: int = Field(
+        default=180, ge=0, description="Delete notifications (read or not) this old"
+    )
     worker_metrics_port: int | None = Field(
         default=None, description="`relaypacs worker` serves /metrics on this port"
     )

@@ -15,6 +15,7 @@ from relaypacs.auth.models import LoginSession, RefreshToken
 from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
 from relaypacs.jobs.registry import JobContext, default_registry, load_task_modules
+from relaypacs.notifications.models import Notification
 from relaypacs.operations.metrics import RETENTION_DELETED
 from relaypacs.operations.tasks import RETENTION_JOB, apply_retention
 from relaypacs.uploads.models import Upload, UploadState
@@ -178,3 +179,34 @@ async def test_audit_records_are_never_removed(client: httpx.AsyncClient, app: F
     await _run(app)
     async with app.state.sessionmaker() as session:
         assert await session.get(AuditEvent, ancient.id) is not None
+
+
+async def test_old_notifications_go_recent_ones_stay(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    now = utcnow()
+
+    def notification(days_ago: int, title: str) -> Notification:
+        return Notification(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            type="upload_complete",
+            title=title,
+            body="",
+            data={},
+            created_at=now - timedelta(days=days_ago),
+        )
+
+    old, recent = notification(200, "old"), notification(10, "recent")
+    async with app.state.sessionmaker() as session:
+        session.add_all([old, recent])
+        await session.commit()
+    await _run(app)  # default: 180 days
+    async with app.state.sessionmaker() as session:
+        assert await session.get(Notification, old.id) is None
+        assert await session.get(Notification, recent.id) is not None
+    listed = await client.get("/api/v1/notifications", headers=user.headers)
+    assert listed.status_code == 200
+    assert "recent" in listed.text
+    assert '"old"' not in listed.text

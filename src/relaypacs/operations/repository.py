@@ -14,6 +14,7 @@ from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.auth.models import LoginSession, RefreshToken, RevokedAccessToken
+from relaypacs.notifications.models import Notification
 from relaypacs.uploads.models import Upload, UploadState
 
 _NO_SYNC: dict[str, Any] = {"synchronize_session": False}
@@ -67,4 +68,9 @@ async def delete_ended_login_sessions(session: AsyncSession, ended_before: datet
 async def delete_expired_access_token_denials(session: AsyncSession, now: datetime) -> int:
     """A revoked access token past its own expiry is refused anyway: its entry is dead weight."""
     statement = delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now)
+    return _rowcount(await session.execute(statement, execution_options=_NO_SYNC))
+
+
+async def delete_notifications_before(session: AsyncSession, before: datetime) -> int:
+    statement = delete(Notification).where(Notification.created_at < before)
     return _rowcount(await session.execute(statement, execution_options=_NO_SYNC))

@@ -5,10 +5,11 @@ Each kind of record has its own ``RELAYPACS_RETENTION_*_DAYS`` setting (0 keeps 
 - delivered studies: the files stored for an upload the PACS confirmed in full (the upload's
   record and timeline stay; partially delivered studies keep their refused instances);
 - ended sign-in sessions: revoked ones, and ones whose refresh tokens all expired;
+- notifications, read or not;
 - revoked access-token entries past the token's own expiry (always: they refuse nothing).
 
-Audit records are append-only in the database (a trigger refuses DELETE) and are kept; old
-notifications will join when the notifications domain exists. docs/operations.md#retention.
+Audit records are append-only in the database (a trigger refuses DELETE) and are kept.
+docs/operations.md#retention.
 
 Each kind commits on its own, so one failing kind never holds back the others, and the job is
 idempotent: running it twice removes nothing more.
@@ -70,6 +71,13 @@ async def apply_retention(ctx: JobContext, payload: dict[str, Any]) -> None:
                 session, now - timedelta(days=settings.retention_expired_session_days)
             )
         await session.commit()
+
+    if settings.retention_notification_days:
+        async with ctx.sessionmaker() as session:
+            removed["notification"] = await repository.delete_notifications_before(
+                session, now - timedelta(days=settings.retention_notification_days)
+            )
+            await session.commit()
 
     for record, count in removed.items():
         if count:
