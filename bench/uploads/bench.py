@@ -136,6 +136,8 @@ class Target:
     process: subprocess.Popen[bytes]
     begin: Callable[[Connection, int], Awaitable[Any]]
     send: Callable[[Connection, Any, int, bytes, str], Awaitable[int]]
+    #: Whether chunks of one upload may be sent in parallel, in any order.
+    parallel: bool
 
 
 def start_relaypacs(work: Path, database_url: str | None, workers: int = 1) -> Target:
@@ -224,7 +226,7 @@ def start_relaypacs(work: Path, database_url: str | None, workers: int = 1) -> T
         assert status == 201, (status, text)
         return status
 
-    return Target("relaypacs", port, process, begin, send)
+    return Target("relaypacs", port, process, begin, send, parallel=True)
 
 
 def start_tus(work: Path) -> Target:
@@ -261,7 +263,7 @@ def start_tus(work: Path) -> Target:
         assert status == 204, (status, text)
         return status
 
-    return Target("tus", port, process, begin, send)
+    return Target("tus", port, process, begin, send, parallel=False)
 
 
 # --- scenarios -------------------------------------------------------------------------------
@@ -314,37 +316,43 @@ async def closed_loop(target: Target, in_flight: int, chunks_per_slot: int) -> R
 
 
 async def open_loop(target: Target, mib_per_s: float, seconds: float) -> Result:
-    """Offer a fixed rate: one 1 MiB chunk every 1/rate s, whatever the answers' latency."""
+    """Offer a fixed rate: one 1 MiB chunk every 1/rate s, whatever the answers' latency.
+
+    A request that finds no idle connection opens a new one, as an independent client would.
+    RelayPACS takes any chunk of an upload on any connection, so all requests share one upload;
+    tus needs each upload's offsets in order, so each connection gets its own tus upload.
+    """
     total = int(mib_per_s * seconds)
-    per_upload = 64
-    idle: list[tuple[Connection, Any, int]] = []
     result = Result()
+    first = await Connection.open(target.port)
+    shared = await target.begin(first, total) if target.parallel else None
+    idle: list[list[Any]] = [[first, shared, 0]]
+    next_index = iter(range(total))
 
     async def one(n: int) -> None:
         if idle:
-            connection, upload, index = idle.pop()
+            slot = idle.pop()
         else:
             connection = await Connection.open(target.port)
-            upload, index = await target.begin(connection, per_upload), 0
+            upload = shared if target.parallel else await target.begin(connection, total)
+            slot = [connection, upload, 0]
+        if target.parallel:
+            index = next(next_index)
+        else:
+            index = slot[2]
+            slot[2] += 1
         started = time.perf_counter()
         try:
-            await target.send(connection, upload, index, BODIES[n % 8], DIGESTS[n % 8])
+            await target.send(slot[0], slot[1], index, BODIES[n % 8], DIGESTS[n % 8])
         except (ConnectionError, asyncio.IncompleteReadError):
             # The server closed a keep-alive connection that sat idle (node: after 5 s).
-            connection.close()
-            connection = await Connection.open(target.port)
+            slot[0].close()
+            slot[0] = await Connection.open(target.port)
             started = time.perf_counter()
-            await target.send(connection, upload, index, BODIES[n % 8], DIGESTS[n % 8])
+            await target.send(slot[0], slot[1], index, BODIES[n % 8], DIGESTS[n % 8])
         result.latencies.append(time.perf_counter() - started)
-        if index + 1 < per_upload:
-            idle.append((connection, upload, index + 1))
-        else:
-            connection.close()
+        idle.append(slot)
 
-    # Sessions are made before the clock starts so that the measure is chunk ingest only.
-    for _ in range(max(2, int(mib_per_s // 20))):
-        connection = await Connection.open(target.port)
-        idle.append((connection, await target.begin(connection, per_upload), 0))
     tasks = []
     begin = time.perf_counter()
     for n in range(total):
@@ -354,8 +362,8 @@ async def open_loop(target: Target, mib_per_s: float, seconds: float) -> Result:
         tasks.append(asyncio.create_task(one(n)))
     await asyncio.gather(*tasks)
     result.seconds = time.perf_counter() - begin
-    for connection, _, _ in idle:
-        connection.close()
+    for slot in idle:
+        slot[0].close()
     return result
 
 
@@ -365,7 +373,7 @@ async def big_upload_rss(target: Target, total_chunks: int, in_flight: int) -> d
     upload = await target.begin(connections[0], total_chunks)
     started = time.perf_counter()
     samples: list[float] = []
-    if target.name == "tus":
+    if not target.parallel:
         # tus needs offsets in order: one connection, back to back.
         for index in range(total_chunks):
             await target.send(connections[0], upload, index, BODIES[index % 8], DIGESTS[index % 8])
@@ -431,6 +439,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 report["big_upload"][target.name] = await big_upload_rss(target, chunks, 10)
                 print(target.name, "big", report["big_upload"][target.name], flush=True)
         report["machine"]["load_average_at_end"] = os.getloadavg()
+    except BaseException:
+        for log in ("relaypacs.log", "tus.log"):
+            lines = (work / log).read_text(errors="replace").splitlines()[-20:]
+            print(f"--- {log} (last lines)", *lines, sep="\n", file=sys.stderr)
+        raise
     finally:
         for target in targets:
             target.process.send_signal(signal.SIGTERM)

@@ -81,10 +81,11 @@ async def start_upload(
     await resources.rate_limiter.hit(
         resources.settings.upload_start_rate_limit, "upload_start", str(user.id)
     )
-    created = await service.create_upload(
-        session, owner=user, data=body, settings=resources.settings, request=request
-    )
-    await session.commit()
+    async with database_turn(request):
+        created = await service.create_upload(
+            session, owner=user, data=body, settings=resources.settings, request=request
+        )
+        await session.commit()
     upload = created.upload
     metrics.record_upload_started(upload.service_level.value)
     response.headers["Location"] = f"{request.url.path}/{upload.id}"
