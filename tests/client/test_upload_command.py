@@ -250,3 +250,30 @@ def test_watch_sends_a_study_once_its_files_stop_changing(cli: CliUser, tmp_path
         except subprocess.TimeoutExpired:
             watcher.kill()
             raise
+
+
+def test_a_started_upload_finishes_without_the_sign_in(
+    cli: CliUser, slow_link: str, tmp_path: Path
+) -> None:
+    """Once started, an upload needs only its own token: a lost sign-in cannot strand it."""
+    study = write_study(tmp_path / "in", instances=3, pixel_bytes=1_000_000)
+    via_proxy = cli.alias(slow_link)
+    first_run = via_proxy.spawn("upload", str(tmp_path / "in"), "--server", slow_link,
+                                "--parallel", "1", "--chunk-size", str(512 * 1024))  # fmt: skip
+    journal = cli.state_dir / "journal.json"
+    wait_until(journal.exists)
+    upload_id = next(iter(json.loads(journal.read_text())["uploads"].values()))["upload_id"]
+    wait_until(lambda: cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"] > 0)
+    first_run.send_signal(signal.SIGKILL)
+    first_run.wait(30)
+    saved = via_proxy.credentials()
+    saved["servers"][slow_link].update(access_token="revoked", refresh_token="revoked")
+    (cli.config_dir / "credentials.json").write_text(json.dumps(saved))
+
+    code, report = upload_json(via_proxy, str(tmp_path / "in"))
+
+    assert code == 0, report
+    assert report["studies"][0]["upload_id"] == upload_id
+    assert_gateway_holds(cli, upload_id, study, cli.server)
+    status = via_proxy.run("status", upload_id, "--server", slow_link)
+    assert status.returncode == 0, status.stderr

@@ -224,16 +224,36 @@ class GatewayClient:
         response = await self._request("POST", f"{API}/uploads", json=body)
         return dict(response.json())
 
-    async def get_upload(self, upload_id: str) -> dict[str, Any]:
-        response = await self._request("GET", f"{API}/uploads/{upload_id}")
+    async def get_upload(self, upload_id: str, upload_token: str | None = None) -> dict[str, Any]:
+        response = await self._with_upload_token("GET", f"{API}/uploads/{upload_id}", upload_token)
         return dict(response.json())
 
-    async def complete_upload(self, upload_id: str) -> dict[str, Any]:
-        response = await self._request("POST", f"{API}/uploads/{upload_id}/complete")
+    async def complete_upload(
+        self, upload_id: str, upload_token: str | None = None
+    ) -> dict[str, Any]:
+        response = await self._with_upload_token(
+            "POST", f"{API}/uploads/{upload_id}/complete", upload_token
+        )
         try:
             return dict(response.json())
         except ValueError:
             return {}
+
+    async def _with_upload_token(
+        self, method: str, url: str, upload_token: str | None
+    ) -> httpx.Response:
+        """Prefer the upload's own token: a long run then needs the sign-in only to start uploads,
+        so a refresh (single-use, risky on a lossy link) is rarely needed at all."""
+        if upload_token is not None:
+            try:
+                return await self._request(
+                    method, url, headers={"X-Upload-Token": upload_token}, signed=False
+                )
+            except ApiError as error:
+                # The token lives as long as the session (24 h); the sign-in outlives it.
+                if error.status not in (401, 410):
+                    raise
+        return await self._request(method, url)
 
     async def cancel_upload(self, upload_id: str) -> None:
         await self._request("DELETE", f"{API}/uploads/{upload_id}")

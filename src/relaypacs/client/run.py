@@ -135,9 +135,15 @@ def exit_code_for(error: BaseException) -> ExitCode:
     return ExitCode.ERROR
 
 
+def _journal_token(upload_id: str) -> str | None:
+    """An upload this user started from here can be asked about with its own token."""
+    entry = Journal().find_upload(upload_id)
+    return entry.upload_token if entry is not None else None
+
+
 async def fetch_status(connection: Connection, upload_id: str) -> dict[str, Any]:
     async with connection.client() as client:
-        return await client.get_upload(upload_id)
+        return await client.get_upload(upload_id, _journal_token(upload_id))
 
 
 async def wait_status(
@@ -153,9 +159,10 @@ async def wait_status(
     deadline = loop.time() + wait_timeout
     delay = poll_interval
     last = None
+    token = _journal_token(upload_id)
     async with connection.client() as client:
         while True:
-            status = await client.get_upload(upload_id)
+            status = await client.get_upload(upload_id, token)
             state = status.get("state")
             if state != last:
                 on_state(status)

@@ -65,6 +65,7 @@ class StudyOutcome:
     bytes_needed: int = 0
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
+    upload_token: str | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -177,6 +178,7 @@ class StudyUploader:
         entry = self.journal.get(server, study.fingerprint)
         if entry is not None and entry.completed and not force:
             outcome.upload_id, outcome.resumed = entry.upload_id, True
+            outcome.upload_token = entry.upload_token
             outcome.message = "already uploaded"
             self.reporter.study_started(study, label, study.size, study.size)
             return
@@ -185,7 +187,7 @@ class StudyUploader:
         for _ in range(3):
             status: dict[str, Any] | None = None
             if entry is not None:
-                status = await self._status_or_none(entry.upload_id)
+                status = await self._status_or_none(entry.upload_id, entry.upload_token)
                 if status is None or status.get("state") in GONE_STATES:
                     self.journal.remove(entry)
                     entry = None
@@ -195,7 +197,7 @@ class StudyUploader:
                     return
             else:
                 outcome.resumed = True
-            outcome.upload_id = entry.upload_id
+            outcome.upload_id, outcome.upload_token = entry.upload_id, entry.upload_token
             try:
                 await self._send_and_complete(study, label, entry, status, outcome)
             except UploadGone as gone:
@@ -212,9 +214,11 @@ class StudyUploader:
         outcome.exit_code = ExitCode.REFUSED
         outcome.message = "the server dropped the upload session three times"
 
-    async def _status_or_none(self, upload_id: str) -> dict[str, Any] | None:
+    async def _status_or_none(
+        self, upload_id: str, upload_token: str | None = None
+    ) -> dict[str, Any] | None:
         try:
-            return await self.client.get_upload(upload_id)
+            return await self.client.get_upload(upload_id, upload_token)
         except ApiError as error:
             if error.status in (403, 404, 410):
                 return None
@@ -324,7 +328,7 @@ class StudyUploader:
                     for f in entry.files
                 }
             else:
-                status = status or await self.client.get_upload(entry.upload_id)
+                status = status or await self.client.get_upload(entry.upload_id, entry.upload_token)
                 if status.get("state") not in RECEIVING_STATES:
                     outcome.state = str(status.get("state"))
                     return
@@ -348,7 +352,7 @@ class StudyUploader:
                     lambda n: self.reporter.study_bytes(study, n),
                 )
             except UploadClosed:
-                status = await self.client.get_upload(entry.upload_id)
+                status = await self.client.get_upload(entry.upload_id, entry.upload_token)
                 state = str(status.get("state"))
                 if state in GONE_STATES:
                     raise UploadGone(f"the upload is {state}") from None
@@ -357,7 +361,7 @@ class StudyUploader:
                     return
                 continue
             try:
-                result = await self.client.complete_upload(entry.upload_id)
+                result = await self.client.complete_upload(entry.upload_id, entry.upload_token)
             except ApiError as error:
                 if error.code == "upload_incomplete":
                     status = None
@@ -366,7 +370,7 @@ class StudyUploader:
                     raise UploadGone(error.detail) from error
                 if error.status == 409:
                     # Already completing or past it: the status tells which.
-                    status = await self.client.get_upload(entry.upload_id)
+                    status = await self.client.get_upload(entry.upload_id, entry.upload_token)
                     if status.get("state") not in RECEIVING_STATES:
                         outcome.state = str(status.get("state"))
                         return
@@ -384,7 +388,7 @@ class StudyUploader:
         delay = self.options.poll_interval
         last_state = None
         while True:
-            status = await self.client.get_upload(outcome.upload_id)
+            status = await self.client.get_upload(outcome.upload_id, outcome.upload_token)
             state = str(status.get("state"))
             outcome.state = state
             if state != last_state:
