@@ -1,9 +1,10 @@
 """Network-fault scenarios: the real CLI uploading real studies to a real gateway over a bad link.
 
-Each scenario gets its own namespace, link, gateway process and CLI user. Faults run in a driver
-thread while `relaypacs upload --json` runs as a subprocess; afterwards the faults are lifted and
-every upload is checked on the gateway: state past assembly, and the SHA-256 of every assembled
-file and every validated instance equal to the local file's.
+Each scenario gets its own namespace, link, gateway process, Orthanc (inside the namespace, beside
+the gateway) and CLI user. Faults run in a driver thread while `relaypacs upload --json` runs as a
+subprocess; afterwards the faults are lifted and every upload is checked: on the gateway (state past
+assembly, SHA-256 of every assembled file and validated instance equal to the local file's) and,
+when the gateway forwards studies, in Orthanc (every instance there, byte for byte).
 """
 
 from __future__ import annotations
@@ -19,10 +20,16 @@ from typing import Any
 from tests.client.dicom_files import GeneratedStudy, write_study
 from tests.resilience.gateway import CliUser, Gateway, sha256_of
 from tests.resilience.network import Link, lossy_link
+from tests.resilience.pacs import NamespacedOrthanc
 from tests.resilience.proxy import delay_proxy
+from tests.support.orthanc import orthanc_available
 
 MB = 1_000_000
 DONE_STATES = {"validated", "queued", "forwarding", "delivered"}
+FORWARDING_STATES = {"queued", "forwarding", "delivered", "partially_delivered", "failed"}
+# How long a validated study may sit without being queued before we conclude this build of the
+# gateway does not forward yet (issue 4) and verify on the gateway only.
+FORWARDING_GRACE_S = 45.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class Scenario:
     one_way_delay: float = 0.0
     flap: tuple[float, float] | None = None  # (seconds down, period)
     kills_per_upload: int = 0
+    pacs_down_s: float = 0.0  # Orthanc starts this long after the first upload starts
     study_mb: tuple[float, ...] = (5.0,)
     instance_mb: float = 2.5  # CR/DX-sized instances: 3 chunks of 1 MiB each
     parallel: int = 4
@@ -49,6 +57,7 @@ class UploadResult:
     resent: int = 0
     interruptions: int = 0
     upload_id: str | None = None
+    verified_in: str = ""  # "Orthanc" or "gateway"
     problem: str = ""
 
 
@@ -90,6 +99,11 @@ class ScenarioResult:
     def problems(self) -> list[str]:
         return [u.problem for u in self.uploads if u.problem]
 
+    @property
+    def verified_in(self) -> str:
+        places = sorted({u.verified_in for u in self.uploads if u.verified_in})
+        return " + ".join(places) or "-"
+
     def row(self) -> str:
         goodput = self.goodput_ratio
         per_interruption = (
@@ -103,14 +117,14 @@ class ScenarioResult:
             f"({sum(u.seconds for u in self.uploads):.0f} s uploading) "
             f"| {'-' if goodput is None else f'{goodput:.0%}'} "
             f"| {self.resent / self.size:.1%} "
-            f"| {self.interruptions} | {per_interruption} |"
+            f"| {self.interruptions} | {per_interruption} | {self.verified_in} |"
         )
 
 
 TABLE_HEAD = (
     "| scenario | completed/attempted | time | goodput ÷ link rate | bytes re-sent ÷ study size "
-    "| interruptions | re-sent per interruption (chunks) |\n"
-    "|---|---|---|---|---|---|---|"
+    "| interruptions | re-sent per interruption (chunks) | SHA-256 checked in |\n"
+    "|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -200,9 +214,13 @@ def _upload(
     result = UploadResult(size=study.size)
     driver = FaultDriver(scenario, link, gateway, user, study)
     started = time.monotonic()
-    process = user.spawn("upload", str(study.files[0].parent), "--server", user.server,
-                         "--json", "--parallel", str(scenario.parallel),
-                         "--give-up-after", "1800", "--verbose")  # fmt: skip
+    args = ["upload", str(study.files[0].parent), "--server", user.server, "--json",
+            "--parallel", str(scenario.parallel), "--give-up-after", "1800",
+            "--verbose"]  # fmt: skip
+    if scenario.pacs_down_s:
+        # The upload is done only when the PACS has it: wait through the outage.
+        args += ["--wait", "--wait-timeout", str(scenario.pacs_down_s + 120)]
+    process = user.spawn(*args)
     driver.start()
     try:
         stdout, stderr = process.communicate(timeout=3600)
@@ -233,7 +251,13 @@ def _upload(
     return result
 
 
-def _verify(user: CliUser, gateway: Gateway, study: GeneratedStudy, result: UploadResult) -> None:
+def _verify(
+    user: CliUser,
+    gateway: Gateway,
+    orthanc: NamespacedOrthanc | None,
+    study: GeneratedStudy,
+    result: UploadResult,
+) -> None:
     assert result.upload_id is not None
     upload_id = result.upload_id
     try:
@@ -241,19 +265,53 @@ def _verify(user: CliUser, gateway: Gateway, study: GeneratedStudy, result: Uplo
     except TimeoutError as exc:
         result.problem = str(exc)
         return
-    assembled = {f["name"].rsplit("/", 1)[-1]: f["sha256"] for f in status["files"]}
+    names = {f["file_id"]: f["name"].rsplit("/", 1)[-1] for f in status["files"]}
+    assembled = {names[f["file_id"]]: f["sha256"] for f in status["files"]}
     expected = {p.name: sha256_of(p) for p in study.files}
     instances = sorted(i["sha256"] for i in status["instances"])
     if assembled != expected or instances != sorted(expected.values()):
-        result.problem = f"{upload_id}: SHA-256 differs from the local files"
+        result.problem = f"{upload_id}: SHA-256 on the gateway differs from the local files"
         return
+    result.verified_in = "gateway"
+    if orthanc is None:
+        result.ok = True
+        return
+    try:
+        status = user.wait_for_state(
+            upload_id, FORWARDING_STATES, timeout=FORWARDING_GRACE_S, via=gateway.url
+        )
+    except TimeoutError:
+        result.ok = True  # this gateway build does not forward yet: the gateway check stands
+        return
+    try:
+        status = user.wait_for_state(upload_id, {"delivered"}, timeout=300, via=gateway.url)
+    except TimeoutError as exc:
+        result.problem = f"not delivered: {exc}"
+        return
+    for instance in status["instances"]:
+        stored = orthanc.instance_sha256(instance["sop_instance_uid"])
+        if stored != expected[names[instance["file_id"]]]:
+            result.problem = f"{upload_id}: instance in Orthanc differs (or is missing)"
+            return
+    result.verified_in = "Orthanc"
     result.ok = True
 
 
 def run_scenario(scenario: Scenario, workdir: Path) -> ScenarioResult:
     outcome = ScenarioResult(scenario)
     with lossy_link() as link, ExitStack() as stack:
-        gateway = Gateway(workdir / "gateway", host=link.server_ip, namespace=link.namespace)
+        orthanc = None
+        if orthanc_available():
+            orthanc = NamespacedOrthanc(workdir / "orthanc", link.namespace, link.server_ip)
+            stack.callback(orthanc.stop)
+            if not scenario.pacs_down_s:
+                orthanc.start()
+        gateway = Gateway(
+            workdir / "gateway",
+            host=link.server_ip,
+            namespace=link.namespace,
+            extra_env=orthanc.gateway_env() if orthanc is not None else {},
+        )
         gateway.start()
         stack.callback(gateway.stop)
         server = gateway.url
@@ -270,11 +328,15 @@ def run_scenario(scenario: Scenario, workdir: Path) -> ScenarioResult:
         ]
         link.shape(scenario.rate_kbit)
         link.loss(scenario.loss_in, scenario.loss_out)
+        if scenario.pacs_down_s and orthanc is not None:
+            pacs_comes_up = threading.Timer(scenario.pacs_down_s, orthanc.start)
+            pacs_comes_up.start()
+            stack.callback(pacs_comes_up.cancel)
         uploads = [_upload(scenario, link, gateway, user, study) for study in studies]
         link.loss(0, 0)
         link.shape(None)
         for study, result in zip(studies, uploads, strict=True):
             if result.upload_id is not None and not result.problem:
-                _verify(user, gateway, study, result)
+                _verify(user, gateway, orthanc, study, result)
         outcome.uploads = uploads
     return outcome

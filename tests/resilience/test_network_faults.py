@@ -39,6 +39,7 @@ SCENARIOS = [
     Scenario("3G, link down 5 s every 20 s", flap=(5.0, 20.0), study_mb=SIZES),
     Scenario("3G, gateway SIGKILLed 3x per upload", kills_per_upload=3, study_mb=SIZES),
     Scenario("3G + 500 ms RTT", one_way_delay=0.25, study_mb=SIZES),
+    Scenario("3G, PACS down for the first minute", pacs_down_s=60.0, study_mb=SIZES),
 ]
 
 

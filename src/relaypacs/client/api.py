@@ -139,6 +139,7 @@ class GatewayClient:
         self.stats = TransferStats()
         self._refresh_lock = asyncio.Lock()
         self._access_token: str | None = None
+        self.must_change_password = False
         # Each timeout bounds one socket operation (connect, one 64 KiB write, the wait for the
         # next bytes of a response): together they are an idle timeout, not a request deadline.
         timeout = httpx.Timeout(stall_timeout, pool=None)
@@ -170,6 +171,7 @@ class GatewayClient:
             body["totp_code"] = totp_code
         response = await self._request("POST", f"{API}/auth/login", json=body, signed=False)
         tokens = response.json()
+        self.must_change_password = bool(tokens.get("must_change_password"))
         saved = SavedSignIn.from_tokens(username, tokens)
         if self.credentials is not None:
             self.credentials.save(self.server, saved)

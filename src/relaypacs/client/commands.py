@@ -83,10 +83,14 @@ def login_command(
         return str(typer.prompt("Two-factor code"))
 
     try:
-        asyncio.run(login(connection, username, password, ask_totp, totp_code))
+        must_change = asyncio.run(login(connection, username, password, ask_totp, totp_code))
     except ClientError as error:
         raise _fail(error) from None
     typer.echo(f"signed in to {connection.server} as {username}")
+    if must_change:
+        typer.echo(
+            "your password is temporary: change it in the web app before uploading", err=True
+        )
 
 
 def _log_retries(verbose: bool) -> None:
@@ -111,9 +115,12 @@ def _ask_duplicate(reporter: QuietReporter) -> Any:
 
     def ask(study: Study, problem: dict[str, Any]) -> bool:
         detail = problem.get("detail") or "the server already has a study like this"
-        return bool(
-            typer.confirm(f"{study_label(study)}: {detail}. Send it again anyway?", default=False)
-        )
+        with reporter.paused():
+            return bool(
+                typer.confirm(
+                    f"{study_label(study)}: {detail}. Send it again anyway?", default=False
+                )
+            )
 
     return ask
 

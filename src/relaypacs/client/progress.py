@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -39,6 +41,11 @@ class QuietReporter:
 
     def note(self, text: str) -> None:
         return None
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold any live display while the user answers a question."""
+        yield
 
     def study_started(self, study: Study, label: str, total: int, done: int) -> None:
         return None
@@ -104,6 +111,14 @@ class RichReporter(QuietReporter):
 
     def _print(self, text: str) -> None:
         self.progress.console.print(text, markup=False, highlight=False)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        self.progress.stop()
+        try:
+            yield
+        finally:
+            self.progress.start()
 
     def skipped(self, skipped: list[Skipped]) -> None:
         if skipped:

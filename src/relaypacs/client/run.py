@@ -43,15 +43,16 @@ async def login(
     password: str,
     ask_totp: Callable[[], str] | None,
     totp_code: str | None = None,
-) -> None:
+) -> bool:
+    """Sign in and save the tokens; True when the server asks for a new password first."""
     async with connection.client() as client:
         try:
             await client.login(username, password, totp_code)
         except ApiError as error:
-            if error.code == "totp_required" and ask_totp is not None and totp_code is None:
-                await client.login(username, password, ask_totp())
-                return
-            raise
+            if error.code != "totp_required" or ask_totp is None or totp_code is not None:
+                raise
+            await client.login(username, password, ask_totp())
+        return client.must_change_password
 
 
 @dataclass
