@@ -25,6 +25,7 @@ from relaypacs.notifications.live import start_event_hub
 from relaypacs.notifications.router import router as notifications_router
 from relaypacs.operations.router import router as operations_router
 from relaypacs.operations.sentry import init_sentry
+from relaypacs.reports.router import router as reports_router
 from relaypacs.resources import open_resources
 from relaypacs.uploads.router import router as uploads_router
 from relaypacs.users.router import admin_router as admin_users_router
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(audit_router)
     api.include_router(uploads_router)
     api.include_router(notifications_router)
+    api.include_router(reports_router)
     app.include_router(api)
     app.include_router(operations_router)
     app.include_router(jwks_router)
