@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from relaypacs.uploads.exceptions import (
     UploadTokenMismatch,
 )
 from relaypacs.uploads.models import Upload, UploadFile
-from relaypacs.uploads.service import hash_token
+from relaypacs.uploads.service import ChunkRoute, hash_token
 from relaypacs.uploads.store import ChunkStore
 from relaypacs.users.models import Role, User
 
@@ -132,6 +133,37 @@ async def _upload_access(
     x_upload_token: UploadTokenHeader = None,
 ) -> UploadAccess:
     return await resolve_access(request, session, upload_id, user, x_upload_token)
+
+
+class ChunkRouteCache:
+    """Routes of recently used (upload token, upload, file) triples, least recently used out.
+
+    Only routes checked against the database with that very token are stored; see
+    :class:`relaypacs.uploads.service.ChunkRoute` for why caching them is safe.
+    """
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[str, str, str], tuple[ChunkRoute, bool]] = OrderedDict()
+
+    def get(self, key: tuple[str, str, str]) -> tuple[ChunkRoute, bool] | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: tuple[str, str, str], route: ChunkRoute, *, receiving: bool) -> None:
+        self._entries[key] = (route, receiving)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+
+def get_route_cache(request: Request) -> ChunkRouteCache:
+    cache: ChunkRouteCache | None = getattr(request.app.state, "uploads_route_cache", None)
+    if cache is None:
+        cache = request.app.state.uploads_route_cache = ChunkRouteCache()
+    return cache
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ from starlette.requests import ClientDisconnect
 
 from relaypacs.audit.service import record_audit
 from relaypacs.auth.dependencies import CurrentUser, OptionalUser
+from relaypacs.db.base import utcnow
 from relaypacs.db.session import SessionDep
 from relaypacs.errors import TooManyRequests, Unauthorized, problem_responses
 from relaypacs.operations import metrics
@@ -22,6 +23,7 @@ from relaypacs.uploads.dependencies import (
     UploadTokenHeader,
     database_turn,
     get_resources,
+    get_route_cache,
     resolve_chunk_access,
 )
 from relaypacs.uploads.exceptions import (
@@ -60,6 +62,7 @@ from relaypacs.uploads.schemas import (
     UploadStatus,
     UploadSummary,
 )
+from relaypacs.uploads.service import hash_token
 from relaypacs.users.models import Role, ServiceLevel
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])
@@ -148,25 +151,43 @@ async def put_chunk(
     ] = None,
 ) -> JSONResponse:
     resources = get_resources(request)
-    async with database_turn(request):
-        access, upload_file = await resolve_chunk_access(
-            request, session, upload_id, file_id, user, x_upload_token
-        )
-        upload = access.upload
-        chunk_index = _parse_index(index)
-        await resources.rate_limiter.hit(
-            resources.settings.chunk_rate_limit, "upload_chunk", str(upload.owner_id)
-        )
-        target = await service.prepare_chunk(
-            session,
-            upload=upload,
-            upload_file=upload_file,
-            index=chunk_index,
+    cache = get_route_cache(request)
+    cache_key = (hash_token(x_upload_token), upload_id, file_id) if x_upload_token else None
+    cached = cache.get(cache_key) if cache_key else None
+    if cached is not None:
+        route, receiving = cached
+        request.state.user_id = str(route.owner_id)
+        target = service.plan_chunk(
+            route,
+            index=_parse_index(index),
             content_md5=content_md5,
             content_length=_content_length(request),
+            now=utcnow(),
         )
-        # No transaction may stay open while a slow client sends the body.
-        await session.commit()
+        await resources.rate_limiter.hit(
+            resources.settings.chunk_rate_limit, "upload_chunk", str(route.owner_id)
+        )
+    else:
+        async with database_turn(request):
+            access, upload_file = await resolve_chunk_access(
+                request, session, upload_id, file_id, user, x_upload_token
+            )
+            upload = access.upload
+            receiving = upload.state is UploadState.receiving
+            await resources.rate_limiter.hit(
+                resources.settings.chunk_rate_limit, "upload_chunk", str(upload.owner_id)
+            )
+            target = service.prepare_chunk(
+                upload=upload,
+                upload_file=upload_file,
+                index=_parse_index(index),
+                content_md5=content_md5,
+                content_length=_content_length(request),
+            )
+            # No transaction may stay open while a slow client sends the body.
+            await session.commit()
+        if cache_key is not None and access.via_token:
+            cache.put(cache_key, service.ChunkRoute.of(upload, upload_file), receiving=receiving)
     try:
         staged = await service.stage_chunk(chunk_store, target, request.stream())
     except ClientDisconnect as exc:
@@ -175,14 +196,18 @@ async def put_chunk(
         metrics.record_checksum_failure()
         raise
     async with database_turn(request):
-        created = await service.record_chunk(session, chunk_store, target, staged)
+        created = await service.record_chunk(
+            session, chunk_store, target, staged, mark_receiving=not receiving
+        )
         await session.commit()
+    if not receiving and cache_key is not None and (entry := cache.get(cache_key)):
+        cache.put(cache_key, entry[0], receiving=True)
     if created:
         metrics.record_chunk_stored(target.expected_size)
     stored = ChunkStored(
-        upload_id=upload.id,
-        file_id=upload_file.id,
-        index=chunk_index,
+        upload_id=target.upload_id,
+        file_id=target.file_id,
+        index=target.index,
         size=target.expected_size,
         md5=base64.b64encode(target.md5).decode(),
     )

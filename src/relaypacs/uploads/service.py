@@ -1,15 +1,17 @@
 """The upload protocol: sessions, idempotent chunks, status, completion, cancel, expiry.
 
 Services never commit: the router (request) or the task (job) does. The one exception to "one
-transaction per request" is the chunk PUT, which the router drives in three steps so that no
-database transaction stays open while a slow client sends its body:
+transaction per request" is the chunk PUT, which the router drives in steps so that no database
+transaction stays open while a slow client sends its body:
 
-1. :func:`prepare_chunk` — read and check the upload, mark it receiving (committed at once);
+1. :func:`prepare_chunk` (upload read from the database) or :func:`plan_chunk` (a cached
+   :class:`ChunkRoute`) — every check that needs no body: token, index, sizes, Content-MD5;
 2. :func:`stage_chunk` — stream the body to a private temporary while hashing (no database);
-3. :func:`record_chunk` — insert the chunk row; only the insert that wins moves the staged bytes
-   to the chunk's final key; the router then commits and answers 201. A losing insert compares
-   MD5s: same → 200, different → 409. Two different bodies can therefore never overwrite each
-   other's stored bytes, and nothing is counted twice (bytes received are summed from the rows).
+3. :func:`record_chunk` — one statement inserts the chunk row if the upload still receives; only
+   the insert that wins moves the staged bytes to the chunk's final key; the router then commits
+   and answers 201. A losing insert compares MD5s: same → 200, different → 409. Two different
+   bodies can therefore never overwrite each other's stored bytes, and nothing is counted twice
+   (bytes received are summed from the rows).
 """
 
 from __future__ import annotations
@@ -268,31 +270,61 @@ def ensure_receiving(upload: Upload, now: datetime) -> None:
         raise UploadNotReceiving(f"The upload is {upload.state.value}", state=upload.state.value)
 
 
-async def prepare_chunk(
-    session: AsyncSession,
+@dataclass(frozen=True)
+class ChunkRoute:
+    """What a chunk PUT needs to know about its upload and file: facts that never change.
+
+    Being immutable, a route read once can be cached by the API process (keyed by the upload
+    token that was checked against the database): later chunks of the same file then need no
+    database round trip before their body is read. Whatever can change — the upload's state —
+    is checked again by the single statement that inserts the chunk row.
+    """
+
+    upload_id: uuid.UUID
+    owner_id: uuid.UUID
+    expires_at: datetime
+    chunk_size: int
+    file_id: uuid.UUID
+    file_size: int
+    chunk_count: int
+
+    @classmethod
+    def of(cls, upload: Upload, upload_file: UploadFile) -> ChunkRoute:
+        return cls(
+            upload_id=upload.id,
+            owner_id=upload.owner_id,
+            expires_at=upload.expires_at,
+            chunk_size=upload.chunk_size,
+            file_id=upload_file.id,
+            file_size=upload_file.size,
+            chunk_count=upload_file.chunk_count,
+        )
+
+
+def plan_chunk(
+    route: ChunkRoute,
     *,
-    upload: Upload,
-    upload_file: UploadFile,
     index: int,
     content_md5: str | None,
     content_length: int | None,
+    now: datetime,
 ) -> ChunkTarget:
-    """Every check that needs no body; refuses oversize bodies before reading them."""
-    ensure_receiving(upload, utcnow())
-    if index < 0 or index >= upload_file.chunk_count:
+    """Every check that needs no body and no database; refuses oversize bodies before reading."""
+    if route.expires_at <= now:
+        raise UploadExpired(f"The upload session expired at {route.expires_at.isoformat()}")
+    if index < 0 or index >= route.chunk_count:
         raise ChunkNotFound(
-            f"This file has chunks 0 to {upload_file.chunk_count - 1}",
-            chunk_count=upload_file.chunk_count,
+            f"This file has chunks 0 to {route.chunk_count - 1}", chunk_count=route.chunk_count
         )
     expected = (
-        upload.chunk_size
-        if index < upload_file.chunk_count - 1
-        else upload_file.size - upload.chunk_size * (upload_file.chunk_count - 1)
+        route.chunk_size
+        if index < route.chunk_count - 1
+        else route.file_size - route.chunk_size * (route.chunk_count - 1)
     )
-    if content_length is not None and content_length > upload.chunk_size:
+    if content_length is not None and content_length > route.chunk_size:
         raise ChunkTooLarge(
-            f"Chunks of this upload are at most {upload.chunk_size} bytes",
-            chunk_size=upload.chunk_size,
+            f"Chunks of this upload are at most {route.chunk_size} bytes",
+            chunk_size=route.chunk_size,
         )
     if content_length is not None and content_length != expected:
         raise ChunkSizeMismatch(
@@ -300,9 +332,27 @@ async def prepare_chunk(
             expected_size=expected,
         )
     md5 = parse_content_md5(content_md5)
-    if upload.state is UploadState.created and await repository.mark_receiving(session, upload.id):
-        await repository.add_event(session, upload.id, UploadState.receiving)
-    return ChunkTarget(upload.id, upload_file.id, index, upload.chunk_size, expected, md5)
+    return ChunkTarget(route.upload_id, route.file_id, index, route.chunk_size, expected, md5)
+
+
+def prepare_chunk(
+    *,
+    upload: Upload,
+    upload_file: UploadFile,
+    index: int,
+    content_md5: str | None,
+    content_length: int | None,
+) -> ChunkTarget:
+    """:func:`plan_chunk` for an upload just read from the database (its state checked too)."""
+    now = utcnow()
+    ensure_receiving(upload, now)
+    return plan_chunk(
+        ChunkRoute.of(upload, upload_file),
+        index=index,
+        content_md5=content_md5,
+        content_length=content_length,
+        now=now,
+    )
 
 
 async def stage_chunk(
@@ -334,13 +384,23 @@ async def stage_chunk(
 
 
 async def record_chunk(
-    session: AsyncSession, chunk_store: ChunkStore, target: ChunkTarget, staged: StagedChunk
+    session: AsyncSession,
+    chunk_store: ChunkStore,
+    target: ChunkTarget,
+    staged: StagedChunk,
+    *,
+    mark_receiving: bool,
 ) -> bool:
     """Insert the chunk row; the winner moves the staged bytes into place. Returns ``created``.
 
-    The caller commits afterwards; only then may it answer 2xx.
+    ``mark_receiving``: the upload may still be ``created`` (this process has not seen it
+    receiving yet). The caller commits afterwards; only then may it answer 2xx.
     """
     try:
+        # The state change goes first: its exclusive row lock, taken before the insert's shared
+        # one, cannot deadlock with a concurrent first chunk doing the same.
+        if mark_receiving and await repository.mark_receiving(session, target.upload_id):
+            await repository.add_event(session, target.upload_id, UploadState.receiving)
         inserted = await repository.insert_chunk_while_receiving(
             session,
             upload_id=target.upload_id,
