@@ -325,7 +325,7 @@ async def open_loop(target: Target, mib_per_s: float, seconds: float) -> Result:
     total = int(mib_per_s * seconds)
     result = Result()
     first = await Connection.open(target.port)
-    shared = await target.begin(first, total) if target.parallel else None
+    shared = await target.begin(first, total)
     idle: list[list[Any]] = [[first, shared, 0]]
     next_index = iter(range(total))
 
