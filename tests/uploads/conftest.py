@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -49,8 +48,3 @@ def settings(
             "s3_endpoint_url": endpoint,
         }
     return make_settings(database_url, data_dir, **overrides)
-
-
-@pytest.fixture
-def data_path(settings: Settings) -> Path:
-    return settings.data_dir

@@ -10,8 +10,13 @@ import structlog
 
 from relaypacs.db.base import utcnow
 from relaypacs.dicom.archives import ZipLimits
-from relaypacs.jobs.registry import JobContext, PermanentFailure, RetryLater, job_handler
-from relaypacs.jobs.registry import register_periodic as _register_periodic
+from relaypacs.jobs.registry import (
+    JobContext,
+    PermanentFailure,
+    RetryLater,
+    job_handler,
+    register_periodic,
+)
 from relaypacs.operations import metrics
 from relaypacs.uploads import repository, service
 from relaypacs.uploads.assembly import AssemblyError, assemble_upload
@@ -63,4 +68,4 @@ async def expire(ctx: JobContext, payload: dict[str, Any]) -> None:
             await session.commit()
 
 
-_register_periodic(service.EXPIRE_JOB, every=EXPIRY_SWEEP_EVERY)
+register_periodic(service.EXPIRE_JOB, every=EXPIRY_SWEEP_EVERY)
