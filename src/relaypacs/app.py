@@ -13,6 +13,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from relaypacs import __version__
+from relaypacs.analytics.router import admin_router as admin_uploads_router
+from relaypacs.analytics.router import router as analytics_router
 from relaypacs.audit.router import router as audit_router
 from relaypacs.auth.router import jwks_router
 from relaypacs.auth.router import router as auth_router
@@ -83,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(uploads_router)
     api.include_router(notifications_router)
     api.include_router(reports_router)
+    api.include_router(analytics_router)
+    api.include_router(admin_uploads_router)
     app.include_router(api)
     app.include_router(operations_router)
     app.include_router(jwks_router)

@@ -1,0 +1,306 @@
+"""Analytics (summary, daily trends, CSV export) and the admin's view of uploads.
+
+Users see figures of their own uploads; admins see everyone's and may narrow them to one user,
+modality or service level. Nothing here commits.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from datetime import date, datetime, timedelta
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relaypacs.analytics import repository
+from relaypacs.analytics.exceptions import UploadNotFound, UploadNotRequeueable
+from relaypacs.analytics.repository import DurationStats, Filters
+from relaypacs.analytics.schemas import (
+    PERIOD_DAYS,
+    Durations,
+    ModalityShare,
+    Period,
+    Scope,
+    ServiceLevelShare,
+    StatTurnaround,
+    Summary,
+    TrendDay,
+    Trends,
+    Volume,
+)
+from relaypacs.audit.service import record_audit
+from relaypacs.auth.exceptions import InsufficientRole
+from relaypacs.db.base import utcnow
+from relaypacs.jobs import service as jobs_service
+from relaypacs.jobs.models import Job
+from relaypacs.uploads import repository as uploads_repository
+from relaypacs.uploads import service as uploads_service
+from relaypacs.uploads.models import Upload, UploadState
+from relaypacs.users.models import Role, ServiceLevel, User
+
+FINISHED_STATES = frozenset(
+    {
+        UploadState.delivered,
+        UploadState.partially_delivered,
+        UploadState.failed,
+        UploadState.rejected,
+    }
+)
+DELIVERED = frozenset({UploadState.delivered, UploadState.partially_delivered})
+FAILED = frozenset({UploadState.failed, UploadState.rejected})
+#: A daily series never spans more than this, whatever ``all`` covers.
+MAX_TREND_DAYS = 3660
+
+
+def scope_for(
+    user: User,
+    period: Period,
+    *,
+    user_id: uuid.UUID | None,
+    modality: str | None,
+    service_level: ServiceLevel | None,
+) -> tuple[Scope, Filters]:
+    if user.role is not Role.admin:
+        if user_id is not None and user_id != user.id:
+            raise InsufficientRole("Only admins see other users' figures")
+        user_id = user.id
+    now = utcnow()
+    days = PERIOD_DAYS.get(period)
+    since = None
+    if days is not None:
+        # Whole UTC days: today and the days before it.
+        since = datetime.combine(
+            now.date() - timedelta(days=days - 1), datetime.min.time(), now.tzinfo
+        )
+    modality = modality.upper() if modality else None
+    scope = Scope(
+        period=period,
+        since=since,
+        until=now,
+        user_id=user_id,
+        modality=modality,
+        service_level=service_level,
+    )
+    return scope, Filters(since, user_id, modality, service_level)
+
+
+def _durations(stats: DurationStats | None) -> Durations:
+    if stats is None:
+        return Durations(count=0, median_seconds=None, p95_seconds=None)
+    return Durations(count=stats.count, median_seconds=stats.median, p95_seconds=stats.p95)
+
+
+async def summary(session: AsyncSession, scope: Scope, filters: Filters) -> Summary:
+    rows = await repository.counts(session, filters)
+    overall, by_level = await repository.time_to_pacs(session, filters)
+    stat_filters = Filters(filters.since, filters.owner_id, filters.modality, ServiceLevel.stat)
+    if filters.service_level not in (None, ServiceLevel.stat):
+        stat_report = DurationStats(0, None, None)
+    else:
+        stat_report = await repository.time_to_report(session, stat_filters)
+
+    outcomes: dict[str, int] = {state.value: 0 for state in UploadState}
+    modalities: dict[str, list[int]] = {}
+    levels: dict[ServiceLevel, list[int]] = {}
+    count = total_bytes = 0
+    for modality, level, state, n, size in rows:
+        count += n
+        total_bytes += size
+        outcomes[state.value] += n
+        share = modalities.setdefault(modality, [0, 0])
+        share[0] += n
+        share[1] += size
+        level_counts = levels.setdefault(level, [0, 0])
+        level_counts[0] += n
+        level_counts[1] += n if state in DELIVERED else 0
+    finished = sum(outcomes[s.value] for s in FINISHED_STATES)
+    delivered = outcomes[UploadState.delivered.value]
+    stat = levels.get(ServiceLevel.stat, [0, 0])
+    return Summary(
+        scope=scope,
+        uploads=Volume(count=count, bytes=total_bytes, gigabytes=round(total_bytes / 1e9, 3)),
+        outcomes=outcomes,
+        finished=finished,
+        success_rate=delivered / finished if finished else None,
+        modalities=[
+            ModalityShare(modality=m, count=v[0], bytes=v[1])
+            for m, v in sorted(modalities.items(), key=lambda item: (-item[1][0], item[0]))
+        ],
+        service_levels=[
+            ServiceLevelShare(
+                service_level=level,
+                count=levels[level][0],
+                delivered=levels[level][1],
+                time_to_pacs=_durations(by_level.get(level)),
+            )
+            for level in ServiceLevel
+            if level in levels
+        ],
+        time_to_pacs=_durations(overall),
+        stat_turnaround=StatTurnaround(
+            count=stat[0],
+            delivered=stat[1],
+            time_to_pacs=_durations(by_level.get(ServiceLevel.stat)),
+            reports_ready=stat_report.count,
+            time_to_report=_durations(stat_report),
+        ),
+    )
+
+
+async def trends(session: AsyncSession, scope: Scope, filters: Filters) -> Trends:
+    rows = await repository.daily(session, filters)
+    today = scope.until.date()
+    if scope.since is not None:
+        first = scope.since.date()
+    else:
+        earliest = await repository.first_upload_at(session, filters)
+        first = earliest.date() if earliest is not None else today
+    first = max(first, today - timedelta(days=MAX_TREND_DAYS - 1))
+    days: dict[date, TrendDay] = {}
+    cursor = first
+    while cursor <= today:
+        days[cursor] = TrendDay(
+            date=cursor, uploads=0, bytes=0, delivered=0, failed=0, modalities={}
+        )
+        cursor += timedelta(days=1)
+    for day, modality, state, n, size in rows:
+        entry = days.get(day)
+        if entry is None:
+            continue
+        entry.uploads += n
+        entry.bytes += size
+        entry.delivered += n if state in DELIVERED else 0
+        entry.failed += n if state in FAILED else 0
+        entry.modalities[modality] = entry.modalities.get(modality, 0) + n
+    return Trends(scope=scope, days=list(days.values()))
+
+
+# --- CSV export --------------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "date",
+    "user",
+    "modality",
+    "service_level",
+    "files",
+    "bytes",
+    "outcome",
+    "time_to_pacs_seconds",
+)
+# Cells starting with these run as formulas in spreadsheet programs (CSV injection).
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_safe(value: object) -> str:
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_PREFIXES):
+        return "'" + text
+    return text
+
+
+def _csv_row(row: repository.ExportRow) -> list[str]:
+    seconds = None if row.seconds_to_pacs is None else f"{row.seconds_to_pacs:.1f}"
+    values: Iterable[object] = (
+        row.created_at.isoformat(),
+        row.username,
+        row.modality,
+        row.service_level,
+        row.file_count,
+        row.total_bytes,
+        row.state,
+        seconds,
+    )
+    return [csv_safe(v) for v in values]
+
+
+async def export_csv(
+    sessionmaker: async_sessionmaker[AsyncSession], filters: Filters
+) -> AsyncIterator[str]:
+    """The CSV body, streamed in about 64 KiB pieces from its own session (the request's may
+    be closed before the body is sent)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    async with sessionmaker() as session:
+        async for row in repository.stream_export(session, filters):
+            writer.writerow(_csv_row(row))
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    yield buffer.getvalue()
+
+
+# --- the admin's view of uploads ---------------------------------------------------------------
+
+_RETRY_KINDS = (uploads_service.FORWARD_JOB, uploads_service.ASSEMBLE_JOB)
+
+
+async def requeue_upload(
+    session: AsyncSession, upload_id: uuid.UUID, *, admin: User, request: Request | None
+) -> tuple[Upload, Job]:
+    """Give a failed upload a fresh retry budget: its job that gave up runs again.
+
+    The upload goes back to ``queued`` (forwarding) or ``assembling`` (assembly), with a
+    timeline entry, and the admin's action is audited.
+    """
+    upload = await repository.get_upload_for_update(session, upload_id)
+    if upload is None:
+        raise UploadNotFound()
+    if upload.state is not UploadState.failed:
+        raise UploadNotRequeueable(f"The upload is {upload.state.value}", state=upload.state.value)
+    keys = [f"{kind}:{upload.id}" for kind in _RETRY_KINDS]
+    if await repository.unfinished_job(session, keys) is not None:
+        raise UploadNotRequeueable("A job for this upload is still queued or running")
+    stuck = await repository.latest_requeueable_job(session, keys)
+    if stuck is not None:
+        job = await jobs_service.requeue(session, stuck.id)
+    elif await uploads_service.enqueue_forwarding(session, upload):
+        job = await repository.unfinished_job(session, keys[:1])  # type: ignore[assignment]
+        assert job is not None
+    else:
+        raise UploadNotRequeueable("No failed job to run again and no forwarding stage")
+    upload.state = (
+        UploadState.assembling if job.kind == uploads_service.ASSEMBLE_JOB else UploadState.queued
+    )
+    upload.updated_at = utcnow()
+    await uploads_repository.add_event(
+        session, upload.id, upload.state, detail="requeued by an administrator"
+    )
+    await record_audit(
+        session,
+        "upload.requeued",
+        request=request,
+        actor_id=admin.id,
+        target_type="upload",
+        target_id=str(upload.id),
+        details={"job_id": str(job.id), "kind": job.kind},
+    )
+    return upload, job
+
+
+async def export_uploads_section(session: AsyncSession, user: User) -> list[dict[str, object]]:
+    """The user's uploads for ``GET /users/me/export`` (the study as declared, and outcome)."""
+    return [
+        {
+            "upload_id": str(u.id),
+            "state": u.state.value,
+            "created_at": u.created_at.isoformat(),
+            "completed_at": u.completed_at.isoformat() if u.completed_at else None,
+            "patient_name": u.patient_name,
+            "patient_id": u.patient_id,
+            "study_date": u.study_date.isoformat(),
+            "modality": u.modality,
+            "service_level": u.service_level.value,
+            "study_description": u.study_description,
+            "clinical_history": u.clinical_history,
+            "file_count": u.file_count,
+            "instance_count": u.instance_count,
+            "total_bytes": u.total_bytes,
+            "failure_reason": u.failure_reason,
+        }
+        for u in await repository.uploads_of_owner(session, user.id)
+    ]

@@ -1,0 +1,321 @@
+"""Analytics figures against values computed here from the rows the test inserted."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from relaypacs.analytics.repository import percentile
+from relaypacs.db.base import utcnow
+from relaypacs.uploads.models import UploadState
+from relaypacs.users.models import Role, ServiceLevel
+from tests.analytics.conftest import Dataset, Row, insert_upload
+from tests.support.accounts import SignedIn, assert_problem, new_client, sign_in
+
+API = "/api/v1"
+S = UploadState
+L = ServiceLevel
+
+
+@dataclass
+class World:
+    app: FastAPI
+    alice: SignedIn
+    bob: SignedIn
+    admin: SignedIn
+    data: Dataset
+
+
+def _days_ago(days: int, hour: int = 10) -> datetime:
+    now = utcnow()
+    return datetime(now.year, now.month, now.day, hour, tzinfo=now.tzinfo) - timedelta(days=days)
+
+
+@pytest.fixture(scope="module")
+async def world(analytics_app: FastAPI) -> World:
+    async with new_client(analytics_app) as http:
+        alice = await sign_in(http, analytics_app, username=f"-alice{uuid.uuid4().hex[:6]}")
+        bob = await sign_in(http, analytics_app)
+        admin = await sign_in(http, analytics_app, role=Role.admin)
+    data = Dataset()
+    a = (alice.id, alice.username)
+    b = (bob.id, bob.username)
+    spec: list[dict[str, Any]] = [
+        # alice: this week
+        {"owner": a, "created_at": _days_ago(0), "seconds_to_pacs": 120.0},
+        {"owner": a, "created_at": _days_ago(1), "modality": "MR", "seconds_to_pacs": 600.0},
+        {
+            "owner": a,
+            "created_at": _days_ago(2),
+            "service_level": L.stat,
+            "seconds_to_pacs": 60.0,
+            "seconds_to_report": 1800.0,
+        },
+        {
+            "owner": a,
+            "created_at": _days_ago(2, hour=12),
+            "service_level": L.stat,
+            "seconds_to_pacs": 90.0,
+        },
+        {"owner": a, "created_at": _days_ago(3), "state": S.failed, "total_bytes": 5_000},
+        {"owner": a, "created_at": _days_ago(3, hour=14), "state": S.rejected},
+        {
+            "owner": a,
+            "created_at": _days_ago(4),
+            "state": S.partially_delivered,
+            "seconds_to_pacs": 300.0,
+        },
+        {"owner": a, "created_at": _days_ago(5), "state": S.cancelled},
+        {"owner": a, "created_at": _days_ago(6), "state": S.receiving, "modality": "=1+2"},
+        # alice: earlier this month, and long ago
+        {"owner": a, "created_at": _days_ago(20), "seconds_to_pacs": 3600.0},
+        {
+            "owner": a,
+            "created_at": _days_ago(25),
+            "service_level": L.stat,
+            "seconds_to_pacs": 45.0,
+            "seconds_to_report": 900.0,
+        },
+        {"owner": a, "created_at": _days_ago(120), "seconds_to_pacs": 7200.0},
+        # bob
+        {
+            "owner": b,
+            "created_at": _days_ago(1, hour=16),
+            "modality": "US",
+            "seconds_to_pacs": 30.0,
+        },
+        {
+            "owner": b,
+            "created_at": _days_ago(2, hour=16),
+            "service_level": L.emergency,
+            "seconds_to_pacs": 50.0,
+        },
+        {"owner": b, "created_at": _days_ago(10), "state": S.failed},
+    ]
+    for values in spec:
+        await insert_upload(analytics_app, data, **values)
+    return World(analytics_app, alice, bob, admin, data)
+
+
+def expected_summary(rows: list[Row]) -> dict[str, Any]:
+    finished = [
+        r for r in rows if r.state in (S.delivered, S.partially_delivered, S.failed, S.rejected)
+    ]
+    delivered = [r for r in rows if r.state is S.delivered]
+    times = [r.seconds_to_pacs for r in rows if r.seconds_to_pacs is not None]
+    stat = [r for r in rows if r.service_level is L.stat]
+    to_report = [r.seconds_to_report for r in stat if r.seconds_to_report is not None]
+    modalities: dict[str, int] = {}
+    for r in rows:
+        modalities[r.modality] = modalities.get(r.modality, 0) + 1
+    return {
+        "count": len(rows),
+        "bytes": sum(r.total_bytes for r in rows),
+        "finished": len(finished),
+        "success_rate": len(delivered) / len(finished) if finished else None,
+        "modalities": modalities,
+        "median": statistics.median(times) if times else None,
+        "p95": percentile(times, 0.95),
+        "stat_count": len(stat),
+        "stat_median": statistics.median(
+            [r.seconds_to_pacs for r in stat if r.seconds_to_pacs is not None]
+        ),
+        "stat_reports": len(to_report),
+        "stat_report_median": statistics.median(to_report) if to_report else None,
+    }
+
+
+def check(body: dict[str, Any], rows: list[Row]) -> None:
+    want = expected_summary(rows)
+    assert body["uploads"]["count"] == want["count"]
+    assert body["uploads"]["bytes"] == want["bytes"]
+    assert body["finished"] == want["finished"]
+    assert body["success_rate"] == pytest.approx(want["success_rate"])
+    assert {m["modality"]: m["count"] for m in body["modalities"]} == want["modalities"]
+    for state in UploadState:
+        assert body["outcomes"][state.value] == sum(r.state is state for r in rows)
+    assert body["time_to_pacs"]["median_seconds"] == pytest.approx(want["median"], abs=0.01)
+    assert body["time_to_pacs"]["p95_seconds"] == pytest.approx(want["p95"], abs=0.01)
+    stat = body["stat_turnaround"]
+    assert stat["count"] == want["stat_count"]
+    assert stat["time_to_pacs"]["median_seconds"] == pytest.approx(want["stat_median"], abs=0.01)
+    assert stat["reports_ready"] == want["stat_reports"]
+    assert stat["time_to_report"]["median_seconds"] == pytest.approx(
+        want["stat_report_median"], abs=0.01
+    )
+    for level in body["service_levels"]:
+        of_level = [r for r in rows if r.service_level.value == level["service_level"]]
+        assert level["count"] == len(of_level)
+        assert level["delivered"] == sum(
+            r.state in (S.delivered, S.partially_delivered) for r in of_level
+        )
+
+
+@pytest.mark.parametrize(("period", "days"), [("1w", 7), ("1m", 30), ("all", None)])
+async def test_a_users_summary_matches_their_own_rows(
+    world: World, period: str, days: int | None
+) -> None:
+    async with new_client(world.app) as http:
+        response = await http.get(
+            f"{API}/analytics/summary", params={"period": period}, headers=world.alice.headers
+        )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["scope"]["user_id"] == str(world.alice.id)
+    check(body, world.data.of(world.alice.id, days=days))
+
+
+async def test_an_admin_sees_everyone_and_can_narrow_by_user_modality_and_level(
+    world: World,
+) -> None:
+    async with new_client(world.app) as http:
+        everyone = await http.get(
+            f"{API}/analytics/summary", params={"period": "1m"}, headers=world.admin.headers
+        )
+        check(everyone.json(), world.data.of(days=30))
+        bob = await http.get(
+            f"{API}/analytics/summary",
+            params={"period": "all", "user_id": str(world.bob.id)},
+            headers=world.admin.headers,
+        )
+        assert bob.json()["uploads"]["count"] == len(world.data.of(world.bob.id))
+        mr = await http.get(
+            f"{API}/analytics/summary",
+            params={"period": "all", "modality": "mr"},
+            headers=world.admin.headers,
+        )
+        assert mr.json()["uploads"]["count"] == sum(r.modality == "MR" for r in world.data.rows)
+        stat = await http.get(
+            f"{API}/analytics/summary",
+            params={"period": "all", "service_level": "stat"},
+            headers=world.admin.headers,
+        )
+        check(stat.json(), [r for r in world.data.rows if r.service_level is L.stat])
+
+
+async def test_trends_are_a_zero_filled_daily_series(world: World) -> None:
+    async with new_client(world.app) as http:
+        response = await http.get(
+            f"{API}/analytics/trends", params={"period": "2w"}, headers=world.alice.headers
+        )
+    days = response.json()["days"]
+    today = utcnow().date()
+    assert [d["date"] for d in days] == [
+        (today - timedelta(days=13 - i)).isoformat() for i in range(14)
+    ]
+    rows = world.data.of(world.alice.id, days=14)
+    for day in days:
+        on_day = [r for r in rows if r.created_at.date().isoformat() == day["date"]]
+        assert day["uploads"] == len(on_day)
+        assert day["bytes"] == sum(r.total_bytes for r in on_day)
+        assert day["delivered"] == sum(
+            r.state in (S.delivered, S.partially_delivered) for r in on_day
+        )
+        assert day["failed"] == sum(r.state in (S.failed, S.rejected) for r in on_day)
+        modalities: dict[str, int] = {}
+        for r in on_day:
+            modalities[r.modality] = modalities.get(r.modality, 0) + 1
+        assert day["modalities"] == modalities
+    assert any(d["uploads"] == 0 for d in days)
+
+    async with new_client(world.app) as http:
+        everything = await http.get(
+            f"{API}/analytics/trends", params={"period": "all"}, headers=world.alice.headers
+        )
+    series = everything.json()["days"]
+    assert (
+        series[0]["date"]
+        == min(r.created_at for r in world.data.of(world.alice.id)).date().isoformat()
+    )
+    assert sum(d["uploads"] for d in series) == len(world.data.of(world.alice.id))
+
+
+async def test_users_cannot_see_others_figures_nor_export(world: World) -> None:
+    async with new_client(world.app) as http:
+        response = await http.get(
+            f"{API}/analytics/summary",
+            params={"user_id": str(world.bob.id)},
+            headers=world.alice.headers,
+        )
+        assert_problem(response, 403, "insufficient_role")
+        response = await http.get(f"{API}/analytics/export.csv", headers=world.alice.headers)
+        assert_problem(response, 403, "insufficient_role")
+        response = await http.get(f"{API}/admin/uploads", headers=world.alice.headers)
+        assert_problem(response, 403, "insufficient_role")
+        response = await http.post(
+            f"{API}/admin/uploads/{uuid.uuid4()}/requeue", headers=world.alice.headers
+        )
+        assert_problem(response, 403, "insufficient_role")
+        response = await http.get(
+            f"{API}/analytics/summary", params={"period": "5y"}, headers=world.alice.headers
+        )
+        assert_problem(response, 422, "validation_error")
+        response = await http.get(f"{API}/analytics/summary")
+        assert_problem(response, 401, "not_authenticated")
+
+
+async def test_the_csv_export_has_one_safe_row_per_upload(world: World) -> None:
+    async with new_client(world.app) as http:
+        response = await http.get(
+            f"{API}/analytics/export.csv", params={"period": "1m"}, headers=world.admin.headers
+        )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert 'filename="relaypacs_stats_1m.csv"' in response.headers["content-disposition"]
+    table = list(csv.reader(io.StringIO(response.text)))
+    assert table[0] == [
+        "date",
+        "user",
+        "modality",
+        "service_level",
+        "files",
+        "bytes",
+        "outcome",
+        "time_to_pacs_seconds",
+    ]
+    rows = world.data.of(days=30)
+    assert len(table) - 1 == len(rows)
+    by_date = {r.created_at: r for r in rows}
+    assert len(by_date) == len(rows)
+    for line in table[1:]:
+        row = by_date[datetime.fromisoformat(line[0])]
+        # Cells a spreadsheet would run as formulas start with a quote.
+        assert line[1] == (f"'{row.username}" if row.username.startswith("-") else row.username)
+        assert line[2] == (f"'{row.modality}" if row.modality.startswith("=") else row.modality)
+        assert line[3:7] == [
+            row.service_level.value,
+            str(row.file_count),
+            str(row.total_bytes),
+            row.state.value,
+        ]
+        if row.seconds_to_pacs is None:
+            assert line[7] == ""
+        else:
+            assert float(line[7]) == pytest.approx(row.seconds_to_pacs, abs=0.1)
+    assert any(line[2] == "'=1+2" for line in table[1:])
+    assert any(line[1].startswith("'-alice") for line in table[1:])
+
+
+async def test_analytics_allow_ten_requests_a_minute_per_user(world: World) -> None:
+    async with new_client(world.app) as http:
+        user = await sign_in(http, world.app)
+        for _ in range(10):
+            response = await http.get(f"{API}/analytics/trends", headers=user.headers)
+            assert response.status_code == 200
+        response = await http.get(f"{API}/analytics/summary", headers=user.headers)
+        body = assert_problem(response, 429, "rate_limited")
+        assert int(response.headers["Retry-After"]) >= 1
+        assert body["retry_after"] >= 1
+        # Another user has a budget of their own.
+        other = await sign_in(http, world.app)
+        assert (
+            await http.get(f"{API}/analytics/summary", headers=other.headers)
+        ).status_code == 200
