@@ -220,6 +220,34 @@ def test_status_wait_follows_an_upload_until_it_ends(cli: CliUser, tmp_path: Pat
     assert unknown.returncode == 6
 
 
+def _completed(journal: Path) -> list[dict[str, Any]]:
+    if not journal.exists():
+        return []
+    return [u for u in json.loads(journal.read_text())["uploads"].values() if u["completed"]]
+
+
+def test_watch_never_sends_a_study_that_is_still_being_copied(cli: CliUser, tmp_path: Path) -> None:
+    folder = tmp_path / "outbox"
+    (folder / "study").mkdir(parents=True)
+    study = write_study(tmp_path / "staging", instances=4, pixel_bytes=20_000)
+    watcher = cli.spawn("watch", str(folder), "--server", cli.server, "--settle", "1.5",
+                        "--interval", "0.2")  # fmt: skip
+    try:
+        assert watcher.stderr is not None
+        assert "watching" in watcher.stderr.readline()  # it is scanning from now on
+        # One file every 0.8 s: the first ones settle long before the last one arrives.
+        for path in study.files:
+            shutil.copy(path, folder / "study" / path.name)
+            time.sleep(0.8)
+        wait_until(lambda: len(_completed(cli.state_dir / "journal.json")) == 1)
+        time.sleep(1.0)
+        (entry,) = _completed(cli.state_dir / "journal.json")
+        assert len(entry["files"]) == 4
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        watcher.wait(30)
+
+
 def test_watch_sends_a_study_once_its_files_stop_changing(cli: CliUser, tmp_path: Path) -> None:
     folder = tmp_path / "outbox"
     folder.mkdir()
