@@ -52,6 +52,17 @@ def wait_until(predicate: Any, timeout: float = 60) -> None:
         time.sleep(0.05)  # watching another process's files: there is no event to await
 
 
+def settled_bytes_received(cli: CliUser, upload_id: str) -> int:
+    """What the gateway holds once bytes still queued in the delay proxy have drained."""
+    last = -1
+    while True:
+        now = cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"]
+        if now == last:
+            return int(now)
+        last = now
+        time.sleep(1.0)  # the proxy's queue has no event we can await from here
+
+
 def test_login_keeps_the_sign_in_readable_only_by_the_user(signed_in: CliUser) -> None:
     path = signed_in.config_dir / "credentials.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -98,7 +109,7 @@ def test_a_killed_upload_resumes_and_sends_only_the_missing_chunks(
     )
     first_run.send_signal(signal.SIGKILL)
     first_run.wait(30)
-    received = cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"]
+    received = settled_bytes_received(cli, upload_id)
     assert 0 < received < study.size
 
     code, report = upload_json(via_proxy, str(tmp_path / "in"), "--parallel", "4")
