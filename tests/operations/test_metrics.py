@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -110,8 +111,14 @@ def test_label_values_outside_a_small_fixed_set_collapse() -> None:
 def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     """A database of the same backend that no other test's jobs or worker touch."""
     backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
-    with throwaway_database(backend, tmp_path) as url:
-        yield url
+    database = throwaway_database(backend, tmp_path)
+    # Migrations run asyncio.run(): keep them off a thread where an event loop may be running.
+    with ThreadPoolExecutor(1) as pool:
+        url = pool.submit(database.__enter__).result()
+        try:
+            yield url
+        finally:
+            pool.submit(database.__exit__, None, None, None).result()
 
 
 async def test_queue_depth_and_oldest_due_job_age_come_from_the_database(

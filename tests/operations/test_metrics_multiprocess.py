@@ -7,24 +7,57 @@ makes it certain by stopping one worker (SIGSTOP) while the other serves, then t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.databases import throwaway_database
+from tests.support.databases import POSTGRES_ADMIN_DSN
 from tests.support.s3 import free_port
 
 pytestmark = pytest.mark.slow
 
 HEALTHZ = {"method": "GET", "route": "/healthz", "status": "200"}
+
+
+@contextmanager
+def empty_postgres_database() -> Iterator[str]:
+    """A new, empty database: `serve` and `worker` apply the migrations themselves.
+
+    Created from a thread of its own, because a sync test may run while an earlier test's
+    event loop is still running in the main thread.
+    """
+    name = f"relaypacs_test_{uuid.uuid4().hex[:12]}"
+
+    def execute(sql: str) -> None:
+        async def run() -> None:
+            connection = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+            try:
+                await connection.execute(sql)
+            finally:
+                await connection.close()
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, run()).result()
+
+    execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _children(pid: int) -> set[int]:
@@ -75,7 +108,7 @@ def _answers(url: str) -> bool:
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     metrics_dir = tmp_path / "metrics"
-    with throwaway_database("postgresql", tmp_path / "db") as database_url:
+    with empty_postgres_database() as database_url:
         port = free_port()
         env = {
             **os.environ,
@@ -149,7 +182,7 @@ def _sample(url: str, name: str, labels: dict[str, str]) -> float | None:
 
 
 def test_the_job_worker_serves_its_own_metrics(tmp_path: Path) -> None:
-    with throwaway_database("postgresql", tmp_path / "db") as database_url:
+    with empty_postgres_database() as database_url:
         port = free_port()
         env = {
             **os.environ,
