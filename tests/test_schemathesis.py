@@ -74,6 +74,8 @@ def gateway(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     port = _free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        # Only what the child needs: no RELAYPACS_* settings leak in from the caller.
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
         "RELAYPACS_DATA_DIR": str(data_dir),
         "RELAYPACS_DATABASE_URL": database_url,
         "RELAYPACS_PORT": str(port),

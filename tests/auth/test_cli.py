@@ -21,6 +21,8 @@ pytestmark = pytest.mark.slow
 def _env(data_dir: Path, port: int | None = None) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        # Only what the child needs: no RELAYPACS_* settings leak in from the caller.
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
         "RELAYPACS_DATA_DIR": str(data_dir),
         "RELAYPACS_BCRYPT_ROUNDS": "4",
         "RELAYPACS_LOG_LEVEL": "WARNING",
