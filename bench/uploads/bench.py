@@ -434,6 +434,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 report["open_loop"].setdefault(str(rate), {})[target.name] = result.summary()
                 print(target.name, f"{rate} MiB/s", result.summary(), flush=True)
         if not args.skip_big:
+            # Fresh processes: the peak must belong to the big upload, not to the overload above.
+            for target in targets:
+                _stop(target)
+            targets[:] = [start_relaypacs(work, args.database_url, args.workers), start_tus(work)]
             chunks = int(args.big_gib * 1024)
             for target in targets:
                 report["big_upload"][target.name] = await big_upload_rss(target, chunks, 10)
@@ -446,13 +450,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         raise
     finally:
         for target in targets:
-            target.process.send_signal(signal.SIGTERM)
-            try:
-                target.process.wait(20)
-            except subprocess.TimeoutExpired:
-                target.process.kill()
+            _stop(target)
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _stop(target: Target) -> None:
+    if target.process.poll() is not None:
+        return
+    target.process.send_signal(signal.SIGTERM)
+    try:
+        target.process.wait(20)
+    except subprocess.TimeoutExpired:
+        target.process.kill()
+        target.process.wait()
 
 
 def table(report: dict[str, Any]) -> str:
