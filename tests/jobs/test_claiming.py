@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
 from relaypacs.jobs.models import JobPriority, JobState
 from relaypacs.jobs.registry import JobContext, JobRegistry
 from relaypacs.jobs.service import enqueue
 from relaypacs.resources import Resources, open_resources
-from tests.jobs.conftest import jobs_of_kind, running_worker
+from tests.conftest import make_settings
+from tests.jobs.conftest import FAST_JOBS, jobs_of_kind, running_worker
 
 
 async def test_two_workers_on_separate_engines_never_run_the_same_job(
-    job_settings: Settings, registry: JobRegistry, kind: str
+    database_url: str, data_dir: Path, registry: JobRegistry, kind: str
 ) -> None:
+    # Exclusivity is the rule here, not lease expiry: a lease no loaded machine outlives.
+    job_settings = make_settings(database_url, data_dir, **{**FAST_JOBS, "job_lease_seconds": 30})
     job_count = 120
     running: set[str] = set()
     overlaps: list[str] = []

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
@@ -181,3 +181,37 @@ async def test_stopping_worker_gives_its_unfinished_job_back(
         job = await load_job(resources, job_id)
         # Back in the queue at once, and the interrupted run does not count as an attempt.
         assert (job.state, job.attempts, job.lease_owner) == (JobState.queued, 0, None)
+
+
+@pytest.mark.slow
+async def test_handler_is_stopped_before_its_lease_expires_when_renewal_is_blocked(
+    resources: Resources, registry: JobRegistry, kind: str
+) -> None:
+    started = asyncio.Event()
+    stopped_at: list[datetime] = []
+
+    @registry.job_handler(kind)
+    async def handler(ctx: JobContext, payload: dict[str, Any]) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            stopped_at.append(utcnow())
+            raise
+
+    job_id = await _enqueue(resources, kind)
+    async with running_worker(resources, registry) as worker:
+        lost = outcome_of(worker, job_id, "lost")
+        await asyncio.wait_for(started.wait(), timeout=10)
+        # Another transaction holds the job's row (PostgreSQL) or the database's write lock
+        # (SQLite): the heartbeat's renewal waits behind it, and the lease read here is final.
+        async with resources.sessionmaker() as blocker:
+            locked = await blocker.execute(
+                select(Job.lease_expires_at).where(Job.id == job_id).with_for_update()
+            )
+            lease_expires_at = locked.scalar_one()
+            assert lease_expires_at is not None
+            assert await asyncio.wait_for(lost, timeout=10) == "lost"
+            await blocker.rollback()
+    # Stopped while its lease still held: no other worker could have started it yet.
+    assert stopped_at[0] < lease_expires_at

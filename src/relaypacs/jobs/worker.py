@@ -157,15 +157,17 @@ class Worker:
         wakeup.subscribe(engine, self._wakeup)
         self._started.set()
         heartbeat = asyncio.create_task(self._heartbeat(), name=f"job-heartbeat {self.name}")
+        watchdog = asyncio.create_task(self._watch_leases(), name=f"job-leases {self.name}")
         log.info("job_worker_started", worker=self.name, concurrency=self.concurrency)
         try:
             await self._loop()
         finally:
             wakeup.unsubscribe(engine, self._wakeup)
             await self._drain()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, watchdog):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             log.info("job_worker_stopped", worker=self.name, claimed=self.counters.claimed)
 
     # --- the loop ---
@@ -353,8 +355,22 @@ class Worker:
         while True:
             await asyncio.sleep(lease / 3)
             if self._running:
-                await self._renew_leases(lease)
-            self._cancel_expired_leases()
+                try:
+                    # A renewal stuck behind a lock must not hold up the next one.
+                    await asyncio.wait_for(self._renew_leases(lease), timeout=lease / 3)
+                except TimeoutError:
+                    log.warning("job_lease_renewal_slow", worker=self.name)
+
+    async def _watch_leases(self) -> None:
+        """Stop handlers whose lease this worker could not renew, before it expires.
+
+        Independent of the heartbeat, so that a renewal blocked on the database cannot keep a
+        handler running past the moment another worker may take its job over.
+        """
+        lease = self.settings.job_lease_seconds
+        while True:
+            await asyncio.sleep(lease / 10)
+            self._cancel_expired_leases(margin=lease / 10)
 
     async def _renew_leases(self, lease: float) -> None:
         leases = [(job_id, running.job.attempt) for job_id, running in self._running.items()]
@@ -382,10 +398,10 @@ class Worker:
             else:
                 self._lose(running)
 
-    def _cancel_expired_leases(self) -> None:
+    def _cancel_expired_leases(self, margin: float) -> None:
         now = time.monotonic()
         for running in list(self._running.values()):
-            if running.lease_deadline <= now:
+            if running.lease_deadline - margin <= now:
                 self._lose(running)
 
     def _lose(self, running: _Running) -> None:
