@@ -156,12 +156,41 @@ def sign_in_with_tokens(page: Page, username: str, tokens: dict[str, Any]) -> No
     page.get_by_role("heading", name="New upload").wait_for()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def page(context: BrowserContext) -> Iterator[Page]:
+def page(
+    context: BrowserContext,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Page]:
     tab = context.new_page()
     errors: list[str] = []
+    console: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    tab.on(
+        "response",
+        lambda response: console.append(
+            f"{response.request.method} {response.url.split('/', 3)[-1]} {response.status}"
+        ),
+    )
     yield tab
+    if request.node.stash.get(_FAILED, False) and not tab.is_closed():
+        # What the page showed when the test failed, for the person reading the report.
+        shot = tmp_path_factory.mktemp("failure") / f"{request.node.name}.png"
+        tab.screenshot(path=str(shot), full_page=True)
+        print(f"\nfailure screenshot: {shot}\nurl: {tab.url}\nlog: {console[-40:]}")
+        print(tab.locator("body").inner_text()[:3000])
     assert errors == [], f"uncaught errors in the page: {errors}"
 
 

@@ -15,15 +15,18 @@ function Shell() {
 }
 
 function RequireSignIn() {
-  const { signedIn } = useAuth();
+  const { signedIn, signedOutOnPurpose } = useAuth();
   const location = useLocation();
-  if (!signedIn) return <Navigate to="/sign-in" replace state={{ from: location.pathname }} />;
+  // An expired session comes back to where it was; a deliberate sign-out starts afresh.
+  if (!signedIn) return <Navigate to="/sign-in" replace state={signedOutOnPurpose ? null : { from: location.pathname }} />;
   return <Outlet />;
 }
 
 function PublicOnly() {
   const { signedIn } = useAuth();
-  return signedIn ? <Navigate to="/upload" replace /> : <Outlet />;
+  const location = useLocation();
+  const from = (location.state as { from?: string } | null)?.from ?? '/upload';
+  return signedIn ? <Navigate to={from} replace /> : <Outlet />;
 }
 
 const router = createBrowserRouter([

@@ -10,10 +10,14 @@ export function AccountPage() {
   const { user, signOut } = useAuth();
   const [pending, setPending] = useState<number | null>(null);
 
+  async function leave(): Promise<void> {
+    await signOut();
+  }
+
   async function askSignOut(): Promise<void> {
     const count = await unfinishedCount();
     if (count > 0) setPending(count);
-    else await signOut();
+    else await leave();
   }
 
   return (
@@ -50,7 +54,7 @@ export function AccountPage() {
               className="button button--danger"
               onClick={() => {
                 setPending(null);
-                void signOut();
+                void leave();
               }}
             >
               Sign out and delete them

@@ -1,5 +1,5 @@
 import { useState, type SyntheticEvent } from 'react';
-import { Link, useNavigate } from 'react-router';
+import { Link } from 'react-router';
 
 import { Alert } from '@/components/alert';
 import { Field } from '@/components/field';
@@ -18,7 +18,6 @@ const USERNAME = /^[A-Za-z0-9_.-]{3,50}$/;
 export function RegisterPage() {
   useDocumentTitle('Create an account');
   const { signIn } = useAuth();
-  const navigate = useNavigate();
   const [username, setUsername] = useState('');
   const [email, setEmail] = useState('');
   const [role, setRole] = useState<'clinician' | 'radiographer'>('clinician');
@@ -41,7 +40,7 @@ export function RegisterPage() {
     try {
       await register({ username, email, password, role });
       await signIn({ username, password });
-      void navigate('/upload', { replace: true });
+      // The router sends the now signed-in user on.
     } catch (caught) {
       const failure = toUserFacingError(caught);
       setError(

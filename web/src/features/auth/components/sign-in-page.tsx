@@ -1,5 +1,5 @@
-import { useRef, useState, type SyntheticEvent } from 'react';
-import { Link, useLocation, useNavigate } from 'react-router';
+import { useEffect, useRef, useState, type SyntheticEvent } from 'react';
+import { Link } from 'react-router';
 
 import { Alert } from '@/components/alert';
 import { Field } from '@/components/field';
@@ -12,8 +12,6 @@ import { PasswordField } from './password-field';
 
 export function SignInPage() {
   const { signIn } = useAuth();
-  const navigate = useNavigate();
-  const location = useLocation();
   const [step, setStep] = useState<'password' | 'totp'>('password');
   useDocumentTitle(step === 'totp' ? 'Two-step verification' : 'Sign in');
   const [username, setUsername] = useState('');
@@ -22,7 +20,10 @@ export function SignInPage() {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const codeRef = useRef<HTMLInputElement>(null);
-  const from = (location.state as { from?: string } | null)?.from ?? '/upload';
+  useEffect(() => {
+    if (step === 'totp') codeRef.current?.focus();
+  }, [step]);
+
 
   async function submit(event: SyntheticEvent): Promise<void> {
     event.preventDefault();
@@ -30,12 +31,11 @@ export function SignInPage() {
     setError(null);
     try {
       await signIn({ username: username.trim(), password, ...(step === 'totp' ? { totp_code: code.replace(/\s/g, '') } : {}) });
-      void navigate(from, { replace: true });
+      // Nothing to do: the router sends a signed-in user on (see PublicOnly in the app).
     } catch (caught) {
       const failure = toUserFacingError(caught);
       if (failure.code === 'totp_required') {
         setStep('totp');
-        setTimeout(() => codeRef.current?.focus(), 0);
       } else if (failure.code === 'invalid_totp') {
         setError('That code is not valid. Use the newest code from your authenticator app.');
       } else if (failure.code === 'invalid_credentials') {

@@ -10,6 +10,8 @@ const USER_KEY = 'relaypacs.user';
 
 interface AuthContextValue {
   signedIn: boolean;
+  /** the user signed out themselves (not an expired session): do not send them back later */
+  signedOutOnPurpose: boolean;
   /** the last known profile: kept on the device so the app opens offline */
   user: User | null;
   signIn: (input: LoginInput) => Promise<User>;
@@ -41,6 +43,7 @@ export function AuthProvider({ children, onSignIn, beforeSignOut }: {
 }) {
   const [signedIn, setSignedIn] = useState(() => tokens.get() !== null);
   const [user, setUser] = useState<User | null>(() => (tokens.get() ? cachedUser() : null));
+  const [signedOutOnPurpose, setSignedOutOnPurpose] = useState(false);
 
   useEffect(() => {
     const stop = startSilentRefresh();
@@ -85,6 +88,7 @@ export function AuthProvider({ children, onSignIn, beforeSignOut }: {
       remember(fresh);
       localStorage.setItem(`${USER_KEY}.last`, fresh.id);
       await onSignIn?.(fresh, previous);
+      setSignedOutOnPurpose(false);
       setUser(fresh);
       setSignedIn(true);
       return fresh;
@@ -100,11 +104,15 @@ export function AuthProvider({ children, onSignIn, beforeSignOut }: {
       // Offline sign-out still ends the session on this device; the refresh token expires.
     }
     remember(null);
+    setSignedOutOnPurpose(true);
     setUser(null);
     setSignedIn(false);
   }, [beforeSignOut]);
 
-  const value = useMemo(() => ({ signedIn, user, signIn, signOut, reloadUser }), [signedIn, user, signIn, signOut, reloadUser]);
+  const value = useMemo(
+    () => ({ signedIn, signedOutOnPurpose, user, signIn, signOut, reloadUser }),
+    [signedIn, signedOutOnPurpose, user, signIn, signOut, reloadUser],
+  );
   return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
 }
 
