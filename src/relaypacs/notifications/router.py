@@ -126,6 +126,8 @@ def get_event_hub(request: Request) -> EventHub:
         "EventSource) replays the events logged after it. A comment is sent every 15 s."
     ),
     response_class=EventSourceResponse,
+    # EventSourceResponse has no default status code, which FastAPI needs to build the schema.
+    status_code=200,
     responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
         **problem_responses(
