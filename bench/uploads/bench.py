@@ -437,7 +437,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # Fresh processes: the peak must belong to the big upload, not to the overload above.
             for target in targets:
                 _stop(target)
-            targets[:] = [start_relaypacs(work, args.database_url, args.workers), start_tus(work)]
+            # A fresh data directory too: a restarted gateway's start-up jobs would otherwise
+            # work through the thousands of uploads the runs above left in its database.
+            fresh = work / "big"
+            fresh.mkdir()
+            targets[:] = [
+                start_relaypacs(fresh, args.database_url, args.workers),
+                start_tus(fresh),
+            ]
             chunks = int(args.big_gib * 1024)
             for target in targets:
                 report["big_upload"][target.name] = await big_upload_rss(target, chunks, 10)
