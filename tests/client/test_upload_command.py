@@ -316,3 +316,27 @@ def test_a_started_upload_finishes_without_the_sign_in(
     assert_gateway_holds(cli, upload_id, study, cli.server)
     status = via_proxy.run("status", upload_id, "--server", slow_link)
     assert status.returncode == 0, status.stderr
+
+
+def test_a_cancelled_session_is_replaced_by_a_new_upload(
+    cli: CliUser, slow_link: str, tmp_path: Path
+) -> None:
+    study = write_study(tmp_path / "in", instances=3, pixel_bytes=1_000_000)
+    via_proxy = cli.alias(slow_link)
+    first_run = via_proxy.spawn("upload", str(tmp_path / "in"), "--server", slow_link,
+                                "--parallel", "1", "--chunk-size", str(512 * 1024))  # fmt: skip
+    journal = cli.state_dir / "journal.json"
+    wait_until(journal.exists)
+    upload_id = next(iter(json.loads(journal.read_text())["uploads"].values()))["upload_id"]
+    wait_until(lambda: cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"] > 0)
+    first_run.send_signal(signal.SIGKILL)
+    first_run.wait(30)
+    assert cli.api("DELETE", f"/uploads/{upload_id}").status_code == 204
+
+    code, report = upload_json(cli.alias(slow_link), str(tmp_path / "in"))
+
+    assert code == 0, report
+    (outcome,) = report["studies"]
+    assert outcome["upload_id"] != upload_id
+    assert report["bytes_sent"] == study.size
+    assert_gateway_holds(cli, outcome["upload_id"], study, cli.server)

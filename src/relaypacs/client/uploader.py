@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from relaypacs.client.api import ApiError, GatewayClient
-from relaypacs.client.engine import FilePlan, UploadClosed, UploadGone, send_chunks
+from relaypacs.client.engine import (
+    FilePlan,
+    LocalFileChanged,
+    UploadClosed,
+    UploadGone,
+    send_chunks,
+)
 from relaypacs.client.exit_codes import ExitCode
 from relaypacs.client.journal import Journal, JournalEntry, JournalFile
 from relaypacs.client.studies import Source, Study
@@ -167,6 +173,9 @@ class StudyUploader:
             outcome.exit_code = ExitCode.REFUSED
             outcome.message = f"refused by the server: {error.code}: {error.detail}"
             outcome.details = error.body
+        except LocalFileChanged as error:
+            outcome.exit_code = ExitCode.ERROR
+            outcome.message = str(error)
         finally:
             outcome.seconds = time.monotonic() - started
             self._clean_spool(study)
@@ -190,7 +199,9 @@ class StudyUploader:
                 status = await self._status_or_none(entry.upload_id, entry.upload_token)
                 if status is None or status.get("state") in GONE_STATES:
                     self.journal.remove(entry)
-                    entry = None
+                    entry, status = None, None
+                    # The gone session was ours: the duplicate check must not stop a new one.
+                    force = True
             if entry is None:
                 entry = await self._start(study, outcome, force)
                 if entry is None:
