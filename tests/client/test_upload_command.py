@@ -218,17 +218,36 @@ def test_a_folder_without_dicom_exits_5(cli: CliUser, tmp_path: Path) -> None:
     assert report["skipped"] == [{"name": "report.pdf", "reason": "not DICOM"}]
 
 
-def test_status_wait_follows_an_upload_until_it_ends(cli: CliUser, tmp_path: Path) -> None:
+def test_status_shows_state_instances_and_timeline(cli: CliUser, tmp_path: Path) -> None:
+    write_study(tmp_path / "in", instances=2, pixel_bytes=10_000)
+    _, report = upload_json(cli, str(tmp_path / "in"))
+    upload_id = report["studies"][0]["upload_id"]
+    cli.wait_for_state(upload_id, DONE_STATES)
+
+    as_json = cli.run("status", upload_id, "--server", cli.server, "--json")
+    human = cli.run("status", upload_id, "--server", cli.server)
+
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["upload_id"] == upload_id
+    assert human.returncode == 0, human.stderr
+    assert "instances: 2 " in human.stdout
+    assert "receiving" in human.stdout  # the timeline
+    unknown = cli.run("status", "00000000-0000-0000-0000-000000000000", "--server", cli.server)
+    assert unknown.returncode == 6
+
+
+def test_status_wait_ends_with_the_delivery_outcome(cli: CliUser, tmp_path: Path) -> None:
     write_study(tmp_path / "in", instances=1, pixel_bytes=10_000)
     _, report = upload_json(cli, str(tmp_path / "in"))
     upload_id = report["studies"][0]["upload_id"]
 
-    result = cli.run("status", upload_id, "--server", cli.server, "--json")
+    waited = cli.run("status", upload_id, "--server", cli.server, "--wait",
+                     "--wait-timeout", "20", "--json")  # fmt: skip
 
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["upload_id"] == upload_id
-    unknown = cli.run("status", "00000000-0000-0000-0000-000000000000", "--server", cli.server)
-    assert unknown.returncode == 6
+    state = json.loads(waited.stdout)["state"]
+    # 0 once the study is delivered (to the local archive: no PACS is configured here); 9 while
+    # this build of the gateway does not forward yet and the study stays validated.
+    assert (waited.returncode, state == "delivered") in {(0, True), (9, False)}
 
 
 def _completed(journal: Path) -> list[dict[str, Any]]:

@@ -198,6 +198,26 @@ def _print_status(status: dict[str, Any]) -> None:
     typer.echo(line)
 
 
+def _print_details(status: dict[str, Any]) -> None:
+    for file in status.get("files", []) or []:
+        if isinstance(file, dict) and file.get("missing_chunks"):
+            typer.echo(f"  {file.get('name')}: chunks missing {file.get('missing_chunks')}")
+        for problem in (file.get("problems") or []) if isinstance(file, dict) else []:
+            typer.echo(f"  {file.get('name')}: {problem.get('status')}: {problem.get('reason')}")
+    outcomes: dict[str, int] = {}
+    for instance in status.get("instances", []) or []:
+        key = str(instance.get("forward_status"))
+        outcomes[key] = outcomes.get(key, 0) + 1
+        if instance.get("forward_reason"):
+            typer.echo(f"  {instance.get('sop_instance_uid')}: {instance['forward_reason']}")
+    if outcomes:
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(outcomes.items()))
+        typer.echo(f"  instances: {summary}")
+    for event in status.get("timeline", []) or []:
+        detail = f" ({event['detail']})" if event.get("detail") else ""
+        typer.echo(f"  {event.get('at')}  {event.get('state')}{detail}")
+
+
 def status_command(
     upload_id: str = typer.Argument(..., help="The upload id printed by `relaypacs upload`"),
     server: str | None = ServerOption,
@@ -235,9 +255,7 @@ def status_command(
         typer.echo(json.dumps(status, indent=1))
     elif not wait:
         _print_status(status)
-        for file in status.get("files", []) or []:
-            if isinstance(file, dict) and file.get("missing_chunks"):
-                typer.echo(f"  {file.get('name')}: chunks missing {file.get('missing_chunks')}")
+        _print_details(status)
     raise typer.Exit(code)
 
 
