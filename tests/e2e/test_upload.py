@@ -8,7 +8,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import Api, sign_in_with_tokens
+from tests.e2e.conftest import SCREENSHOTS, Api, sign_in_with_tokens
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.studies import write_study
 
@@ -99,6 +99,8 @@ def test_going_offline_mid_upload_waits_and_completes_when_back(
     page.context.set_offline(True)
     expect(page.get_by_test_id("network-status")).to_have_text("Offline")
     expect(page.get_by_test_id("job-status-line")).to_contain_text("Offline")
+    page.locator("summary", has_text="12 files").click()  # per-file progress, for the picture
+    page.screenshot(path=str(SCREENSHOTS / "upload-offline-1280.png"), full_page=True)
     before = page.get_by_test_id("job-percent").text_content()
     page.wait_for_timeout(1_500)
     assert page.get_by_test_id("job-percent").text_content() == before

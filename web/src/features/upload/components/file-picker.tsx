@@ -65,6 +65,10 @@ export function FilePicker({ onPick, disabled }: { onPick: (files: PickedFile[])
           Choose a folder
         </button>
       </div>
+      <p className="picker__note muted">
+        The files stay on this device until the reading centre has every byte: you can lose the network, close the
+        app or restart the phone, and the upload carries on where it stopped.
+      </p>
       <input
         ref={filesRef}
         type="file"

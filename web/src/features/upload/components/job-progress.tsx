@@ -57,10 +57,11 @@ export function JobProgress({ job, client }: { job: JobView; client: EngineClien
       <ProgressBar value={fraction} label="Upload progress" />
       <p className="job-numbers">
         <span data-testid="job-percent">{percent}%</span> · {formatBytes(sent)} of {formatBytes(job.totalBytes)}
-        {progress && !paused ? (
+        {progress && !paused && !progress.waitingFor && network === 'online' ? (
           <>
             {' '}
-            · {formatRate(progress.rate)} · {progress.etaSeconds !== null ? `about ${formatDuration(progress.etaSeconds)} left` : 'estimating time left'}
+            · {progress.rate > 0 ? formatRate(progress.rate) : 'measuring speed'}
+            {progress.etaSeconds !== null ? ` · about ${formatDuration(progress.etaSeconds)} left` : ''}
           </>
         ) : null}
       </p>

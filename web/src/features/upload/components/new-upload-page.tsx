@@ -69,7 +69,9 @@ export function NewUploadPage() {
       .catch(() => undefined); // offline: routine until the preference can be read
   }, []);
 
-  async function pick(picked: PickedFile[]): Promise<void> {
+  async function pick(chosen: PickedFile[]): Promise<void> {
+    // Folder listings come in no particular order: IM2 before IM10, as a person reads them.
+    const picked = [...chosen].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
     setError(null);
     setStep({ kind: 'reading', done: 0, total: picked.length });
     try {
