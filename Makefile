@@ -12,8 +12,11 @@ export UV_PYTHON := $(shell command -v python3.11 || command -v $(PYTHON))
 # Debian packages the test suite drives as real components.
 # prometheus ships promtool (alert rule tests); nginx checks deploy/nginx (`nginx -t`, proxy tests).
 TEST_APT_PACKAGES := orthanc orthanc-dicomweb nftables iproute2 prometheus nginx
+# chromium: the PWA's browser tests (tests/e2e) drive Debian's build through Playwright.
+TEST_APT_PACKAGES += chromium
 
 .PHONY: help install system-deps run migrate test lint types pytest format clean check-deploy resilience
+.PHONY: web web-check
 
 help:
 	@echo "make run    install what is needed and run RelayPACS on http://127.0.0.1:8080"
@@ -35,7 +38,19 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-run: install
+# The PWA (web/): dependencies exactly as locked, then the production build that `serve` ships.
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+web: web/node_modules/.installed
+	cd web && npm run build
+
+# ESLint (incl. no imports across features), tsc --strict, Vitest (the upload engine).
+web-check: web/node_modules/.installed
+	cd web && npm run lint && npm run typecheck && npm test
+
+run: install web
 	mkdir -p var
 	$(BIN)/relaypacs serve
 
@@ -49,7 +64,7 @@ lint: install
 types: install
 	$(BIN)/mypy src
 
-pytest: install system-deps
+pytest: install system-deps web
 	$(BIN)/pytest
 
 # Deployment files without Docker (compose schema, nginx -t, promtool, dashboards) and the
@@ -58,7 +73,7 @@ check-deploy: install system-deps
 	$(BIN)/python tools/check_deploy.py
 	$(BIN)/python tools/licences.py
 
-test: lint types check-deploy pytest
+test: lint types web-check check-deploy pytest
 
 # Every network-fault scenario of the uploader (root; long): writes var/resilience-report.md.
 resilience: install system-deps
@@ -74,4 +89,4 @@ bench-uploads: install  ## chunk ingest vs @tus/server (see bench/README.md); no
 	$(BIN)/python -m bench.uploads.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache web/node_modules web/dist
