@@ -13,6 +13,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from tests.e2e.gateway import REPO, Gateway, free_port
+from tests.e2e.orthanc import Orthanc
+from tests.e2e.orthanc import available as orthanc_available
 from tests.e2e.proxy import ThrottlingProxy
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,8 +29,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-pytestmark = pytest.mark.slow
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -45,8 +45,30 @@ def web_dist() -> Path:
 
 
 @pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory, web_dist: Path) -> Iterator[Gateway]:
-    server = Gateway(tmp_path_factory.mktemp("gateway"), free_port(), web_dist)
+def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc | None]:
+    """Orthanc when Debian's package is installed (make test installs it), else None."""
+    if not orthanc_available():
+        yield None
+        return
+    server = Orthanc(tmp_path_factory.mktemp("orthanc"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, web_dist: Path, pacs: Orthanc | None
+) -> Iterator[Gateway]:
+    extra = {}
+    if pacs is not None:
+        extra = {
+            "RELAYPACS_PACS_URL": f"{pacs.url}/dicom-web",
+            "RELAYPACS_PACS_KIND": "orthanc",
+            "RELAYPACS_PACS_USERNAME": pacs.username,
+            "RELAYPACS_PACS_PASSWORD": pacs.password,
+        }
+    server = Gateway(tmp_path_factory.mktemp("gateway"), free_port(), web_dist, extra)
     server.start()
     yield server
     server.stop()

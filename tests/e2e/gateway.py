@@ -25,10 +25,13 @@ def free_port() -> int:
 
 
 class Gateway:
-    def __init__(self, data_dir: Path, port: int, web_dir: Path) -> None:
+    def __init__(
+        self, data_dir: Path, port: int, web_dir: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = port
         self.web_dir = web_dir
+        self.extra_env = extra_env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "serve.log"
 
@@ -47,6 +50,7 @@ class Gateway:
             "RELAYPACS_LOGIN_RATE_LIMIT": "1000/minute",
             "RELAYPACS_UPLOAD_START_RATE_LIMIT": "1000/minute",
             "RELAYPACS_CHUNK_RATE_LIMIT": "100000/minute",
+            **self.extra_env,
         }
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import SCREENSHOTS, Api, sign_in_with_tokens
@@ -186,3 +188,22 @@ def test_a_server_killed_mid_upload_and_restarted_still_gets_the_whole_study(
         "data-state", ACCEPTED, timeout=90_000
     )
     assert api.get(f"/uploads/{server_upload_id(api, tokens)}", tokens)["instance_count"] == 12
+
+
+def test_a_study_reaches_the_pacs_and_the_page_says_delivered(
+    page: Page, account: tuple[str, dict[str, Any]], study_dir: Path, pacs: Any
+) -> None:
+    if pacs is None:
+        pytest.skip("Orthanc is not installed (make test installs it with apt)")
+    if importlib.util.find_spec("relaypacs.pacs.tasks") is None:
+        pytest.skip("the gateway does not forward to a PACS yet (issue 4)")
+    username, tokens = account
+    write_study(study_dir, instances=3, patient_id="E2E-PACS-1")
+    sign_in_with_tokens(page, username, tokens)
+    choose_folder(page, study_dir)
+    send(page)
+    expect(page.get_by_test_id("server-status")).to_have_attribute(
+        "data-state", "delivered", timeout=60_000
+    )
+    expect(page.get_by_test_id("server-state")).to_have_text("Delivered to the PACS")
+    assert pacs.instance_count("E2E-PACS-1") == 3
