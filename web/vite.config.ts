@@ -62,6 +62,9 @@ export default defineConfig({
         navigateFallback: '/index.html',
         navigateFallbackDenylist: SERVER_PATHS,
         cleanupOutdatedCaches: true,
+        // The first visit is controlled at once, so the engine's worker script and the shell
+        // come from the cache if the network drops before the next navigation.
+        clientsClaim: true,
         // Background Sync wake-up: tells open pages to resume queued uploads.
         importScripts: ['/sw-sync.js'],
         maximumFileSizeToCacheInBytes: 4 * 1024 * 1024,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,74 @@ def test_a_study_reaches_the_pacs_and_the_page_says_delivered(
     )
     expect(page.get_by_test_id("server-state")).to_have_text("Delivered to the PACS")
     assert pacs.instance_count("E2E-PACS-1") == 3
+
+
+def test_a_study_sent_while_offline_waits_on_the_device_and_goes_when_back(
+    page: Page, account: tuple[str, dict[str, Any]], api: Api, study_dir: Path
+) -> None:
+    username, tokens = account
+    write_study(study_dir, instances=2, patient_id="E2E-OFFLINE-START")
+    sign_in_with_tokens(page, username, tokens)
+    choose_folder(page, study_dir)
+    page.context.set_offline(True)
+    expect(
+        page.get_by_text("You are offline. The study will be kept on this device")
+    ).to_be_visible()
+    page.get_by_role("button", name="Send study").click()
+    page.get_by_role("dialog", name="You are offline").get_by_role(
+        "button", name="Keep it and send later"
+    ).click()
+    page.wait_for_url(re.compile(r"/uploads/[0-9a-f-]+$"))
+    expect(page.get_by_test_id("job-status-line")).to_contain_text("Offline")
+    assert api.get("/uploads", tokens)["items"] == []
+
+    page.context.set_offline(False)
+    expect(page.get_by_test_id("server-status")).to_have_attribute(
+        "data-state", ACCEPTED, timeout=30_000
+    )
+
+
+def test_a_duplicate_study_asks_first_and_can_be_sent_anyway(
+    page: Page, account: tuple[str, dict[str, Any]], api: Api, study_dir: Path
+) -> None:
+    username, tokens = account
+    write_study(study_dir, instances=1, patient_id="E2E-DUP")
+    sign_in_with_tokens(page, username, tokens)
+    for attempt in range(2):
+        page.goto("/upload")
+        choose_folder(page, study_dir)
+        send(page)
+        if attempt == 0:
+            expect(page.get_by_test_id("server-status")).to_have_attribute(
+                "data-state", ACCEPTED, timeout=30_000
+            )
+    dialog = page.get_by_role("dialog", name="This study may already have been sent")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Send anyway").click()
+    expect(page.get_by_test_id("server-status")).to_have_attribute(
+        "data-state", ACCEPTED, timeout=30_000
+    )
+    assert api.get("/uploads", tokens)["total"] == 2
+
+
+def test_a_zip_of_a_study_is_checked_in_the_browser_and_sent_as_one_file(
+    page: Page, account: tuple[str, dict[str, Any]], api: Api, study_dir: Path, tmp_path: Path
+) -> None:
+    username, tokens = account
+    write_study(study_dir, instances=3, patient_name="ZIP^ZOE", patient_id="E2E-ZIP")
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(study_dir.iterdir()):
+            zf.write(file, f"export/{file.name}")
+    sign_in_with_tokens(page, username, tokens)
+    page.get_by_test_id("pick-files").set_input_files(archive)
+    expect(page.get_by_role("heading", name=re.compile("3 DICOM files"))).to_be_visible()
+    expect(page.get_by_label("Patient name")).to_have_value("ZIP^ZOE")
+    expect(page.get_by_text("1 file is not DICOM and will not be sent")).to_be_visible()
+    send(page)
+    expect(page.get_by_test_id("server-status")).to_have_attribute(
+        "data-state", ACCEPTED, timeout=30_000
+    )
+    upload = api.get(f"/uploads/{server_upload_id(api, tokens)}", tokens)
+    assert [f["name"] for f in upload["files"]] == ["study.zip"]
+    assert upload["instance_count"] == 3

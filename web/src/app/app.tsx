@@ -2,7 +2,7 @@ import { useCallback, useEffect } from 'react';
 import { createBrowserRouter, Navigate, Outlet, RouterProvider, useLocation } from 'react-router';
 
 import { AuthProvider, RegisterPage, SignInPage, useAuth, type User } from '@/features/auth';
-import { clearDeviceData, NewUploadPage, UploadDetailPage, UploadsPage } from '@/features/upload';
+import { clearDeviceData, NewUploadPage, startUploadEngine, UploadDetailPage, UploadsPage } from '@/features/upload';
 import { network } from '@/lib/network';
 
 import { Layout } from './layout';
@@ -17,6 +17,10 @@ function Shell() {
 function RequireSignIn() {
   const { signedIn, signedOutOnPurpose } = useAuth();
   const location = useLocation();
+  // Queued uploads resume by themselves after a reload, whatever screen the app opens on.
+  useEffect(() => {
+    if (signedIn) startUploadEngine();
+  }, [signedIn]);
   // An expired session comes back to where it was; a deliberate sign-out starts afresh.
   if (!signedIn) return <Navigate to="/sign-in" replace state={signedOutOnPurpose ? null : { from: location.pathname }} />;
   return <Outlet />;

@@ -32,15 +32,3 @@ export function formatDateTime(iso: string | null | undefined): string {
     ? iso
     : date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 }
-
-/** "20240131" (DICOM DA) → "2024-01-31" (ISO, what <input type=date> and the API use). */
-export function dicomDateToIso(value: string | undefined): string | undefined {
-  const match = /^(\d{4})(\d{2})(\d{2})$/.exec(value?.trim() ?? '');
-  return match ? `${match[1]}-${match[2]}-${match[3]}` : undefined;
-}
-
-/** "DOE^JOHN^^^" (DICOM PN) → "DOE^JOHN" with the empty trailing components dropped. */
-export function cleanPersonName(value: string | undefined): string | undefined {
-  const cleaned = value?.trim().replace(/\^+$/, '');
-  return cleaned === '' ? undefined : cleaned;
-}
