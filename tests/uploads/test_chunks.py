@@ -309,3 +309,37 @@ async def test_more_than_2000_chunks_a_minute_is_429(
     assert response.json()["code"] == "rate_limited"
     assert int(response.headers["retry-after"]) >= 1
     assert await _chunk_rows(app, started) == 0
+
+
+async def test_a_remembered_route_still_needs_the_right_token(
+    client: httpx.AsyncClient, app: FastAPI, started: uploads.Session
+) -> None:
+    assert (await uploads.put(client, started, 0, 0)).status_code == 201
+    forged = await uploads.put(client, started, 0, 1, headers={"X-Upload-Token": "forged"})
+    assert forged.status_code == 401
+    stranger = await sign_in(client, app)
+    other = await uploads.start(client, stranger.headers, [b"x" * 10])
+    borrowed = await uploads.put(client, started, 0, 1, headers=other.token_headers)
+    assert borrowed.status_code == 403
+    assert await _stored(app, started, 0, 1) is None
+
+
+async def test_stored_chunk_is_durable_in_the_configured_store(
+    client: httpx.AsyncClient, app: FastAPI, started: uploads.Session, store_kind: str
+) -> None:
+    assert (await uploads.put(client, started, 0, 0)).status_code == 201
+    store = app.state.resources.chunk_store
+    key = chunk_key(uuid.UUID(started.id), uuid.UUID(started.file_id()), 0)
+    if store_kind == "s3":
+        # Data at rest: every PUT asks for server-side encryption.
+        head = await asyncio.to_thread(
+            store.client.head_object, Bucket=store.bucket, Key=store.object_key(key)
+        )
+        assert head["ServerSideEncryption"] == "AES256"
+        assert head["ContentLength"] == CHUNK
+    else:
+        path = store.path_of(key)
+        assert path.is_file()
+        assert path.read_bytes() == started.chunk(0, 0)
+        # The temporary was renamed into place, not left behind.
+        assert list(store.staging.directory.glob("*.part")) == []
