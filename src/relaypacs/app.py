@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from relaypacs import __version__
+from relaypacs.analytics.cache import FigureCache
 from relaypacs.analytics.router import admin_router as admin_uploads_router
 from relaypacs.analytics.router import router as analytics_router
 from relaypacs.audit.router import router as audit_router
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # The job worker stops with `resources`, before the engine is disposed.
             app.state.job_worker = await start_in_process_worker(resources)
             app.state.event_hub = await start_event_hub(resources)
+            app.state.analytics_cache = FigureCache(settings.analytics_cache_seconds)
             log.info("started", version=__version__, env=settings.env.value)
             try:
                 yield

@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     pacs_confirm_with_qido: bool = Field(
         default=True, description="Count the study with QIDO-RS before `delivered`"
     )
+    forward_max_age_hours: float | None = Field(
+        default=None,
+        gt=0,
+        description="Retry a study's delivery this long, then mark it failed "
+        "(default: JOB_MAX_AGE_HOURS)",
+    )
     pacs_breaker_failures: int = Field(default=5, ge=1)
     pacs_breaker_reset_seconds: float = Field(default=30.0, gt=0)
     stow_max_batch_bytes: int = Field(default=64 * MIB, ge=MIB)
@@ -153,6 +159,9 @@ class Settings(BaseSettings):
         default=24.0, gt=0, description="Keep live events this long for Last-Event-ID replay"
     )
     analytics_rate_limit: str = Field(default="10/minute", description="Analytics reads per user")
+    analytics_cache_seconds: float = Field(
+        default=30.0, ge=0, description="Reuse computed figures this long per process (0: off)"
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

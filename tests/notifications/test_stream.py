@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -269,15 +270,18 @@ async def test_a_client_that_stops_reading_is_disconnected(
                 break
             await asyncio.sleep(0.01)
         assert hub.stream_count(user.id) == 1
-        # Far more than the socket buffers hold, never read by the client.
-        async with app.state.sessionmaker() as session:
-            for _ in range(150):
-                await service.notify(session, user.id, "report_ready", title="t", body="x" * 1900)
-            await session.commit()
-        for _ in range(1000):
-            if hub.stream_count(user.id) == 0:
-                break
-            await asyncio.sleep(0.01)
+        # Keep writing, never reading: the server must drop the client (its send deadline or
+        # its bounded queue), not buffer without end.
+        deadline = time.monotonic() + 60
+        while hub.stream_count(user.id) == 1:
+            assert time.monotonic() < deadline, "the server kept a client that never reads"
+            async with app.state.sessionmaker() as session:
+                for _ in range(50):
+                    await service.notify(
+                        session, user.id, "report_ready", title="t", body="x" * 1900
+                    )
+                await session.commit()
+            await asyncio.sleep(0.05)
         assert hub.stream_count(user.id) == 0
         sock.close()
 

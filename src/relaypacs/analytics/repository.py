@@ -1,9 +1,10 @@
 """All SQL of analytics and of the admin views of uploads.
 
-Aggregates run in the database over ``upload_created_at_idx`` (the period) and
-``upload_event_state_upload_id_at_idx`` (the first delivery of each upload). On PostgreSQL the
-percentiles are ``percentile_cont`` aggregates; SQLite has none, so there the database returns
-the durations and :func:`percentile` interpolates the same way.
+Figures come from ``upload_stat`` (one narrow row per upload, kept by
+:mod:`relaypacs.analytics.facts`), filtered on the period through ``upload_stat_created_at_idx``
+(on PostgreSQL it covers the columns the summary reads). On PostgreSQL the percentiles are
+``percentile_cont`` aggregates; SQLite has none, so there the database returns the durations
+and :func:`percentile` interpolates the same way.
 """
 
 from __future__ import annotations
@@ -15,24 +16,29 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Date,
-    Float,
-    Select,
-    cast,
-    func,
-    literal_column,
-    select,
-)
+from sqlalchemy import ColumnElement, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaypacs.analytics.facts import refresh_sync
+from relaypacs.analytics.models import UploadStat
 from relaypacs.jobs.models import Job, JobState
 from relaypacs.reports.models import Report
-from relaypacs.uploads.models import Upload, UploadEvent, UploadState
+from relaypacs.uploads.models import Upload, UploadState
 from relaypacs.users.models import ServiceLevel, User
 
+S = UploadStat
 DELIVERED_STATES = (UploadState.delivered, UploadState.partially_delivered)
+FAILED_STATES = (UploadState.failed, UploadState.rejected)
+
+
+@dataclass(frozen=True)
+class DailyRow:
+    day: date
+    modality: str
+    uploads: int
+    bytes: int
+    delivered: int
+    failed: int
 
 
 @dataclass(frozen=True)
@@ -45,13 +51,13 @@ class Filters:
     def conditions(self) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = []
         if self.since is not None:
-            conditions.append(Upload.created_at >= self.since)
+            conditions.append(S.created_at >= self.since)
         if self.owner_id is not None:
-            conditions.append(Upload.owner_id == self.owner_id)
+            conditions.append(S.owner_id == self.owner_id)
         if self.modality is not None:
-            conditions.append(Upload.modality == self.modality)
+            conditions.append(S.modality == self.modality)
         if self.service_level is not None:
-            conditions.append(Upload.service_level == self.service_level)
+            conditions.append(S.service_level == self.service_level.value)
         return conditions
 
 
@@ -59,16 +65,10 @@ def _postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _seconds(session: AsyncSession, start: Any, end: Any) -> ColumnElement[float]:
+async def _tune(session: AsyncSession) -> None:
     if _postgres(session):
-        return cast(func.extract("epoch", end - start), Float)
-    return (func.julianday(end) - func.julianday(start)) * 86400.0
-
-
-def _day(session: AsyncSession, column: Any) -> ColumnElement[Any]:
-    if _postgres(session):
-        return cast(func.timezone("UTC", column), Date)
-    return func.date(column)
+        # Sorting ~100k durations for the percentiles must not spill to disk (default 4 MB).
+        await session.execute(text("SET LOCAL work_mem = '32MB'"))
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
@@ -90,18 +90,12 @@ async def counts(
 ) -> list[tuple[str, ServiceLevel, UploadState, int, int]]:
     """(modality, service level, state, uploads, bytes) for every combination present."""
     statement = (
-        select(
-            Upload.modality,
-            Upload.service_level,
-            Upload.state,
-            func.count(),
-            func.coalesce(func.sum(Upload.total_bytes), 0),
-        )
+        select(S.modality, S.service_level, S.state, func.count(), func.sum(S.total_bytes))
         .where(*filters.conditions())
-        .group_by(Upload.modality, Upload.service_level, Upload.state)
+        .group_by(S.modality, S.service_level, S.state)
     )
     return [
-        (modality, ServiceLevel(level), UploadState(state), int(n), int(total))
+        (modality, ServiceLevel(level), UploadState(state), int(n), int(total or 0))
         for modality, level, state, n, total in (await session.execute(statement)).all()
     ]
 
@@ -116,68 +110,48 @@ class DurationStats:
     p95: float | None
 
 
-def _delivery_seconds(session: AsyncSession, filters: Filters) -> Select[ServiceLevel, float]:
-    """One row per delivered upload: its service level and seconds from start to delivery."""
-    first_delivery = func.min(UploadEvent.at)
-    return (
-        select(
-            Upload.service_level.label("service_level"),
-            _seconds(session, Upload.created_at, first_delivery).label("seconds"),
-        )
-        .select_from(Upload)
-        .join(UploadEvent, UploadEvent.upload_id == Upload.id)
-        .where(UploadEvent.state.in_(DELIVERED_STATES), *filters.conditions())
-        .group_by(Upload.id, Upload.service_level, Upload.created_at)
-    )
-
-
 async def time_to_pacs(
     session: AsyncSession, filters: Filters
 ) -> tuple[DurationStats, dict[ServiceLevel, DurationStats]]:
-    """Overall and per service level."""
-    per_upload = _delivery_seconds(session, filters).subquery()
+    """Upload start to delivery: overall and per service level."""
+    await _tune(session)
+    conditions = [S.seconds_to_pacs.is_not(None), *filters.conditions()]
     if _postgres(session):
-        statement = select(
-            per_upload.c.service_level,
-            func.count(),
-            func.percentile_cont(0.5).within_group(per_upload.c.seconds),
-            func.percentile_cont(0.95).within_group(per_upload.c.seconds),
-        ).group_by(func.grouping_sets(per_upload.c.service_level, literal_column("()")))
+        statement = (
+            select(S.service_level, func.count(), _median_and_p95(S.seconds_to_pacs))
+            .where(*conditions)
+            .group_by(func.grouping_sets(S.service_level, literal_column("()")))
+        )
         overall = DurationStats(0, None, None)
         levels: dict[ServiceLevel, DurationStats] = {}
-        for level, n, median, p95 in (await session.execute(statement)).all():
-            stats = DurationStats(int(n), _float(median), _float(p95))
+        for level, n, pair in (await session.execute(statement)).all():
+            stats = DurationStats(int(n), *_pair(pair))
             if level is None:
                 overall = stats
             else:
                 levels[ServiceLevel(level)] = stats
         return overall, levels
-    rows = (await session.execute(select(per_upload.c.service_level, per_upload.c.seconds))).all()
+    rows = (
+        await session.execute(select(S.service_level, S.seconds_to_pacs).where(*conditions))
+    ).all()
     by_level: dict[ServiceLevel, list[float]] = {}
     for level, seconds in rows:
-        by_level.setdefault(ServiceLevel(level), []).append(float(seconds))
+        by_level.setdefault(ServiceLevel(level), []).append(float(seconds or 0.0))
     every = [s for values in by_level.values() for s in values]
     return _stats(every), {level: _stats(values) for level, values in by_level.items()}
 
 
 async def time_to_report(session: AsyncSession, filters: Filters) -> DurationStats:
     """Upload start to report ready, for the uploads in ``filters`` whose report is ready."""
-    seconds = _seconds(session, Upload.created_at, Report.ready_at)
-    base = (
-        select(seconds.label("seconds"))
-        .select_from(Upload)
-        .join(Report, Report.upload_id == Upload.id)
-        .where(Report.ready_at.is_not(None), *filters.conditions())
-    ).subquery()
+    conditions = [S.seconds_to_report.is_not(None), *filters.conditions()]
     if _postgres(session):
-        statement = select(
-            func.count(),
-            func.percentile_cont(0.5).within_group(base.c.seconds),
-            func.percentile_cont(0.95).within_group(base.c.seconds),
-        )
-        n, median, p95 = (await session.execute(statement)).one()
-        return DurationStats(int(n), _float(median), _float(p95))
-    values = [float(v) for v in (await session.scalars(select(base.c.seconds))).all()]
+        statement = select(func.count(), _median_and_p95(S.seconds_to_report)).where(*conditions)
+        n, pair = (await session.execute(statement)).one()
+        return DurationStats(int(n), *_pair(pair))
+    values = [
+        float(v or 0.0)
+        for v in (await session.scalars(select(S.seconds_to_report).where(*conditions))).all()
+    ]
     return _stats(values)
 
 
@@ -185,42 +159,42 @@ def _stats(values: Sequence[float]) -> DurationStats:
     return DurationStats(len(values), percentile(values, 0.5), percentile(values, 0.95))
 
 
-def _float(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
+def _median_and_p95(column: Any) -> Any:
+    # One ordered-set aggregate with an array of fractions sorts the values once, not twice.
+    return func.percentile_cont(literal_column("ARRAY[0.5, 0.95]")).within_group(column)
+
+
+def _pair(values: Sequence[float | None] | None) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return values[0], values[1]
 
 
 # --- trends ------------------------------------------------------------------------------------
 
 
-async def daily(
-    session: AsyncSession, filters: Filters
-) -> list[tuple[date, str, UploadState, int, int]]:
-    """(day, modality, state, uploads, bytes) by UTC day of the upload's start."""
-    day = _day(session, Upload.created_at).label("day")
+async def daily(session: AsyncSession, filters: Filters) -> list[DailyRow]:
+    """Per UTC day of the upload's start and modality: uploads, bytes, delivered, failed."""
+    delivered = func.count().filter(S.state.in_([s.value for s in DELIVERED_STATES]))
+    failed = func.count().filter(S.state.in_([s.value for s in FAILED_STATES]))
     statement = (
-        select(
-            day,
-            Upload.modality,
-            Upload.state,
-            func.count(),
-            func.coalesce(func.sum(Upload.total_bytes), 0),
-        )
+        select(S.day, S.modality, func.count(), func.sum(S.total_bytes), delivered, failed)
         .where(*filters.conditions())
-        .group_by(day, Upload.modality, Upload.state)
+        .group_by(S.day, S.modality)
     )
     rows = []
-    for value, modality, state, n, total in (await session.execute(statement)).all():
-        when = value if isinstance(value, date) else date.fromisoformat(str(value))
-        rows.append((when, modality, UploadState(state), int(n), int(total)))
+    for day, modality, n, total, ok, bad in (await session.execute(statement)).all():
+        when = day if isinstance(day, date) else date.fromisoformat(str(day))
+        rows.append(DailyRow(when, modality, int(n), int(total or 0), int(ok), int(bad)))
     return rows
 
 
-async def first_upload_at(session: AsyncSession, filters: Filters) -> datetime | None:
-    statement = select(func.min(Upload.created_at)).where(*filters.conditions())
+async def first_day(session: AsyncSession, filters: Filters) -> date | None:
+    statement = select(func.min(S.day)).where(*filters.conditions())
     value = (await session.execute(statement)).scalar_one_or_none()
     if isinstance(value, str):
-        # SQLite returns an aggregate's value untyped.
-        value = datetime.fromisoformat(value)
+        # SQLite hands an aggregate back untyped.
+        value = date.fromisoformat(value)
     return value
 
 
@@ -242,42 +216,49 @@ class ExportRow:
 async def stream_export(
     session: AsyncSession, filters: Filters, *, batch: int = 1000
 ) -> AsyncIterator[ExportRow]:
-    delivered = (
-        select(UploadEvent.upload_id, func.min(UploadEvent.at).label("delivered_at"))
-        .where(UploadEvent.state.in_(DELIVERED_STATES))
-        .group_by(UploadEvent.upload_id)
-        .subquery()
-    )
     statement = (
         select(
-            Upload.created_at,
+            S.created_at,
             User.username,
-            Upload.modality,
-            Upload.service_level,
-            Upload.file_count,
-            Upload.total_bytes,
-            Upload.state,
-            _seconds(session, Upload.created_at, delivered.c.delivered_at),
+            S.modality,
+            S.service_level,
+            S.file_count,
+            S.total_bytes,
+            S.state,
+            S.seconds_to_pacs,
         )
-        .join(User, User.id == Upload.owner_id)
-        .outerjoin(delivered, delivered.c.upload_id == Upload.id)
+        .join(User, User.id == S.owner_id)
         .where(*filters.conditions())
-        .order_by(Upload.created_at, Upload.id)
+        .order_by(S.created_at, S.upload_id)
         .execution_options(yield_per=batch)
     )
     result = await session.stream(statement)
     async for row in result:
-        created_at, username, modality, level, files, total, state, seconds = row
-        yield ExportRow(
-            created_at=created_at,
-            username=username,
-            modality=modality,
-            service_level=str(getattr(level, "value", level)),
-            file_count=int(files),
-            total_bytes=int(total),
-            state=str(getattr(state, "value", state)),
-            seconds_to_pacs=None if seconds is None else float(seconds),
+        yield ExportRow(*row)
+
+
+# --- keeping the facts -------------------------------------------------------------------------
+
+
+async def stale_stat_upload_ids(session: AsyncSession, limit: int) -> list[uuid.UUID]:
+    """Uploads whose fact row is missing or disagrees with the upload or its report."""
+    statement = (
+        select(Upload.id)
+        .outerjoin(S, S.upload_id == Upload.id)
+        .outerjoin(Report, Report.upload_id == Upload.id)
+        .where(
+            (S.upload_id.is_(None))
+            | (S.state != Upload.state)
+            | (Report.ready_at.is_not(None) & S.seconds_to_report.is_(None))
         )
+        .limit(limit)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+async def refresh_stats(session: AsyncSession, upload_ids: Sequence[uuid.UUID]) -> int:
+    connection = await session.connection()
+    return await connection.run_sync(lambda sync: refresh_sync(sync, upload_ids))
 
 
 # --- the admin view of uploads -----------------------------------------------------------------

@@ -7,10 +7,11 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AwareDatetime
 
 from relaypacs.analytics import repository, service
+from relaypacs.analytics.cache import FigureCache
 from relaypacs.analytics.exceptions import UploadNotFound, UploadNotRequeueable
 from relaypacs.analytics.schemas import (
     AdminUploadPage,
@@ -40,6 +41,11 @@ UserQuery = Annotated[uuid.UUID | None, Query(description="Admins: one user's fi
 ModalityQuery = Annotated[str | None, Query(max_length=16, pattern=r"^[A-Za-z0-9]+$")]
 
 
+def _cache(request: Request) -> FigureCache:
+    cache: FigureCache = request.app.state.analytics_cache
+    return cache
+
+
 async def _limit(request: Request, user: User) -> None:
     resources: Resources = request.app.state.resources
     await resources.rate_limiter.hit(
@@ -66,7 +72,14 @@ async def get_summary(
     scope, filters = service.scope_for(
         user, period, user_id=user_id, modality=modality, service_level=service_level
     )
-    return await service.summary(session, scope, filters)
+    # The figures come from sessions of their own; this one (authentication) is done.
+    await session.commit()
+    sessionmaker = get_sessionmaker(request)
+    result: Summary = await _cache(request).get(
+        service.cache_key("summary", scope),
+        lambda: service.summary(sessionmaker, scope, filters),
+    )
+    return result
 
 
 @router.get(
@@ -83,12 +96,18 @@ async def get_trends(
     user_id: UserQuery = None,
     modality: ModalityQuery = None,
     service_level: ServiceLevel | None = None,
-) -> Trends:
+) -> JSONResponse:
     await _limit(request, user)
     scope, filters = service.scope_for(
         user, period, user_id=user_id, modality=modality, service_level=service_level
     )
-    return await service.trends(session, scope, filters)
+    await session.commit()
+    sessionmaker = get_sessionmaker(request)
+    series = await _cache(request).get(
+        service.cache_key("trends", scope),
+        lambda: service.trends(sessionmaker, scope, filters),
+    )
+    return JSONResponse(series)
 
 
 @router.get(

@@ -6,11 +6,13 @@ modality or service level. Nothing here commits.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,8 +29,6 @@ from relaypacs.analytics.schemas import (
     ServiceLevelShare,
     StatTurnaround,
     Summary,
-    TrendDay,
-    Trends,
     Volume,
 )
 from relaypacs.audit.service import record_audit
@@ -41,6 +41,8 @@ from relaypacs.uploads import service as uploads_service
 from relaypacs.uploads.models import Upload, UploadState
 from relaypacs.users.models import Role, ServiceLevel, User
 
+T = TypeVar("T")
+
 FINISHED_STATES = frozenset(
     {
         UploadState.delivered,
@@ -50,9 +52,12 @@ FINISHED_STATES = frozenset(
     }
 )
 DELIVERED = frozenset({UploadState.delivered, UploadState.partially_delivered})
-FAILED = frozenset({UploadState.failed, UploadState.rejected})
 #: A daily series never spans more than this, whatever ``all`` covers.
 MAX_TREND_DAYS = 3660
+
+
+def cache_key(kind: str, scope: Scope) -> tuple[object, ...]:
+    return (kind, scope.user_id, scope.period, scope.modality, scope.service_level, scope.since)
 
 
 def scope_for(
@@ -93,14 +98,31 @@ def _durations(stats: DurationStats | None) -> Durations:
     return Durations(count=stats.count, median_seconds=stats.median, p95_seconds=stats.p95)
 
 
-async def summary(session: AsyncSession, scope: Scope, filters: Filters) -> Summary:
-    rows = await repository.counts(session, filters)
-    overall, by_level = await repository.time_to_pacs(session, filters)
+async def summary(
+    sessionmaker: async_sessionmaker[AsyncSession], scope: Scope, filters: Filters
+) -> Summary:
+    """Computed in sessions of its own (the result may be shared by concurrent requests)."""
     stat_filters = Filters(filters.since, filters.owner_id, filters.modality, ServiceLevel.stat)
-    if filters.service_level not in (None, ServiceLevel.stat):
-        stat_report = DurationStats(0, None, None)
+    no_stat = filters.service_level not in (None, ServiceLevel.stat)
+
+    async def stat_report_of(session: AsyncSession) -> DurationStats:
+        if no_stat:
+            return DurationStats(0, None, None)
+        return await repository.time_to_report(session, stat_filters)
+
+    if sessionmaker.kw["bind"].dialect.name == "postgresql":
+        # Three independent scans: on PostgreSQL they run at once, each on a connection.
+        rows, (overall, by_level), stat_report = await asyncio.gather(
+            _in_session(sessionmaker, lambda s: repository.counts(s, filters)),
+            _in_session(sessionmaker, lambda s: repository.time_to_pacs(s, filters)),
+            _in_session(sessionmaker, stat_report_of),
+        )
     else:
-        stat_report = await repository.time_to_report(session, stat_filters)
+        # SQLite: every transaction takes the one write lock; one session, one after another.
+        async with sessionmaker() as session:
+            rows = await repository.counts(session, filters)
+            overall, by_level = await repository.time_to_pacs(session, filters)
+            stat_report = await stat_report_of(session)
 
     outcomes: dict[str, int] = {state.value: 0 for state in UploadState}
     modalities: dict[str, list[int]] = {}
@@ -150,32 +172,49 @@ async def summary(session: AsyncSession, scope: Scope, filters: Filters) -> Summ
     )
 
 
-async def trends(session: AsyncSession, scope: Scope, filters: Filters) -> Trends:
-    rows = await repository.daily(session, filters)
+async def trends(
+    sessionmaker: async_sessionmaker[AsyncSession], scope: Scope, filters: Filters
+) -> dict[str, Any]:
+    """The daily series as plain data (a year of days is too many models to build per request;
+    the route serialises it once, in the shape of :class:`Trends`)."""
     today = scope.until.date()
+    async with sessionmaker() as session:
+        rows = await repository.daily(session, filters)
+        earliest = await repository.first_day(session, filters) if scope.since is None else None
     if scope.since is not None:
         first = scope.since.date()
     else:
-        earliest = await repository.first_upload_at(session, filters)
-        first = earliest.date() if earliest is not None else today
+        first = earliest if earliest is not None else today
     first = max(first, today - timedelta(days=MAX_TREND_DAYS - 1))
-    days: dict[date, TrendDay] = {}
-    cursor = first
-    while cursor <= today:
-        days[cursor] = TrendDay(
-            date=cursor, uploads=0, bytes=0, delivered=0, failed=0, modalities={}
-        )
-        cursor += timedelta(days=1)
-    for day, modality, state, n, size in rows:
-        entry = days.get(day)
+    days: dict[date, dict[str, Any]] = {}
+    for offset in range((today - first).days + 1):
+        day = first + timedelta(days=offset)
+        days[day] = {
+            "date": day.isoformat(),
+            "uploads": 0,
+            "bytes": 0,
+            "delivered": 0,
+            "failed": 0,
+            "modalities": {},
+        }
+    for row in rows:
+        entry = days.get(row.day)
         if entry is None:
             continue
-        entry.uploads += n
-        entry.bytes += size
-        entry.delivered += n if state in DELIVERED else 0
-        entry.failed += n if state in FAILED else 0
-        entry.modalities[modality] = entry.modalities.get(modality, 0) + n
-    return Trends(scope=scope, days=list(days.values()))
+        entry["uploads"] += row.uploads
+        entry["bytes"] += row.bytes
+        entry["delivered"] += row.delivered
+        entry["failed"] += row.failed
+        entry["modalities"][row.modality] = row.uploads
+    return {"scope": scope.model_dump(mode="json"), "days": list(days.values())}
+
+
+async def _in_session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    query: Callable[[AsyncSession], Awaitable[T]],
+) -> T:
+    async with sessionmaker() as session:
+        return await query(session)
 
 
 # --- CSV export --------------------------------------------------------------------------------

@@ -149,15 +149,80 @@ def upgrade() -> None:
     )
     op.create_index("stream_ticket_expires_at_idx", "stream_ticket", ["expires_at"])
 
-    # Analytics (relaypacs.analytics.models): uploads by start time, and the first delivery.
+    # Analytics (relaypacs.analytics.models): the admin's upload list, and the fact table.
     op.create_index("upload_created_at_idx", "upload", ["created_at"])
+    op.create_table(
+        "upload_stat",
+        sa.Column("upload_id", sa.Uuid(), nullable=False),
+        sa.Column("owner_id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", _TZ, nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("modality", sa.String(16), nullable=False),
+        sa.Column("service_level", sa.String(20), nullable=False),
+        sa.Column("state", sa.String(32), nullable=False),
+        sa.Column("total_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("file_count", sa.Integer(), nullable=False),
+        sa.Column("seconds_to_pacs", sa.Float(), nullable=True),
+        sa.Column("seconds_to_report", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["upload_id"], ["upload.id"], name=op.f("upload_stat_upload_id_fkey"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["owner_id"],
+            ["user_account.id"],
+            name=op.f("upload_stat_owner_id_fkey"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("upload_id", name=op.f("upload_stat_pkey")),
+    )
     op.create_index(
-        "upload_event_state_upload_id_at_idx", "upload_event", ["state", "upload_id", "at"]
+        "upload_stat_created_at_idx",
+        "upload_stat",
+        ["created_at"],
+        postgresql_include=[
+            "owner_id",
+            "modality",
+            "service_level",
+            "state",
+            "total_bytes",
+            "seconds_to_pacs",
+        ],
+    )
+    op.create_index(
+        "upload_stat_owner_id_created_at_idx", "upload_stat", ["owner_id", "created_at"]
+    )
+    _backfill_upload_stat()
+
+
+def _backfill_upload_stat() -> None:
+    """Uploads made before this revision get their rows (later ones are kept by the app)."""
+    postgres = op.get_bind().dialect.name == "postgresql"
+    if postgres:
+        day = "(u.created_at AT TIME ZONE 'UTC')::date"
+        delivered = "EXTRACT(EPOCH FROM d.at - u.created_at)"
+        ready = "EXTRACT(EPOCH FROM r.ready_at - u.created_at)"
+    else:
+        day = "date(u.created_at)"
+        delivered = "(julianday(d.at) - julianday(u.created_at)) * 86400.0"
+        ready = "(julianday(r.ready_at) - julianday(u.created_at)) * 86400.0"
+    op.execute(
+        f"""
+        INSERT INTO upload_stat (upload_id, owner_id, created_at, day, modality, service_level,
+                                 state, total_bytes, file_count, seconds_to_pacs,
+                                 seconds_to_report)
+        SELECT u.id, u.owner_id, u.created_at, {day}, u.modality, u.service_level, u.state,
+               u.total_bytes, u.file_count, {delivered}, {ready}
+        FROM upload u
+        LEFT JOIN (SELECT upload_id, MIN(at) AS at FROM upload_event
+                   WHERE state IN ('delivered', 'partially_delivered')
+                   GROUP BY upload_id) d ON d.upload_id = u.id
+        LEFT JOIN report r ON r.upload_id = u.id
+        """  # noqa: S608  (no input: fixed expressions per dialect)
     )
 
 
 def downgrade() -> None:
-    op.drop_index("upload_event_state_upload_id_at_idx", table_name="upload_event")
+    op.drop_table("upload_stat")
     op.drop_index("upload_created_at_idx", table_name="upload")
     op.drop_table("stream_ticket")
     op.drop_table("stream_event")
