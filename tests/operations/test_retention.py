@@ -35,7 +35,7 @@ async def _validated_upload(
 ) -> str:
     session = await uploads.start(client, headers, [instance(rows=32, columns=32)])
     await uploads.send_all(client, session)
-    assert (await uploads.complete_and_wait(client, app, session))["state"] == "validated"
+    assert (await uploads.complete_and_wait(client, app, session))["state"] == "delivered"
     return session.id
 
 

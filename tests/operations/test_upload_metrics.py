@@ -30,7 +30,7 @@ async def test_a_real_upload_moves_chunk_byte_and_outcome_metrics(
     await uploads.send_all(client, session)
     repeated = await uploads.put(client, session, 0, 0)
     assert repeated.status_code == 200
-    assert (await uploads.complete_and_wait(client, app, session))["state"] == "validated"
+    assert (await uploads.complete_and_wait(client, app, session))["state"] == "delivered"
 
     not_dicom = await uploads.start(client, user.headers, [b"plain text, not DICOM" * 100])
     await uploads.send_all(client, not_dicom)

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from relaypacs.uploads.service import FORWARD_JOB
+
 API = "/api/v1"
 KIB = 1024
 MIB = 1024 * KIB
@@ -169,11 +171,19 @@ async def job_finished(
 async def complete_and_wait(
     client: httpx.AsyncClient, app: FastAPI, session: Session, wait_seconds: float = 60
 ) -> dict[str, Any]:
-    """POST complete, await the assembly job, return the upload's status."""
-    async with job_finished(app, "uploads.assemble", session.id) as done:
+    """POST complete, await the assembly job and, when it validated the study and the
+    forwarding stage is installed, the forwarding job; return the upload's status."""
+    async with (
+        job_finished(app, "uploads.assemble", session.id) as assembled,
+        job_finished(app, FORWARD_JOB, session.id) as forwarded,
+    ):
         response = await client.post(
             f"{API}/uploads/{session.id}/complete", headers=session.token_headers
         )
         assert response.status_code == 202, response.text
-        await asyncio.wait_for(done.wait(), wait_seconds)
+        await asyncio.wait_for(assembled.wait(), wait_seconds)
+        after = await status(client, session)
+        forwarding = FORWARD_JOB in app.state.job_worker.registry.handlers
+        if forwarding and after["state"] in {"validated", "queued", "forwarding"}:
+            await asyncio.wait_for(forwarded.wait(), wait_seconds)
     return await status(client, session)

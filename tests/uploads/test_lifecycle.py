@@ -118,10 +118,10 @@ async def test_complete_is_idempotent(client: httpx.AsyncClient, app: FastAPI) -
     session = await uploads.start(client, user.headers, [instance()])
     await uploads.send_all(client, session)
     status = await uploads.complete_and_wait(client, app, session)
-    assert status["state"] == "validated"
+    assert status["state"] == "delivered"
     again = await client.post(f"{API}/{session.id}/complete", headers=session.token_headers)
     assert again.status_code == 202
-    assert again.json()["state"] == "validated"
+    assert again.json()["state"] == "delivered"
     timeline = (await uploads.status(client, session))["timeline"]
     assert [e["state"] for e in timeline].count("assembling") == 1
 
@@ -179,7 +179,7 @@ async def test_expiry_job_expires_only_unfinished_sessions_and_frees_their_chunk
     key = chunk_key(uuid.UUID(unfinished.id), uuid.UUID(unfinished.file_id()), 0)
     assert await app.state.resources.chunk_store.size_of(key) is None
     assert (await uploads.status(client, fresh))["state"] == "created"
-    assert (await uploads.status(client, finished, user.headers))["state"] == "validated"
+    assert (await uploads.status(client, finished, user.headers))["state"] == "delivered"
     gone = await client.post(f"{API}/{unfinished.id}/complete", headers=user.headers)
     assert gone.status_code == 410
     assert gone.json()["code"] == "upload_expired"

@@ -56,7 +56,7 @@ async def _wait_for_outcome(client: httpx.AsyncClient, session: uploads.Session)
     deadline = time.monotonic() + 120
     while True:
         status = await uploads.status(client, session)
-        if status["state"] not in {"assembling", "receiving"}:
+        if status["state"] not in {"assembling", "receiving", "validated", "queued", "forwarding"}:
             return status
         assert time.monotonic() < deadline, status
         await asyncio.sleep(0.2)
@@ -105,7 +105,7 @@ async def test_two_processes_sharing_database_and_store_take_alternate_chunks(
             )
             assert response.status_code == 202
             outcome = await _wait_for_outcome(first, session)
-        assert outcome["state"] == "validated", outcome
+        assert outcome["state"] == "delivered", outcome
         assert outcome["files"][0]["sha256"] == hashlib.sha256(data).hexdigest()
     finally:
         for server in servers:
@@ -187,7 +187,7 @@ async def test_server_killed_mid_upload_resumes_to_byte_identical_file(
             )
             assert response.status_code == 202
             outcome = await _wait_for_outcome(client, session)
-        assert outcome["state"] == "validated", outcome
+        assert outcome["state"] == "delivered", outcome
         assert outcome["files"][0]["sha256"] == hashlib.sha256(data).hexdigest()
     finally:
         server.stop()

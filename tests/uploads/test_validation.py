@@ -41,7 +41,7 @@ async def test_pydicom_test_files_valid_broken_and_dicomdir_are_judged_per_file(
     session = await uploads.start(client, user.headers, contents, names=names)
     await uploads.send_all(client, session)
     status = await uploads.complete_and_wait(client, app, session)
-    assert status["state"] == "validated"
+    assert status["state"] == "delivered"
     assert status["instance_count"] == 3
     by_name = {f["name"]: f for f in status["files"]}
     assert [by_name[n]["status"] for n in names] == [
@@ -102,7 +102,7 @@ async def test_zip_export_is_unpacked_with_path_tricks_and_bombs_refused(
     await uploads.send_all(client, session)
     status = await uploads.complete_and_wait(client, app, session)
 
-    assert status["state"] == "validated"
+    assert status["state"] == "delivered"
     assert status["instance_count"] == 3
     assert sorted(i["entry_name"] for i in status["instances"]) == sorted(images)
     for found in status["instances"]:
@@ -164,7 +164,7 @@ async def test_large_multiframe_instance_over_many_chunks_is_byte_identical(
     )
     await uploads.send_all(client, session)
     status = await uploads.complete_and_wait(client, app, session)
-    assert status["state"] == "validated"
+    assert status["state"] == "delivered"
     [found] = status["instances"]
     assert found["size"] == len(data)
     assert found["sha256"] == hashlib.sha256(data).hexdigest()
@@ -186,7 +186,7 @@ async def test_header_disagreeing_with_declared_study_is_a_warning_without_the_v
     )
     await uploads.send_all(client, session)
     status = await uploads.complete_and_wait(client, app, session)
-    assert status["state"] == "validated"
+    assert status["state"] == "delivered"
     codes = {w["code"] for w in status["warnings"]}
     assert codes == {"patient_name_mismatch", "modality_mismatch"}
     assert "SOMEONE" not in str(status["warnings"])

@@ -1,0 +1,209 @@
+"""Helpers for the forwarding tests: a database of their own, gateway settings with quick
+retries, an Orthanc that records what it receives, and waiting for an upload's state."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydicom
+from fastapi import FastAPI
+
+from relaypacs.config import Settings
+from relaypacs.jobs.registry import JobRegistry, default_registry, load_task_modules
+from relaypacs.jobs.worker import Worker
+from relaypacs.resources import Resources
+from relaypacs.uploads.service import ASSEMBLE_JOB, FORWARD_JOB
+from tests.conftest import make_settings
+from tests.support import uploads
+from tests.support.databases import throwaway_database
+from tests.support.orthanc import OrthancServer
+
+API = "/api/v1"
+#: Orthanc's filter (a PACS policy) silently discards instances of a series with this
+#: description, while its STOW-RS answer still lists them as stored.
+DISCARDED_SERIES = "DISCARDED BY PACS POLICY"
+FINAL_STATES = frozenset({"delivered", "partially_delivered", "failed", "rejected"})
+
+
+@dataclass(frozen=True)
+class ForwardingBase:
+    """One database and one DATA_DIR per test module and backend. Apps built on it share the
+    chunk store, so a job one app's worker started can be finished by another's."""
+
+    database_url: str
+    data_dir: Path
+    backend: str
+
+    def settings(self, **overrides: object) -> Settings:
+        values: dict[str, object] = {
+            # Retries in a fraction of a second, so outages last seconds, not minutes.
+            "job_retry_base_seconds": 0.2,
+            "job_retry_cap_seconds": 1.0,
+            "job_poll_seconds": 0.2,
+            "pacs_breaker_reset_seconds": 0.3,
+            "pacs_timeout_seconds": 20.0,
+        }
+        values.update(overrides)
+        return make_settings(self.database_url, self.data_dir, **values)
+
+
+@contextmanager
+def forwarding_base(backend: str, directory: Path) -> Iterator[ForwardingBase]:
+    with throwaway_database(backend, directory) as url:
+        yield ForwardingBase(url, directory / "data", backend)
+
+
+def pacs_settings(orthanc: OrthancServer) -> dict[str, object]:
+    return {
+        "pacs_url": orthanc.url,
+        "pacs_kind": "orthanc",
+        "pacs_name": "orthanc",
+        "pacs_username": orthanc.username,
+        "pacs_password": orthanc.password,
+    }
+
+
+class RecordingOrthanc(OrthancServer):
+    """A real Orthanc whose Lua filter writes down every instance it receives (duplicates
+    included), can take ``delay`` seconds per instance (a slow PACS, so that a test can act
+    mid-forward) and discards the instances of :data:`DISCARDED_SERIES`."""
+
+    def __init__(self, directory: Path, *, delay: float = 0.0) -> None:
+        super().__init__(directory)
+        self.received_log = directory / "received.txt"
+        script = directory / "record.lua"
+        script.write_text(
+            f"""
+function ReceivedInstanceFilter(dicom, origin, info)
+  local log = io.open("{self.received_log}", "a")
+  log:write(dicom.SOPInstanceUID .. "\\n")
+  log:close()
+  local started = os.clock()
+  while os.clock() - started < {delay} do end
+  return dicom.SeriesDescription ~= "{DISCARDED_SERIES}"
+end
+"""
+        )
+        config = json.loads(self.config_path.read_text())
+        config["LuaScripts"] = [str(script)]
+        self.config_path.write_text(json.dumps(config))
+
+    def wait_until_received(self, count: int, timeout: float = 60.0) -> None:
+        """Blocking: until ``count`` instances have reached the PACS (its log is the only
+        view another process gives of a forward in progress)."""
+        deadline = time.monotonic() + timeout
+        while sum(self.received().values()) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Orthanc received {sum(self.received().values())} instances")
+            time.sleep(0.02)
+
+    def received(self) -> Counter[str]:
+        """How many times each SOP Instance UID reached the PACS."""
+        if not self.received_log.exists():
+            return Counter()
+        return Counter(line for line in self.received_log.read_text().splitlines() if line)
+
+
+def with_series_description(data: bytes, description: str) -> bytes:
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    dataset.SeriesDescription = description
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def sop_instance_uid(data: bytes) -> str:
+    return str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
+
+
+async def send_study(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    contents: list[bytes],
+    **study: Any,
+) -> uploads.Session:
+    """Start an upload of ``contents``, send every chunk and complete it (nothing awaited)."""
+    session = await uploads.start(client, headers, contents, **study)
+    await uploads.send_all(client, session)
+    response = await client.post(
+        f"{API}/uploads/{session.id}/complete", headers=session.token_headers
+    )
+    assert response.status_code == 202, response.text
+    return session
+
+
+@asynccontextmanager
+async def job_outcomes(worker: Worker) -> AsyncIterator[asyncio.Event]:
+    """An event set whenever ``worker`` records an outcome of an upload job."""
+    happened = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def listener(job: Any, outcome: str) -> None:
+        if job.kind in (ASSEMBLE_JOB, FORWARD_JOB):
+            loop.call_soon_threadsafe(happened.set)
+
+    worker.listeners.append(listener)
+    try:
+        yield happened
+    finally:
+        worker.listeners.remove(listener)
+
+
+async def wait_for_state(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    session: uploads.Session,
+    states: set[str] | frozenset[str],
+    *,
+    worker: Worker | None = None,
+    wait_seconds: float = 60.0,
+) -> dict[str, Any]:
+    """The upload's status once its state is one of ``states``, checked after each outcome of
+    the app's (or the given) worker: a state is committed before the outcome of its job."""
+    async with (
+        job_outcomes(worker or app.state.job_worker) as happened,
+        asyncio.timeout(wait_seconds),
+    ):
+        while True:
+            happened.clear()
+            status = await uploads.status(client, session)
+            if status["state"] in states:
+                return status
+            await happened.wait()
+
+
+def timeline(status: dict[str, Any]) -> list[str]:
+    return [event["state"] for event in status["timeline"]]
+
+
+async def assemble_without_forwarding(resources: Resources, jobs: int = 1) -> None:
+    """Run only the assembly jobs due now (``jobs`` of them) on a worker of their own, so that
+    a test can act between ``validated`` and forwarding."""
+    load_task_modules()
+    registry = JobRegistry(handlers={ASSEMBLE_JOB: default_registry.handlers[ASSEMBLE_JOB]})
+    worker = Worker(resources, registry=registry, concurrency=1)
+    done = asyncio.Event()
+    outcomes: list[str] = []
+
+    def record(job: Any, outcome: str) -> None:
+        outcomes.append(outcome)
+        if len(outcomes) == jobs:
+            done.set()
+
+    worker.listeners.append(record)
+    worker.start()
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+    finally:
+        await worker.stop()
+    assert outcomes == ["succeeded"] * jobs, outcomes
