@@ -88,5 +88,9 @@ bench-uploads: install  ## chunk ingest vs @tus/server (see bench/README.md); no
 	cd bench/tus && npm ci --no-audit --no-fund --loglevel=error
 	$(BIN)/python -m bench.uploads.bench $(BENCH_ARGS)
 
+.PHONY: bench-forwarding
+bench-forwarding: install system-deps  ## a 500 MiB study through the gateway into Orthanc vs direct STOW-RS (see bench/README.md); not a test
+	$(BIN)/python -m bench.forwarding.bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache web/node_modules web/dist

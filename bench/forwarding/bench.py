@@ -1,0 +1,405 @@
+"""A study through the gateway into Orthanc, against the same files stored directly (not a test).
+
+    .venv/bin/python -m bench.forwarding.bench                 (or: make bench-forwarding)
+    .venv/bin/python -m bench.forwarding.bench --instances 200 # a smaller study
+    .venv/bin/python -m bench.forwarding.bench --database-url postgresql+asyncpg://...  # + worker
+
+One run, one Orthanc (apt `orthanc` + `orthanc-dicomweb`, started here with its own storage):
+
+1. **direct**: the study's files stored with RelayPACS's own STOW-RS client straight into Orthanc,
+   with each batching of ``--batchings``; the fastest is "best direct";
+2. **gateway**: `relaypacs serve` (embedded SQLite, jobs in-process; or PostgreSQL with a
+   separate `relaypacs worker`) with ``RELAYPACS_PACS_URL`` pointing at the same Orthanc and the
+   best direct batching. A client uploads the same files over HTTP (one 1 MiB chunk per file,
+   ``--connections`` in flight), completes the upload and waits for ``delivered``: from the
+   first chunk's request to the ``delivered`` row of the upload's timeline;
+3. **direct again** with the best batching, to show how much the machine drifted meanwhile.
+
+Between runs the study is deleted from Orthanc, so every run stores the same files afresh. The
+gateway's time is split with its own timeline (upload / assemble+validate / queue / forward) and
+the forwarding job's log line (STOW-RS and QIDO-RS confirmation seconds). Results go to
+bench/results/forwarding-<time>.json and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from pydicom.uid import CTImageStorage, generate_uid
+from tests.pacs.conftest import dicom_bytes
+from tests.support.orthanc import OrthancServer
+
+from bench.uploads.bench import Connection, free_port, wait_listening
+from relaypacs.pacs.destination import StowInstance
+from relaypacs.pacs.destinations.dicomweb import DicomWebDestination
+from relaypacs.pacs.service import BatchLimits, store_in_batches
+
+ROOT = Path(__file__).resolve().parents[2]
+MIB = 1024 * 1024
+CHUNK = MIB
+PASSWORD = "Vq8#relay-Pacs!"  # noqa: S105 (a throwaway benchmark account)
+DEFAULT_BATCHINGS = ("50x4", "20x8")
+
+
+def write_study(directory: Path, count: int) -> tuple[str, list[Path]]:
+    """``count`` CT instances of 512x512 16-bit pixels (~512 KiB each), one study and series."""
+    study_uid, series_uid, patient_id = generate_uid(), generate_uid(), f"BENCH-{os.getpid()}"
+    paths = []
+    for n in range(count):
+        _, data = dicom_bytes(study_uid, series_uid=series_uid, pixels=512, patient_id=patient_id)
+        path = directory / f"{n:05d}.dcm"
+        path.write_bytes(data)
+        paths.append(path)
+    return study_uid, paths
+
+
+def batching(text: str) -> BatchLimits:
+    instances, parallel = (int(part) for part in text.split("x"))
+    return BatchLimits(max_instances=instances, parallel=parallel)
+
+
+# --- direct STOW-RS ----------------------------------------------------------------------------
+
+
+def stow_instances(paths: list[Path], study_uid: str) -> list[StowInstance]:
+    def opener(path: Path) -> AsyncIterator[bytes]:
+        async def stream() -> AsyncIterator[bytes]:
+            async with await anyio.open_file(path, "rb") as handle:
+                while piece := await handle.read(256 * 1024):
+                    yield piece
+
+        return stream()
+
+    return [
+        StowInstance(
+            sop_instance_uid=f"{study_uid}.{n}",  # only the response's bookkeeping uses it
+            sop_class_uid=str(CTImageStorage),
+            study_instance_uid=study_uid,
+            series_instance_uid="1.2",
+            size=path.stat().st_size,
+            open=lambda path=path: opener(path),  # type: ignore[misc]
+        )
+        for n, path in enumerate(paths)
+    ]
+
+
+async def direct(orthanc: OrthancServer, paths: list[Path], study_uid: str, plan: str) -> float:
+    destination = DicomWebDestination(
+        "orthanc",
+        orthanc.dicomweb_url,
+        kind="orthanc",
+        username=orthanc.username,
+        password=orthanc.password,
+        max_connections=32,
+    )
+    try:
+        started = time.perf_counter()
+        result = await store_in_batches(
+            destination, stow_instances(paths, study_uid), batching(plan)
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        await destination.close()
+    assert not result.failed, [r.reason for r in result.failed][:3]
+    assert not result.refused, [r.reason for r in result.refused][:3]
+    return seconds
+
+
+def forget_study(orthanc: OrthancServer, study_uid: str, expected: int) -> None:
+    """Check Orthanc holds the whole study, then delete it so the next run stores it afresh."""
+    assert orthanc.study_instance_count(study_uid) == expected
+    found = httpx.post(
+        f"{orthanc.url}/tools/find",
+        auth=orthanc.auth,
+        json={"Level": "Study", "Query": {"StudyInstanceUID": study_uid}},
+        timeout=60,
+    ).json()
+    for study in found:
+        httpx.delete(f"{orthanc.url}/studies/{study}", auth=orthanc.auth, timeout=600)
+    assert orthanc.study_instance_count(study_uid) == 0
+
+
+# --- through the gateway -----------------------------------------------------------------------
+
+
+def start_gateway(
+    work: Path, orthanc: OrthancServer, plan: str, database_url: str | None
+) -> tuple[int, list[subprocess.Popen[bytes]], Path]:
+    instances, parallel = plan.split("x")
+    port = free_port()
+    log_path = work / "gateway.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RELAYPACS_DATA_DIR": str(work / "gateway"),
+        # INFO: the forwarding job's `upload_forwarded` line carries the STOW/QIDO split.
+        "RELAYPACS_LOG_LEVEL": "INFO",
+        "RELAYPACS_BCRYPT_ROUNDS": "4",
+        "RELAYPACS_UPLOAD_START_RATE_LIMIT": "100000/minute",
+        "RELAYPACS_CHUNK_RATE_LIMIT": "10000000/minute",
+        "RELAYPACS_PACS_URL": orthanc.url,
+        "RELAYPACS_PACS_KIND": "orthanc",
+        "RELAYPACS_PACS_USERNAME": orthanc.username,
+        "RELAYPACS_PACS_PASSWORD": orthanc.password,
+        "RELAYPACS_STOW_MAX_BATCH_INSTANCES": instances,
+        "RELAYPACS_STOW_PARALLEL_REQUESTS": parallel,
+    }
+    if database_url:
+        env["RELAYPACS_DATABASE_URL"] = database_url
+    log = log_path.open("wb")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "relaypacs", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    ]
+    wait_listening(port, processes[0])
+    if database_url:
+        # PostgreSQL: `serve` runs no jobs; a worker process does, as in production.
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "relaypacs", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    log.close()
+    return port, processes, log_path
+
+
+async def sign_in(port: int) -> dict[str, str]:
+    connection = await Connection.open(port)
+    name = f"bench{random.randrange(10**9)}"
+    headers = {"Content-Type": "application/json"}
+    body = json.dumps({"username": name, "email": f"{name}@example.org", "password": PASSWORD})
+    status, _, text = await connection.request(
+        "POST", "/api/v1/auth/register", headers, body.encode()
+    )
+    assert status == 201, text
+    body = json.dumps({"username": name, "password": PASSWORD})
+    status, _, text = await connection.request("POST", "/api/v1/auth/login", headers, body.encode())
+    assert status == 200, text
+    connection.close()
+    return {"Authorization": "Bearer " + json.loads(text)["access_token"]}
+
+
+async def control_request(
+    port: int, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, str]:
+    """One request on a fresh connection (a control connection idle through the upload would
+    meet the server's keep-alive timeout)."""
+    connection = await Connection.open(port)
+    try:
+        status, _, content = await connection.request(method, path, headers, body)
+    finally:
+        connection.close()
+    return status, content.decode()
+
+
+async def through_gateway(port: int, paths: list[Path], connections: int) -> dict[str, Any]:
+    auth = await sign_in(port)
+    body = json.dumps(
+        {
+            "study": {
+                "patient_name": f"BENCH^{random.randrange(10**12)}",
+                "study_date": "2024-05-17",
+                "modality": "CT",
+                "service_level": "routine",
+            },
+            "files": [{"name": path.name, "size": path.stat().st_size} for path in paths],
+            "chunk_size": CHUNK,
+            "force_upload": True,
+        }
+    ).encode()
+    status, text = await control_request(
+        port, "POST", "/api/v1/uploads", {**auth, "Content-Type": "application/json"}, body
+    )
+    assert status == 201, text
+    created = json.loads(text)
+    upload_id, token = created["upload_id"], created["upload_token"]
+    files = created["files"]
+    assert all(f["chunk_count"] == 1 for f in files)
+    queue: asyncio.Queue[tuple[str, Path]] = asyncio.Queue()
+    for entry, path in zip(files, paths, strict=True):
+        queue.put_nowait((entry["file_id"], path))
+
+    async def sender() -> None:
+        connection = await Connection.open(port)
+        try:
+            while not queue.empty():
+                file_id, path = queue.get_nowait()
+                data = await asyncio.to_thread(path.read_bytes)
+                md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+                status, _, text = await connection.request(
+                    "PUT",
+                    f"/api/v1/uploads/{upload_id}/files/{file_id}/chunks/0",
+                    {"X-Upload-Token": token, "Content-MD5": md5},
+                    data,
+                )
+                assert status == 201, (status, text)
+        finally:
+            connection.close()
+
+    first_chunk_at = time.time()
+    await asyncio.gather(*(sender() for _ in range(connections)))
+    uploaded_at = time.time()
+    status, text = await control_request(
+        port, "POST", f"/api/v1/uploads/{upload_id}/complete", {"X-Upload-Token": token}
+    )
+    assert status == 202, text
+    # The light list view (not the 1,000-instance status) while the gateway works.
+    while True:
+        status, text = await control_request(
+            port, "GET", "/api/v1/uploads?limit=1", {**auth, "Accept": "application/json"}
+        )
+        assert status == 200, text
+        state = json.loads(text)["items"][0]["state"]
+        if state in {"delivered", "partially_delivered", "failed", "rejected"}:
+            break
+        await asyncio.sleep(0.05)
+    seen_at = time.time()
+    status, text = await control_request(
+        port, "GET", f"/api/v1/uploads/{upload_id}", {"X-Upload-Token": token}
+    )
+    upload = json.loads(text)
+    assert upload["state"] == "delivered", (upload["state"], upload["failure_reason"])
+    at = {e["state"]: datetime.fromisoformat(e["at"]).timestamp() for e in upload["timeline"]}
+    return {
+        "upload_id": upload_id,
+        "first_chunk_at": first_chunk_at,
+        "uploaded_at": uploaded_at,
+        "seen_delivered_at": seen_at,
+        "timeline": at,
+    }
+
+
+def forwarded_line(log_path: Path, upload_id: str) -> dict[str, Any]:
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"upload_forwarded"' in line and upload_id in line:
+            record: dict[str, Any] = json.loads(line)
+            return record
+    return {}
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-forwarding-") as scratch:
+        work = Path(scratch)
+        study_dir = work / "study"
+        study_dir.mkdir()
+        study_uid, paths = await asyncio.to_thread(write_study, study_dir, args.instances)
+        total = sum(path.stat().st_size for path in paths)
+        orthanc = OrthancServer(work / "orthanc")
+        await asyncio.to_thread(orthanc.start)
+        results: dict[str, Any] = {
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": sys.version.split()[0],
+                "load_average_at_start": list(os.getloadavg()),
+            },
+            "study": {"instances": len(paths), "bytes": total, "mib": round(total / MIB, 1)},
+            "database": args.database_url or "sqlite (embedded default)",
+            "direct": {},
+        }
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            for plan in args.batchings:
+                seconds = await direct(orthanc, paths, study_uid, plan)
+                results["direct"][plan] = round(seconds, 2)
+                print(f"direct {plan:>6}: {seconds:6.2f} s  {total / MIB / seconds:6.1f} MiB/s")
+                await asyncio.to_thread(forget_study, orthanc, study_uid, len(paths))
+            best = min(results["direct"], key=results["direct"].get)
+
+            port, processes, log_path = start_gateway(work, orthanc, best, args.database_url)
+            outcome = await through_gateway(port, paths, args.connections)
+            at = outcome["timeline"]
+            forwarded = forwarded_line(log_path, outcome["upload_id"])
+            gateway_seconds = at["delivered"] - outcome["first_chunk_at"]
+            split = {
+                "upload": outcome["uploaded_at"] - outcome["first_chunk_at"],
+                "complete_request": at["assembling"] - outcome["uploaded_at"],
+                "assemble_validate": at["validated"] - at["assembling"],
+                "queue": at["forwarding"] - at["validated"],
+                "forward_stow": forwarded.get("stow_seconds"),
+                "confirm_qido": forwarded.get("confirm_seconds"),
+                "forward_total": at["delivered"] - at["forwarding"],
+            }
+            results["gateway"] = {
+                "batching": best,
+                "connections": args.connections,
+                "seconds": round(gateway_seconds, 2),
+                "split_seconds": {
+                    k: (round(v, 2) if v is not None else None) for k, v in split.items()
+                },
+            }
+            print(f"gateway ({best}, {args.connections} connections): {gateway_seconds:6.2f} s")
+            for name, value in results["gateway"]["split_seconds"].items():
+                print(f"    {name:18s} {value}")
+            for process in processes:
+                process.terminate()
+                process.wait(30)
+            processes = []
+            await asyncio.to_thread(forget_study, orthanc, study_uid, len(paths))
+
+            again = await direct(orthanc, paths, study_uid, best)
+            results["direct_again"] = {best: round(again, 2)}
+            print(f"direct {best:>6} again: {again:6.2f} s")
+            best_direct = min(results["direct"][best], again)
+            results["ratio_gateway_to_best_direct"] = round(gateway_seconds / best_direct, 2)
+            print(f"gateway / best direct = {results['ratio_gateway_to_best_direct']}")
+        finally:
+            for process in processes:
+                process.kill()
+            await asyncio.to_thread(orthanc.stop)
+        results["machine"]["load_average_at_end"] = list(os.getloadavg())
+        results["client_peak_rss_mib"] = round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        )
+        return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--instances", type=int, default=1000, help="512 KiB instances")
+    parser.add_argument(
+        "--batchings",
+        nargs="+",
+        default=list(DEFAULT_BATCHINGS),
+        help="direct STOW-RS batchings to try, as INSTANCESxPARALLEL",
+    )
+    parser.add_argument("--connections", type=int, default=8, help="chunk PUTs in flight")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL (adds a worker process)")
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    out = ROOT / "bench" / "results" / f"forwarding-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"results: {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
