@@ -141,7 +141,8 @@ export function NewUploadPage() {
         files,
         totalBytes: files.reduce((sum, f) => sum + f.size, 0),
         ...(preferences ? { requestedChunkSize: preferences.chunk_size } : {}),
-        forceUpload: preferences ? !preferences.duplicate_warnings : false,
+        // The gateway applies the user's duplicate-warning preference itself.
+        forceUpload: false,
       };
       await jobStore.addJob(job, toSend.map((entry) => entry.file));
       engine().send({ type: 'enqueue', jobId: id });

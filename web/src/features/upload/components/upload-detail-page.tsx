@@ -117,6 +117,11 @@ export function UploadDetailPage() {
       >
         <p>{job.message ?? 'You uploaded a study with the same patient, date and modality recently.'}</p>
         <p>Send it anyway only if this is a different study (for example a repeat scan).</p>
+        {job.duplicateOf ? (
+          <p>
+            <Link to={`/uploads/${job.duplicateOf}`}>See the earlier upload</Link>
+          </p>
+        ) : null}
       </Dialog>
       <p>
         <Link to="/uploads">All uploads</Link>

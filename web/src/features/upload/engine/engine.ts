@@ -266,6 +266,8 @@ export class UploadEngine {
     } catch (error) {
       if (error instanceof TransportError && error.status === 409 && error.code === 'duplicate_study') {
         job.message = error.message;
+        const body = (error.body ?? {}) as { duplicate_of?: unknown };
+        if (typeof body.duplicate_of === 'string') job.duplicateOf = body.duplicate_of;
         await this.advance(job, 'duplicate', signal);
         return false;
       }

@@ -50,6 +50,8 @@ export interface UploadJob {
   expiresAt?: string;
   /** user-facing reason when state is failed or duplicate */
   message?: string;
+  /** the gateway's id of the earlier upload this one duplicates */
+  duplicateOf?: string;
   submittedAt?: number;
 }
 

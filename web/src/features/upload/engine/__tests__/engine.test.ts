@@ -264,6 +264,7 @@ describe('upload engine', () => {
     await started(h);
     await until(async () => (await stateOf('j1')) === 'duplicate', 'duplicate');
     expect(h.latest()[0]?.message).toMatch(/2 days ago/);
+    expect(h.latest()[0]?.duplicateOf).toBe('earlier-upload');
     await h.engine.handle({ type: 'decide-duplicate', jobId: 'j1', send: true });
     await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
   });

@@ -52,7 +52,10 @@ export class FakeGateway implements Transport {
     this.check(signal);
     this.auth(token);
     if (this.duplicateUnlessForced && !body.force_upload) {
-      throw new TransportError(409, 'duplicate_study', 'A study like this was sent 2 days ago.');
+      throw new TransportError(409, 'duplicate_study', 'A study like this was sent 2 days ago.', null, {
+        code: 'duplicate_study',
+        duplicate_of: 'earlier-upload',
+      });
     }
     const id = `u${this.nextId++}`;
     const chunkSize = this.chunkSize;
