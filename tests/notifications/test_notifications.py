@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import select
 
-from relaypacs.notifications.models import NotificationType
+from relaypacs.db.base import utcnow
+from relaypacs.jobs.registry import JobContext
+from relaypacs.notifications.models import NotificationType, StreamEvent, StreamTicket
+from relaypacs.notifications.tasks import prune_stream_log
 from tests.support.accounts import assert_problem, sign_in
 from tests.support.live_events import API, notify
 
@@ -98,3 +105,42 @@ async def test_bad_inputs_are_problems(client: httpx.AsyncClient, app: FastAPI) 
     assert count.json() == {"count": 1}
     response = await client.get(f"{API}/notifications")
     assert_problem(response, 401, "not_authenticated")
+
+
+async def test_the_event_log_and_used_tickets_are_pruned_after_their_time(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    await notify(app, user.id)
+    now = utcnow()
+    async with app.state.sessionmaker() as session:
+        old = StreamEvent(user_id=user.id, event="unread_count", data={"count": 0})
+        old.created_at = now - timedelta(hours=25)
+        session.add(old)
+        session.add(
+            StreamTicket(
+                token_hash="0" * 63 + "1",
+                user_id=user.id,
+                created_at=now - timedelta(hours=2),
+                expires_at=now - timedelta(hours=2) + timedelta(seconds=60),
+            )
+        )
+        await session.commit()
+        old_id = old.id
+    resources = app.state.resources
+    await prune_stream_log(
+        JobContext(
+            resources=resources,
+            sessionmaker=resources.sessionmaker,
+            settings=resources.settings,
+            job_id=uuid.uuid4(),
+            kind="notifications.prune",
+            attempt=1,
+        ),
+        {},
+    )
+    async with app.state.sessionmaker() as session:
+        assert await session.get(StreamEvent, old_id) is None
+        assert await session.get(StreamTicket, "0" * 63 + "1") is None
+        kept = await session.scalars(select(StreamEvent).where(StreamEvent.user_id == user.id))
+        assert len(kept.all()) == 2  # the fresh notification and its unread count

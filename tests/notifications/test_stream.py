@@ -13,7 +13,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
@@ -288,3 +288,28 @@ async def test_a_client_that_stops_reading_is_disconnected(
 
 async def test_unknown_user_id_events_do_not_leak(app: FastAPI) -> None:
     assert app.state.event_hub.stream_count(uuid.uuid4()) == 0
+
+
+async def test_a_lost_listen_connection_is_replaced_and_nothing_is_missed(
+    client: httpx.AsyncClient, app: FastAPI, base_url: str, settings: Settings
+) -> None:
+    if settings.is_sqlite:
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    user = await sign_in(client, app)
+    async with open_stream(base_url, ticket=await stream_ticket(client, user.headers)) as events:
+        await events.next()
+        async with app.state.sessionmaker() as session:
+            # The hub's listening connection dies (a PostgreSQL restart or a network cut).
+            killed = await session.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+                )
+            )
+            assert killed.scalars().all() == [True]
+        during = await notify(app, user.id, title="while the listener was down")
+        event = await events.until("notification", wait=30)
+        assert event.data["id"] == str(during)
+        after = await notify(app, user.id, title="after it came back")
+        event = await events.until("notification", wait=30)
+        assert event.data["id"] == str(after)

@@ -189,15 +189,6 @@ async def daily(session: AsyncSession, filters: Filters) -> list[DailyRow]:
     return rows
 
 
-async def first_day(session: AsyncSession, filters: Filters) -> date | None:
-    statement = select(func.min(S.day)).where(*filters.conditions())
-    value = (await session.execute(statement)).scalar_one_or_none()
-    if isinstance(value, str):
-        # SQLite hands an aggregate back untyped.
-        value = date.fromisoformat(value)
-    return value
-
-
 # --- export ------------------------------------------------------------------------------------
 
 

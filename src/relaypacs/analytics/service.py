@@ -180,11 +180,11 @@ async def trends(
     today = scope.until.date()
     async with sessionmaker() as session:
         rows = await repository.daily(session, filters)
-        earliest = await repository.first_day(session, filters) if scope.since is None else None
     if scope.since is not None:
         first = scope.since.date()
     else:
-        first = earliest if earliest is not None else today
+        # "all" starts at the first day with an upload (days without any are not rows).
+        first = min((row.day for row in rows), default=today)
     first = max(first, today - timedelta(days=MAX_TREND_DAYS - 1))
     days: dict[date, dict[str, Any]] = {}
     for offset in range((today - first).days + 1):

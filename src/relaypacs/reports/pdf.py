@@ -20,6 +20,13 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
 
+def _person(name: str) -> str:
+    # DICOM PN order Family^Given^Middle^Prefix^Suffix, as a reader expects to see it.
+    family, given, middle, prefix, suffix = ([*name.split("=")[0].split("^"), "", "", "", ""])[:5]
+    rest = " ".join(p for p in (prefix, given, middle, suffix) if p)
+    return f"{family}, {rest}" if family and rest else family or rest or name
+
+
 def render_report_pdf(report: Report, upload: Upload) -> bytes:
     """Blocking (ReportLab): call from a thread."""
     buffer = io.BytesIO()
@@ -36,7 +43,7 @@ def render_report_pdf(report: Report, upload: Upload) -> bytes:
     )
     styles = getSampleStyleSheet()
     details = [
-        ("Patient", upload.patient_name),
+        ("Patient", _person(upload.patient_name)),
         ("Patient ID", upload.patient_id or "-"),
         ("Study date", upload.study_date.isoformat()),
         ("Modality", upload.modality),
