@@ -88,6 +88,10 @@ bench-uploads: install  ## chunk ingest vs @tus/server (see bench/README.md); no
 	cd bench/tus && npm ci --no-audit --no-fund --loglevel=error
 	$(BIN)/python -m bench.uploads.bench $(BENCH_ARGS)
 
+.PHONY: bench-analytics
+bench-analytics: install  ## summary and trends on 100,000 uploads in PostgreSQL (see bench/README.md); not a test
+	$(BIN)/python -m bench.analytics.bench $(BENCH_ARGS)
+
 .PHONY: bench-forwarding
 bench-forwarding: install system-deps  ## a 500 MiB study through the gateway into Orthanc vs direct STOW-RS (see bench/README.md); not a test
 	$(BIN)/python -m bench.forwarding.bench $(BENCH_ARGS)
