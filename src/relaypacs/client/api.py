@@ -21,6 +21,7 @@ import base64
 import logging
 import random
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,11 @@ SEND_PIECE = 64 * 1024
 # so idle detection sees a stall within seconds instead of after megabytes of buffered data.
 SEND_BUFFER = 128 * 1024
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Linux: retransmit on a linear, not exponential, timer while few packets are in flight. Under
+# heavy loss a connection's window collapses to a packet or two and exponential backoff then
+# leaves it silent for tens of seconds at a time; measured on the 50%-loss link of the harness,
+# one 5 MB study took 319 s with this (21% re-sent) and 490 s without (68% re-sent).
+TCP_THIN_LINEAR_TIMEOUTS = 16
 
 
 class ClientError(Exception):
@@ -96,6 +102,13 @@ class TransferStats:
     retries: int = 0
 
 
+def _socket_options() -> list[tuple[int, int, int]]:
+    options = [(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)]
+    if sys.platform == "linux":
+        options.append((socket.IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, 1))
+    return options
+
+
 def content_md5(data: bytes | memoryview) -> str:
     import hashlib
 
@@ -146,7 +159,7 @@ class GatewayClient:
         transport = httpx.AsyncHTTPTransport(
             retries=0,
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            socket_options=[(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)],
+            socket_options=_socket_options(),
         )
         self._http = httpx.AsyncClient(
             base_url=self.server,
