@@ -8,7 +8,7 @@ import io
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,8 +168,28 @@ async def wait_for_state(
     worker: Worker | None = None,
     wait_seconds: float = 60.0,
 ) -> dict[str, Any]:
-    """The upload's status once its state is one of ``states``, checked after each outcome of
-    the app's (or the given) worker: a state is committed before the outcome of its job."""
+    """The upload's status once its state is one of ``states``."""
+    return await wait_for_status(
+        app,
+        client,
+        session,
+        lambda status: status["state"] in states,
+        worker=worker,
+        wait_seconds=wait_seconds,
+    )
+
+
+async def wait_for_status(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    session: uploads.Session,
+    ready: Callable[[dict[str, Any]], bool],
+    *,
+    worker: Worker | None = None,
+    wait_seconds: float = 60.0,
+) -> dict[str, Any]:
+    """The upload's status once ``ready(status)``, checked after each outcome of the app's (or
+    the given) worker: what a job changes is committed before its outcome is recorded."""
     async with (
         job_outcomes(worker or app.state.job_worker) as happened,
         asyncio.timeout(wait_seconds),
@@ -177,7 +197,7 @@ async def wait_for_state(
         while True:
             happened.clear()
             status = await uploads.status(client, session)
-            if status["state"] in states:
+            if ready(status):
                 return status
             await happened.wait()
 

@@ -30,6 +30,7 @@ from tests.pacs.forwarding import (
     sop_instance_uid,
     timeline,
     wait_for_state,
+    wait_for_status,
     with_series_description,
 )
 from tests.support import uploads
@@ -276,3 +277,37 @@ async def test_a_study_the_pacs_refuses_entirely_fails_with_the_reason_for_the_u
     # No report waits for a study that is not in the PACS.
     assert reports == []
     assert orthanc.study_instance_count(study_uid) == 0
+
+
+async def test_wrong_pacs_credentials_keep_the_study_queued_until_they_are_fixed(
+    base: ForwardingBase, orthanc: RecordingOrthanc
+) -> None:
+    study_uid = generate_uid()
+    files = _series(2, study_uid)
+    wrong = {**pacs_settings(orthanc), "pacs_password": "not-the-password"}
+    async with running_app(base.settings(**wrong)) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await send_study(client, user.headers, files)
+        # Until a STOW-RS attempt has put its reason on the instances.
+        waiting = await wait_for_status(
+            app,
+            client,
+            session,
+            lambda s: (
+                s["state"] in FINAL_STATES or any(i["forward_reason"] for i in s["instances"])
+            ),
+        )
+        assert waiting["state"] == "queued"
+        # Never blamed on an instance: they wait, with the reason shown.
+        assert {(i["forward_status"], i["forward_reason"]) for i in waiting["instances"]} == {
+            ("pending", "STOW-RS answered HTTP 401: check the destination's credentials")
+        }
+        assert orthanc.received() == {}
+
+    async with (
+        running_app(base.settings(**pacs_settings(orthanc))) as app,
+        new_client(app) as client,
+    ):
+        status = await wait_for_state(app, client, session, FINAL_STATES)
+    assert status["state"] == "delivered", status
+    assert orthanc.study_instance_count(study_uid) == len(files)

@@ -48,7 +48,7 @@ from relaypacs.pacs.destination import (
     StowInstance,
     StowResult,
 )
-from relaypacs.pacs.exceptions import DestinationError
+from relaypacs.pacs.exceptions import DestinationError, DestinationMisconfigured
 from relaypacs.pacs.service import BatchLimits, store_in_batches
 from relaypacs.reports import service as reports_service
 from relaypacs.uploads import repository as uploads_repository
@@ -136,6 +136,10 @@ class Forwarder:
         # `queued` without a `forwarding` row per retry in its timeline.
         try:
             await self.destination.ping()
+        except DestinationMisconfigured:
+            # The check is a QIDO-RS query, which a STOW-only endpoint may not serve: let the
+            # STOW-RS request itself tell (wrong credentials fail there too, and are retried).
+            return
         except DestinationError as exc:
             raise NotYetDelivered(
                 f"the PACS is unreachable: {exc.reason}", retry_after=exc.retry_after
