@@ -313,3 +313,14 @@ async def test_a_lost_listen_connection_is_replaced_and_nothing_is_missed(
         after = await notify(app, user.id, title="after it came back")
         event = await events.until("notification", wait=30)
         assert event.data["id"] == str(after)
+
+
+async def test_an_idle_stream_gets_a_heartbeat(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    quick = settings.model_copy(update={"sse_heartbeat_seconds": 0.2})
+    async with running_app(quick) as app, serve_app(app) as base_url:
+        user = await sign_in(client, app)
+        async with open_stream(base_url, headers=user.headers) as events:
+            assert (await events.next()).event == "unread_count"
+            assert await events.until_comment("ping", wait=5) == []

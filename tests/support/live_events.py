@@ -41,6 +41,7 @@ class EventReader:
         self.comments: list[str] = []
         self.retry: int | None = None
         self._lines = response.aiter_lines()
+        self._pending: str | None = None
 
     async def next(self, wait: float = 10.0) -> ServerEvent:
         async with asyncio.timeout(wait):
@@ -50,7 +51,10 @@ class EventReader:
         event_id: str | None = None
         name = "message"
         data: list[str] = []
-        async for line in self._lines:
+        pending = getattr(self, "_pending", None)
+        self._pending = None
+        lines = self._lines
+        async for line in _prefixed(pending, lines):
             if line == "":
                 if data:
                     return ServerEvent(event_id, name, json.loads("\n".join(data)))
@@ -81,6 +85,25 @@ class EventReader:
                 ):
                     return found
 
+    async def until_comment(self, text: str, wait: float = 10.0) -> list[ServerEvent]:
+        """Read until a comment line holding ``text``; returns the events passed on the way."""
+        passed: list[ServerEvent] = []
+        async with asyncio.timeout(wait):
+            while not any(text in c for c in self.comments):
+                passed.append(await self._next_or_comment())
+        return [e for e in passed if e is not None]
+
+    async def _next_or_comment(self) -> ServerEvent | None:
+        line = await anext(self._lines)
+        if line.startswith(":"):
+            self.comments.append(line[1:].strip())
+            return None
+        if line == "":
+            return None
+        # An event starts: read the rest of it.
+        self._pending = line
+        return await self._next()
+
     async def read_to_end(self) -> list[ServerEvent]:
         """Every event until the server ends the stream."""
         events: list[ServerEvent] = []
@@ -89,6 +112,13 @@ class EventReader:
                 events.append(await self.next())
             except EOFError:
                 return events
+
+
+async def _prefixed(first: str | None, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    if first is not None:
+        yield first
+    async for line in rest:
+        yield line
 
 
 @asynccontextmanager
