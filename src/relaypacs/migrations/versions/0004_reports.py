@@ -165,7 +165,10 @@ def upgrade() -> None:
         sa.Column("seconds_to_pacs", sa.Float(), nullable=True),
         sa.Column("seconds_to_report", sa.Float(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["upload_id"], ["upload.id"], name=op.f("upload_stat_upload_id_fkey"), ondelete="CASCADE"
+            ["upload_id"],
+            ["upload.id"],
+            name=op.f("upload_stat_upload_id_fkey"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["owner_id"],
