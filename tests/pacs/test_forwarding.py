@@ -20,6 +20,7 @@ from relaypacs.jobs.worker import Worker
 from relaypacs.uploads.service import FORWARD_JOB
 from relaypacs.uploads.store import upload_prefix
 from relaypacs.users.models import Role
+from tests.operations.test_metrics import scrape, value
 from tests.pacs.forwarding import (
     API,
     FINAL_STATES,
@@ -62,11 +63,19 @@ async def test_without_a_pacs_the_archive_receives_the_study_byte_for_byte(
             instance(study_uid=study_uid, series_uid=series[0], instance_number=2),
             instance(study_uid=study_uid, series_uid=series[1], rows=512, columns=600),
         ]
-        session = await uploads.start(client, user.headers, files)
+        before = await scrape(client)
+        session = await uploads.start(client, user.headers, files, service_level="stat")
         await uploads.send_all(client, session)
         status = await uploads.complete_and_wait(client, app, session)
+        after = await scrape(client)
 
         assert status["state"] == "delivered", status
+        delivered = {"state": "delivered"}
+        finished = "relaypacs_uploads_finished_total"
+        assert value(after, finished, **delivered) - value(before, finished, **delivered) == 1
+        stat = {"service_level": "stat"}
+        timed = "relaypacs_upload_delivery_seconds_count"
+        assert value(after, timed, **stat) - value(before, timed, **stat) == 1
         assert timeline(status)[-4:] == ["validated", "queued", "forwarding", "delivered"]
         assert status["timeline"][-1]["detail"] == "3 instance(s) stored"
         assert {(i["forward_status"], i["forward_reason"]) for i in status["instances"]} == {
