@@ -64,8 +64,12 @@ lint: install
 types: install
 	$(BIN)/mypy src
 
+# Most tests wait on real processes (servers, Orthanc, S3, workers), so they run 4 at a time even
+# on 2 cores. The browser tests run on their own: Playwright's sync API drives its own event loop.
+PYTEST_WORKERS ?= 4
 pytest: install system-deps web
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --ignore=tests/e2e --durations=15
+	$(BIN)/pytest tests/e2e --durations=5
 
 # Deployment files without Docker (compose schema, nginx -t, promtool, dashboards) and the
 # licences of everything that ships (PRD C-BIZ-03).
