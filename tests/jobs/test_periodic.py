@@ -38,8 +38,9 @@ async def test_periodic_job_runs_once_per_period_across_two_workers(
         running_worker(second, registries[1]) as two,
     ):
         await asyncio.wait_for(enough.wait(), timeout=30)
-        # Both workers took part in scheduling, not just one of them.
-        scheduled = (one.counters.periodic_enqueued, two.counters.periodic_enqueued)
+    # Read once both workers have stopped: on a loaded machine another period can be scheduled
+    # between the event and the shutdown, and it must be counted like the jobs below.
+    scheduled = (one.counters.periodic_enqueued, two.counters.periodic_enqueued)
     assert Counter(periods).most_common(1)[0][1] == 1, periods
     assert periods == sorted(periods)
     jobs = await jobs_of_kind(first, kind)
