@@ -37,14 +37,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web_dist() -> Path:
     if not (WEB_DIST / "index.html").is_file():
         pytest.fail("the PWA is not built: run `make web` first")
     return WEB_DIST
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc | None]:
     """Orthanc when Debian's package is installed (make test installs it), else None."""
     if not orthanc_available():
@@ -56,7 +56,7 @@ def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc | None]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gateway(
     tmp_path_factory: pytest.TempPathFactory, web_dist: Path, pacs: Orthanc | None
 ) -> Iterator[Gateway]:
@@ -74,7 +74,7 @@ def gateway(
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def proxy(gateway: Gateway) -> Iterator[ThrottlingProxy]:
     link = ThrottlingProxy(gateway.port)
     yield link
@@ -89,7 +89,7 @@ def link(proxy: ThrottlingProxy) -> Iterator[ThrottlingProxy]:
     proxy.thaw()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_driver() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         pytest.skip("Chromium is not installed (make test installs it with apt)")
@@ -97,7 +97,7 @@ def playwright_driver() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     chromium = playwright_driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
     yield chromium
@@ -142,7 +142,7 @@ class Api:
         return response.json()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(gateway: Gateway) -> Iterator[Api]:
     client = Api(gateway.url)
     yield client
@@ -216,7 +216,7 @@ def page(
     assert errors == [], f"uncaught errors in the page: {errors}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
