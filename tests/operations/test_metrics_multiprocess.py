@@ -142,20 +142,22 @@ def test_metrics_of_two_worker_processes_add_up_and_survive_a_killed_worker(
     gateway: tuple[str, subprocess.Popen[bytes], Path],
 ) -> None:
     url, supervisor, metrics_dir = gateway
-    workers = sorted(_children(supervisor.pid))
     # Only workers that import the app have metrics files; wait until both answered once.
     _wait_for(lambda: len(_children(supervisor.pid)) == 2, "worker processes")
+    workers = sorted(_children(supervisor.pid))
     before = _healthz_total(url)
 
     for serving, stopped in ((workers[0], workers[1]), (workers[1], workers[0])):
+        # Keep the pause short: uvicorn's supervisor replaces a worker that misses its health
+        # checks for 5 s, and a loaded machine must not turn that into a flaky test.
         os.kill(stopped, signal.SIGSTOP)
         try:
-            _hit_healthz(url, 15)
+            _hit_healthz(url, 5)
         finally:
             os.kill(stopped, signal.SIGCONT)
         assert (metrics_dir / f"counter_{serving}.db").exists()
 
-    assert _healthz_total(url) - before == 30
+    assert _healthz_total(url) - before == 10
 
     # A worker killed outright: its counts stay in the sum, and its replacement joins it.
     os.kill(workers[0], signal.SIGKILL)
@@ -164,9 +166,9 @@ def test_metrics_of_two_worker_processes_add_up_and_survive_a_killed_worker(
         "the supervisor to replace the killed worker",
     )
     _wait_for(lambda: _answers(url), "the gateway to answer again")
-    assert _healthz_total(url) - before == 30
+    assert _healthz_total(url) - before == 10
     _hit_healthz(url, 5)
-    assert _healthz_total(url) - before == 35
+    assert _healthz_total(url) - before == 15
 
 
 def _sample(url: str, name: str, labels: dict[str, str]) -> float | None:
