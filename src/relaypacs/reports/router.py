@@ -96,6 +96,8 @@ async def get_report_pdf(
 ) -> Response:
     report, upload = await service.get_visible(session, user, report_id)
     service.ensure_ready(report)
+    # No transaction stays open while the PACS answers.
+    await session.commit()
     content = await service.pacs_pdf(report, _sources(request))
     origin = "pacs"
     if content is None:

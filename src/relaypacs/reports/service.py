@@ -343,28 +343,45 @@ class SyncOutcome:
     error: str | None = None
 
 
-async def sync_report(
-    session: AsyncSession,
-    report: Report,
-    upload: Upload,
-    sources: Sequence[PacsReportSource],
-    settings: Settings,
-) -> SyncOutcome:
-    """Ask the PACS for the study's report; ``ready`` (and notify) when it has one."""
-    now = utcnow()
+@dataclass(frozen=True)
+class Lookup:
+    """What the PACS said about a study, gathered with no transaction open (a slow PACS must
+    not hold a row lock, nor SQLite's single write lock)."""
+
+    found: FoundReport | None
+    error: str | None
+
+
+async def look_up(
+    session: AsyncSession, report: Report, upload: Upload, sources: Sequence[PacsReportSource]
+) -> Lookup:
+    """Read what identifies the study, end the transaction, then ask the PACS."""
     study_uids, series, instances = await repository.uploaded_identity(session, upload.id)
     if report.study_instance_uid and report.study_instance_uid not in study_uids:
         study_uids.insert(0, report.study_instance_uid)
-    report.last_synced_at = now
+    await session.commit()
     try:
         found = await find_report(
             sources, study_uids, uploaded_series=series, uploaded_instances=instances
         )
     except ReportSourceError as exc:
-        report.sync_error = exc.reason[:300]
+        return Lookup(None, exc.reason)
+    return Lookup(found, None)
+
+
+async def record_lookup(
+    session: AsyncSession, report: Report, upload: Upload, lookup: Lookup, settings: Settings
+) -> SyncOutcome:
+    """Apply a lookup to the (locked, freshly read) report; ``ready`` and notify when the PACS
+    has the report."""
+    now = utcnow()
+    report.last_synced_at = now
+    found = lookup.found
+    if lookup.error is not None:
+        report.sync_error = lookup.error[:300]
         report.next_sync_at = _next_sync(report, now, settings)
         await session.flush()
-        return SyncOutcome(False, exc.reason)
+        return SyncOutcome(False, lookup.error)
     report.sync_error = None
     if found is None or (found.structured_report is None and found.pdf is None):
         report.next_sync_at = _next_sync(report, now, settings)
@@ -429,11 +446,13 @@ async def sync_now(
     *,
     request: Request | None,
 ) -> tuple[Report, Upload]:
-    report, upload = await get_visible(session, user, report_id, for_update=True)
+    report, upload = await get_visible(session, user, report_id)
     if report.status is not ReportStatus.ready or report.pdf_sop_instance_uid is None:
-        outcome = await sync_report(session, report, upload, sources, settings)
-        if outcome.error is not None:
-            raise PacsUnavailable(outcome.error)
+        lookup = await look_up(session, report, upload, sources)
+        if lookup.error is not None:
+            raise PacsUnavailable(lookup.error)
+        report, upload = await get_visible(session, user, report_id, for_update=True)
+        await record_lookup(session, report, upload, lookup, settings)
     await audit_read(session, request, user, "report.synced", report.id)
     return report, upload
 

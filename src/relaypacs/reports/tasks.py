@@ -36,13 +36,16 @@ async def sync_due_reports(ctx: JobContext, payload: dict[str, Any]) -> None:
     ready = failed = 0
     for report_id in due:
         async with ctx.sessionmaker() as session:
-            found = await repository.get_with_upload(session, report_id, for_update=True)
-            if found is None:
+            found = await repository.get_with_upload(session, report_id)
+            if found is None or found[0].next_sync_at is None:
                 continue
-            report, upload = found
-            if report.next_sync_at is None or report.next_sync_at > utcnow():
-                continue  # another worker got here first
-            outcome = await service.sync_report(session, report, upload, sources, ctx.settings)
+            due_at = found[0].next_sync_at
+            lookup = await service.look_up(session, found[0], found[1], sources)
+        async with ctx.sessionmaker() as session:
+            found = await repository.get_with_upload(session, report_id, for_update=True)
+            if found is None or found[0].next_sync_at != due_at:
+                continue  # changed meanwhile (another worker, a radiologist): theirs wins
+            outcome = await service.record_lookup(session, found[0], found[1], lookup, ctx.settings)
             await session.commit()
         ready += outcome.became_ready
         failed += outcome.error is not None
