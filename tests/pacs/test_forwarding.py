@@ -193,11 +193,6 @@ async def test_a_pacs_down_past_the_maximum_age_fails_the_upload_and_tells_the_u
     assert any(path.is_file() for path in chunks.rglob("*"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analytics.requeue_upload finds the forwarding job by dedupe_key "
-    "'pacs.forward:<upload_id>', which uploads.service.enqueue_forwarding does not set",
-)
 async def test_an_admin_requeues_a_failed_delivery_and_it_is_delivered(
     base: ForwardingBase,
 ) -> None:

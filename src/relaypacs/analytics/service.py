@@ -291,7 +291,7 @@ async def requeue_upload(
         raise UploadNotFound()
     if upload.state is not UploadState.failed:
         raise UploadNotRequeueable(f"The upload is {upload.state.value}", state=upload.state.value)
-    keys = [f"{kind}:{upload.id}" for kind in _RETRY_KINDS]
+    keys = [uploads_service.job_key(kind, upload.id) for kind in _RETRY_KINDS]
     if await repository.unfinished_job(session, keys) is not None:
         raise UploadNotRequeueable("A job for this upload is still queued or running")
     stuck = await repository.latest_requeueable_job(session, keys)

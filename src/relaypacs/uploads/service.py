@@ -95,6 +95,11 @@ PRIORITY_BY_SERVICE_LEVEL = {
 }
 
 
+def job_key(kind: str, upload_id: uuid.UUID) -> str:
+    """The dedupe key of an upload's job of one kind: at most one is queued or running."""
+    return f"{kind}:{upload_id}"
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -495,9 +500,10 @@ async def complete_upload(
         session,
         ASSEMBLE_JOB,
         {"upload_id": str(upload.id)},
-        # No dedupe key: this runs once, in the receiving → assembling transition made under
-        # the upload's row lock.
+        # Runs once, in the receiving → assembling transition made under the upload's row lock;
+        # the key is how an admin's requeue finds this job again.
         priority=PRIORITY_BY_SERVICE_LEVEL[upload.service_level],
+        dedupe_key=job_key(ASSEMBLE_JOB, upload.id),
     )
     await record_audit(
         session,
@@ -575,6 +581,7 @@ async def enqueue_forwarding(session: AsyncSession, upload: Upload) -> bool:
         {"upload_id": str(upload.id)},
         # Called once, in the assembling → validated transition under the row lock.
         priority=PRIORITY_BY_SERVICE_LEVEL[upload.service_level],
+        dedupe_key=job_key(FORWARD_JOB, upload.id),
     )
     return True
 
