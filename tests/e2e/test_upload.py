@@ -104,9 +104,10 @@ def test_going_offline_mid_upload_waits_and_completes_when_back(
     expect(page.get_by_test_id("job-status-line")).to_contain_text("Offline")
     page.locator("summary", has_text="12 files").click()  # per-file progress, for the picture
     page.screenshot(path=str(SCREENSHOTS / "upload-offline-1280.png"), full_page=True)
-    before = page.get_by_test_id("job-percent").text_content()
+    before = int((page.get_by_test_id("job-percent").text_content() or "0").rstrip("%"))
     page.wait_for_timeout(1_500)
-    assert page.get_by_test_id("job-percent").text_content() == before
+    # Nothing moves while offline (a chunk cut off mid-flight may even take its bytes back).
+    assert int((page.get_by_test_id("job-percent").text_content() or "0").rstrip("%")) <= before
 
     page.context.set_offline(False)
     expect(page.get_by_test_id("server-status")).to_have_attribute(
@@ -161,7 +162,7 @@ def test_reload_mid_upload_resumes_without_resending_stored_chunks(
     after = link.chunk_puts(since=mark)
     resent = [e.chunk for e in after if e.chunk in stored]
     assert resent == [], f"chunks the gateway already had were sent again: {resent}"
-    assert 0 < len(after) <= missing
+    assert 0 < len({e.chunk for e in after}) <= missing
     assert api.get(f"/uploads/{upload_id}", tokens)["instance_count"] == 12
 
 
