@@ -227,7 +227,7 @@ async def test_only_radiologists_and_admins_change_reports(
 
 
 async def test_an_sr_in_the_local_archive_makes_the_report_ready(
-    client: httpx.AsyncClient, app: FastAPI, settings: Settings
+    client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     owner = await sign_in(client, app)
     delivered = await deliver(client, app, owner)
@@ -244,6 +244,9 @@ async def test_an_sr_in_the_local_archive_makes_the_report_ready(
         radiologist="Curie^Marie^^Dr",
     )
     study_uid, series_uid, sop_uid, _ = uids_of(sr)
+    # The app's own settings: the session-wide app may have been built by another folder's
+    # `settings` fixture (tests/uploads overrides it), with another data directory.
+    settings: Settings = app.state.settings
     archive = Path(settings.data_dir) / "archive" / study_uid / series_uid
     archive.mkdir(parents=True, exist_ok=True)
     (archive / f"{sop_uid}.dcm").write_bytes(sr)
