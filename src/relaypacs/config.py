@@ -14,6 +14,10 @@ MIB = 1024 * KIB
 GIB = 1024 * MIB
 
 
+# HIPAA §164.316(b)(2)(i): six years. Migration 0005 enforces the same floor in the database.
+AUDIT_MINIMUM_RETENTION_DAYS = 2192
+
+
 class Environment(StrEnum):
     development = "development"
     production = "production"
@@ -136,6 +140,12 @@ class Settings(BaseSettings):
     retention_notification_days: int = Field(
         default=180, ge=0, description="Delete notifications (read or not) this old"
     )
+    retention_audit_days: int = Field(
+        default=0,
+        ge=0,
+        description="Delete audit records this old; 0 keeps them forever, else at least "
+        f"{AUDIT_MINIMUM_RETENTION_DAYS} days (six years; the database refuses younger deletes)",
+    )
     worker_metrics_port: int | None = Field(
         default=None, description="`relaypacs worker` serves /metrics on this port"
     )
@@ -176,6 +186,15 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+    @model_validator(mode="after")
+    def _audit_retention_floor(self) -> Settings:
+        if 0 < self.retention_audit_days < AUDIT_MINIMUM_RETENTION_DAYS:
+            raise ValueError(
+                f"RELAYPACS_RETENTION_AUDIT_DAYS must be 0 (keep forever) or at least "
+                f"{AUDIT_MINIMUM_RETENTION_DAYS} (six years)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _reject_unsafe_production(self) -> Settings:

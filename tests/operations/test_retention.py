@@ -7,12 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, update
+from pydantic import ValidationError
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError
 
 from relaypacs.audit.models import AuditEvent
 from relaypacs.auth.models import LoginSession, RefreshToken
-from relaypacs.config import Settings
+from relaypacs.config import AUDIT_MINIMUM_RETENTION_DAYS, Settings
 from relaypacs.db.base import utcnow
 from relaypacs.jobs.registry import JobContext, default_registry, load_task_modules
 from relaypacs.notifications.models import Notification
@@ -169,16 +172,59 @@ async def test_zero_days_keeps_sessions_forever(client: httpx.AsyncClient, app: 
     assert len(left) == 1
 
 
-async def test_audit_records_are_never_removed(client: httpx.AsyncClient, app: FastAPI) -> None:
-    ancient = AuditEvent(
-        id=uuid.uuid4(), occurred_at=utcnow() - timedelta(days=9000), action="test.ancient"
+async def _audit_event(app: FastAPI, days_ago: float) -> uuid.UUID:
+    event = AuditEvent(
+        id=uuid.uuid4(), occurred_at=utcnow() - timedelta(days=days_ago), action="test.aged"
     )
     async with app.state.sessionmaker() as session:
-        session.add(ancient)
+        session.add(event)
         await session.commit()
-    await _run(app)
+    return event.id
+
+
+async def _audit_event_exists(app: FastAPI, event_id: uuid.UUID) -> bool:
     async with app.state.sessionmaker() as session:
-        assert await session.get(AuditEvent, ancient.id) is not None
+        return await session.get(AuditEvent, event_id) is not None
+
+
+async def test_audit_records_are_kept_forever_by_default(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    ancient = await _audit_event(app, days_ago=9000)
+    await _run(app)
+    assert await _audit_event_exists(app, ancient)
+
+
+async def test_audit_records_go_after_their_retention_and_never_before_six_years(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    older = await _audit_event(app, days_ago=AUDIT_MINIMUM_RETENTION_DAYS + 400)
+    younger = await _audit_event(app, days_ago=AUDIT_MINIMUM_RETENTION_DAYS + 100)
+    settings = app.state.settings.model_copy(
+        update={"retention_audit_days": AUDIT_MINIMUM_RETENTION_DAYS + 200}
+    )
+    await _run(app, settings)
+    assert not await _audit_event_exists(app, older)
+    assert await _audit_event_exists(app, younger)
+
+
+async def test_the_database_refuses_to_remove_or_change_a_recent_audit_record(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    recent = await _audit_event(app, days_ago=AUDIT_MINIMUM_RETENTION_DAYS - 30)
+    for statement in (
+        delete(AuditEvent).where(AuditEvent.id == recent),
+        update(AuditEvent).where(AuditEvent.id == recent).values(action="test.forged"),
+    ):
+        async with app.state.sessionmaker() as session:
+            with pytest.raises(DBAPIError, match="append-only"):
+                await session.execute(statement)
+    assert await _audit_event_exists(app, recent)
+
+
+def test_an_audit_retention_under_six_years_is_refused() -> None:
+    with pytest.raises(ValidationError, match="six years"):
+        Settings(retention_audit_days=365)
 
 
 async def test_old_notifications_go_recent_ones_stay(

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaypacs.audit.models import AuditEvent
 from relaypacs.auth.models import LoginSession, RefreshToken, RevokedAccessToken
 from relaypacs.notifications.models import Notification
 from relaypacs.uploads.models import Upload, UploadState
@@ -73,4 +74,10 @@ async def delete_expired_access_token_denials(session: AsyncSession, now: dateti
 
 async def delete_notifications_before(session: AsyncSession, before: datetime) -> int:
     statement = delete(Notification).where(Notification.created_at < before)
+    return _rowcount(await session.execute(statement, execution_options=_NO_SYNC))
+
+
+async def delete_audit_events_before(session: AsyncSession, before: datetime) -> int:
+    """The database refuses this for records younger than the legal minimum (migration 0005)."""
+    statement = delete(AuditEvent).where(AuditEvent.occurred_at < before)
     return _rowcount(await session.execute(statement, execution_options=_NO_SYNC))

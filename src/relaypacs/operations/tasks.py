@@ -8,7 +8,9 @@ Each kind of record has its own ``RELAYPACS_RETENTION_*_DAYS`` setting (0 keeps 
 - notifications, read or not;
 - revoked access-token entries past the token's own expiry (always: they refuse nothing).
 
-Audit records are append-only in the database (a trigger refuses DELETE) and are kept.
+- audit records, only with RELAYPACS_RETENTION_AUDIT_DAYS set (default: kept forever) and never
+  younger than six years: the database refuses to change any audit record or remove a younger one.
+
 docs/operations.md#retention.
 
 Each kind commits on its own, so one failing kind never holds back the others, and the job is
@@ -76,6 +78,13 @@ async def apply_retention(ctx: JobContext, payload: dict[str, Any]) -> None:
         async with ctx.sessionmaker() as session:
             removed["notification"] = await repository.delete_notifications_before(
                 session, now - timedelta(days=settings.retention_notification_days)
+            )
+            await session.commit()
+
+    if settings.retention_audit_days:
+        async with ctx.sessionmaker() as session:
+            removed["audit_event"] = await repository.delete_audit_events_before(
+                session, now - timedelta(days=settings.retention_audit_days)
             )
             await session.commit()
 
