@@ -298,8 +298,10 @@ async def requeue_upload(
     if stuck is not None:
         job = await jobs_service.requeue(session, stuck.id)
     elif await uploads_service.enqueue_forwarding(session, upload):
-        job = await repository.unfinished_job(session, keys[:1])  # type: ignore[assignment]
-        assert job is not None
+        enqueued = await repository.unfinished_job(session, keys[:1])
+        if enqueued is None:
+            raise UploadNotRequeueable("The forwarding stage took no job for this upload")
+        job = enqueued
     else:
         raise UploadNotRequeueable("No failed job to run again and no forwarding stage")
     upload.state = (

@@ -113,7 +113,7 @@ def _watch_upload_timeline(session: Session, _: UOWTransaction) -> None:
     # ``session.new`` still lists what this flush inserted.
     for instance in session.new:
         if isinstance(instance, UploadEvent):
-            state = instance.state.value if instance.state is not None else ""
+            state = str(getattr(instance.state, "value", instance.state) or "")
             _drafts(session).append(
                 _upload_state_draft(instance.upload_id, state, instance.at, instance.detail)
             )
