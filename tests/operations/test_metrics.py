@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -10,13 +11,18 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import update
 
 from relaypacs.app import create_app
 from relaypacs.db.base import utcnow
 from relaypacs.jobs.service import enqueue
 from relaypacs.operations import metrics
+from relaypacs.uploads.models import Upload, UploadState
 from tests.conftest import client_for, make_settings
+from tests.support import uploads
+from tests.support.accounts import sign_in
 from tests.support.databases import throwaway_database
+from tests.support.dicom_studies import instance
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -142,3 +148,42 @@ async def test_queue_depth_and_oldest_due_job_age_come_from_the_database(
     assert value(samples, jobs, kind="operations.later", state="queued") == 1
     # The job due in an hour is not waiting yet; the one due five minutes ago is.
     assert 300 <= value(samples, "relaypacs_job_oldest_due_age_seconds") < 360
+
+
+async def test_each_destination_reports_its_waiting_studies_and_the_longest_wait(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    # No worker: the uploads must stay where the test puts them while it looks.
+    settings = make_settings(fresh_database_url, tmp_path / "data", run_worker_in_process=False)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        destination = app.state.resources.pacs.primary.name
+        empty = await scrape(client)
+        for name, labels in (
+            ("relaypacs_destination_studies", {"destination": destination, "state": "queued"}),
+            ("relaypacs_destination_oldest_study_age_seconds", {"destination": destination}),
+        ):
+            assert empty[(name, frozenset(labels.items()))] == 0
+        user = await sign_in(client, app)
+        placed = {UploadState.queued: (20, 3), UploadState.forwarding: (2, 1)}
+        started = {
+            state: [
+                await uploads.start(client, user.headers, [instance(rows=8, columns=8)])
+                for _ in range(count)
+            ]
+            for state, (_, count) in placed.items()
+        }
+        async with app.state.sessionmaker() as session:
+            for state, sessions in started.items():
+                await session.execute(
+                    update(Upload)
+                    .where(Upload.id.in_([uuid.UUID(s.id) for s in sessions]))
+                    .values(state=state, updated_at=utcnow() - timedelta(minutes=placed[state][0]))
+                )
+            await session.commit()
+        samples = await scrape(client)
+    studies = "relaypacs_destination_studies"
+    assert value(samples, studies, destination=destination, state="queued") == 3
+    assert value(samples, studies, destination=destination, state="forwarding") == 1
+    age = value(samples, "relaypacs_destination_oldest_study_age_seconds", destination=destination)
+    assert 20 * 60 <= age < 25 * 60

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.audit.models import AuditEvent
@@ -81,3 +81,16 @@ async def delete_audit_events_before(session: AsyncSession, before: datetime) ->
     """The database refuses this for records younger than the legal minimum (migration 0005)."""
     statement = delete(AuditEvent).where(AuditEvent.occurred_at < before)
     return _rowcount(await session.execute(statement, execution_options=_NO_SYNC))
+
+
+async def uploads_awaiting_delivery(
+    session: AsyncSession,
+) -> list[tuple[UploadState, int, datetime | None]]:
+    """Uploads waiting for or in forwarding: (state, count, when the longest-waiting one moved)."""
+    statement = (
+        select(Upload.state, func.count(), func.min(Upload.updated_at))
+        .where(Upload.state.in_((UploadState.queued, UploadState.forwarding)))
+        .group_by(Upload.state)
+    )
+    rows = (await session.execute(statement)).all()
+    return [(UploadState(state), count, oldest) for state, count, oldest in rows]

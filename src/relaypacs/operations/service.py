@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -20,8 +21,11 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from relaypacs import __version__
 from relaypacs.config import Settings
+from relaypacs.db.base import utcnow
 from relaypacs.jobs import service as jobs_service
+from relaypacs.operations import repository
 from relaypacs.resources import Resources
+from relaypacs.uploads.models import UploadState
 
 log = structlog.get_logger(__name__)
 
@@ -91,13 +95,38 @@ async def _queue_metrics(resources: Resources) -> list[Metric]:
             async with resources.sessionmaker() as session:
                 depth = await jobs_service.queue_depth(session)
                 age = await jobs_service.oldest_due_job_age_seconds(session)
+                awaiting = await repository.uploads_awaiting_delivery(session)
     except Exception as exc:  # the database being down is reported by relaypacs_dependency_up
         log.warning("queue_metrics_unavailable", error=type(exc).__name__)
         return []
     for (kind, state), count in sorted(depth.items()):
         jobs.add_metric([kind, state], count)
     oldest.add_metric([], age)
-    return [jobs, oldest]
+    return [jobs, oldest, *_delivery_backlog(resources, awaiting)]
+
+
+def _delivery_backlog(
+    resources: Resources, awaiting: list[tuple[UploadState, int, datetime | None]]
+) -> list[Metric]:
+    # Every study goes to the primary destination, so its backlog is the uploads not yet there.
+    destination = resources.pacs.primary.name
+    studies = GaugeMetricFamily(
+        "relaypacs_destination_studies",
+        "Studies waiting for (queued) or being sent to (forwarding) a PACS destination",
+        labels=["destination", "state"],
+    )
+    oldest = GaugeMetricFamily(
+        "relaypacs_destination_oldest_study_age_seconds",
+        "How long the longest-waiting study for a destination has waited (0 when none waits)",
+        labels=["destination"],
+    )
+    now = utcnow()
+    counts = {state: (count, since) for state, count, since in awaiting}
+    for state in (UploadState.queued, UploadState.forwarding):
+        studies.add_metric([destination, state.value], counts.get(state, (0, None))[0])
+    waits = [now - since for _, since in counts.values() if since is not None]
+    oldest.add_metric([destination], max(waits).total_seconds() if waits else 0.0)
+    return [studies, oldest]
 
 
 def volume_usage(settings: Settings) -> list[VolumeUsage]:
