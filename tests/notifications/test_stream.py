@@ -19,6 +19,7 @@ from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
 from relaypacs.notifications import service
 from relaypacs.notifications.models import NotificationType, StreamTicket
+from relaypacs.users.models import Role
 from tests.support.accounts import assert_problem, running_app, sign_in
 from tests.support.live_events import (
     API,
@@ -324,3 +325,21 @@ async def test_an_idle_stream_gets_a_heartbeat(
         async with open_stream(base_url, headers=user.headers) as events:
             assert (await events.next()).event == "unread_count"
             assert await events.until_comment("ping", wait=5) == []
+
+
+async def test_a_stream_ends_when_its_account_is_disabled(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    quick = settings.model_copy(update={"sse_heartbeat_seconds": 0.2})
+    async with running_app(quick) as app, serve_app(app) as base_url:
+        user = await sign_in(client, app)
+        admin = await sign_in(client, app, role=Role.admin)
+        async with open_stream(base_url, headers=user.headers) as events:
+            await events.next()
+            disabled = await client.patch(
+                f"{API}/admin/users/{user.id}", json={"is_active": False}, headers=admin.headers
+            )
+            assert disabled.status_code == 200, disabled.text
+            assert await events.read_to_end() == []
+            assert any("no longer active" in c for c in events.comments)
+        assert app.state.event_hub.stream_count(user.id) == 0

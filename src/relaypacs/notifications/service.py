@@ -307,6 +307,10 @@ async def event_stream(
             live = await _next_event(stream, wait=heartbeat_seconds)
         except TimeoutError:
             live = None
+            if not await _still_allowed(sessionmaker, stream.user_id):
+                # Disabled (or deleted) since the stream opened: it ends with the account.
+                yield _comment("closed: the account is no longer active")
+                return
             yield _comment("ping")
             if not hub.uses_listen:
                 # Another process on the same SQLite file may have written events.
@@ -322,6 +326,14 @@ async def event_stream(
             # Only recent ids can still arrive late (a transaction that committed late).
             floor = cursor - 1024
             sent = {i for i in sent if i > floor}
+
+
+async def _still_allowed(
+    sessionmaker: async_sessionmaker[AsyncSession], user_id: uuid.UUID
+) -> bool:
+    async with sessionmaker() as session:
+        user = await repository.get_user(session, user_id)
+        return user is not None and user.is_active
 
 
 async def _next_event(stream: StreamConnection, *, wait: float) -> LiveEvent | None:
