@@ -307,7 +307,9 @@ async def test_a_lost_listen_connection_is_replaced_and_nothing_is_missed(
                     "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
                 )
             )
-            assert killed.scalars().all() == [True]
+            terminated = killed.scalars().all()
+            assert terminated
+            assert all(terminated)
         during = await notify(app, user.id, title="while the listener was down")
         event = await events.until("notification", wait=30)
         assert event.data["id"] == str(during)
