@@ -5,8 +5,8 @@ veth pair, a /30 from 10.213.0.0/16 that no interface on the machine uses, a tbf
 nftables table inside the namespace. Nothing outside those is touched.
 
 - bandwidth: ``tc qdisc … tbf`` on the host end shapes client→server traffic;
-- loss: ``nft … numgen random mod 100 < N drop`` in the namespace (input = data direction,
-  output = the server's answers and ACKs);
+- loss: ``nft … numgen random mod 100 < N drop`` in the namespace on the veth only (input =
+  data direction, output = the server's answers and ACKs);
 - drops: ``ip link set … down/up`` on the host end, like Wi-Fi going away.
 (netem is not in this kernel; round-trip delay comes from :mod:`tests.resilience.proxy`.)
 """
@@ -54,6 +54,7 @@ def _free_subnet() -> ipaddress.IPv4Network:
 class Link:
     namespace: str
     host_if: str
+    peer_if: str
     host_ip: str
     server_ip: str
     rate_kbit: int | None = None
@@ -80,10 +81,19 @@ class Link:
             f"add chain inet {NFT_TABLE} in {{ type filter hook input priority 0; }}",
             f"add chain inet {NFT_TABLE} out {{ type filter hook output priority 0; }}",
         ]
+        # Only packets on the veth: the gateway's own traffic to the PACS beside it (loopback
+        # inside the namespace) crosses the same hooks and must stay clean.
+        link = f'"{self.peer_if}"'
         if inbound:
-            script.append(f"add rule inet {NFT_TABLE} in numgen random mod 100 < {inbound} drop")
+            script.append(
+                f"add rule inet {NFT_TABLE} in iifname {link} "
+                f"numgen random mod 100 < {inbound} drop"
+            )
         if outbound:
-            script.append(f"add rule inet {NFT_TABLE} out numgen random mod 100 < {outbound} drop")
+            script.append(
+                f"add rule inet {NFT_TABLE} out oifname {link} "
+                f"numgen random mod 100 < {outbound} drop"
+            )
         subprocess.run(
             self.in_namespace("nft", "-f", "-"),
             input="\n".join(script) + "\n",
@@ -127,7 +137,7 @@ def lossy_link() -> Iterator[Link]:
         _run(*inside, "ip", "addr", "add", f"{server_ip}/30", "dev", peer_if)
         _run(*inside, "ip", "link", "set", peer_if, "up")
         _run(*inside, "ip", "link", "set", "lo", "up")
-        yield Link(namespace, host_if, host_ip, server_ip)
+        yield Link(namespace, host_if, peer_if, host_ip, server_ip)
     finally:
         # Deleting the namespace deletes its veth end, the pair, the qdisc and the nft table.
         _run("ip", "link", "del", host_if, check=False)
