@@ -32,6 +32,16 @@ from tests.support.live_events import (
 from tests.support.uploads import study
 
 
+def _session_settings(app: FastAPI) -> Settings:
+    """The settings of the app `client` talks to, as the base for a second app in a test.
+
+    The second app must share its data directory (so its signing key): tokens come from the
+    first. The `settings` fixture is not always that app's (tests/uploads overrides it).
+    """
+    settings: Settings = app.state.settings
+    return settings
+
+
 @pytest.fixture(scope="session")
 async def base_url(app: FastAPI) -> AsyncIterator[str]:
     async with serve_app(app) as url:
@@ -224,11 +234,11 @@ class _Streams:
 
 
 async def test_a_stream_that_falls_behind_is_ended_and_replayed(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     """The queue per stream is bounded: an overflowing stream ends instead of growing, and
     its client gets everything back from the log with Last-Event-ID."""
-    small = settings.model_copy(update={"sse_queue_size": 4})
+    small = _session_settings(app).model_copy(update={"sse_queue_size": 4})
     async with running_app(small) as app, serve_app(app) as base_url:
         user = await sign_in(client, app)
         async with open_stream(base_url, headers=user.headers) as events:
@@ -251,9 +261,9 @@ async def test_a_stream_that_falls_behind_is_ended_and_replayed(
 
 
 async def test_a_client_that_stops_reading_is_disconnected(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    slow = settings.model_copy(update={"sse_send_timeout_seconds": 1.0})
+    slow = _session_settings(app).model_copy(update={"sse_send_timeout_seconds": 1.0})
     async with running_app(slow) as app, serve_app(app) as base_url:
         user = await sign_in(client, app)
         port = int(base_url.rsplit(":", 1)[1])
@@ -318,10 +328,8 @@ async def test_a_lost_listen_connection_is_replaced_and_nothing_is_missed(
         assert event.data["id"] == str(after)
 
 
-async def test_an_idle_stream_gets_a_heartbeat(
-    client: httpx.AsyncClient, settings: Settings
-) -> None:
-    quick = settings.model_copy(update={"sse_heartbeat_seconds": 0.2})
+async def test_an_idle_stream_gets_a_heartbeat(client: httpx.AsyncClient, app: FastAPI) -> None:
+    quick = _session_settings(app).model_copy(update={"sse_heartbeat_seconds": 0.2})
     async with running_app(quick) as app, serve_app(app) as base_url:
         user = await sign_in(client, app)
         async with open_stream(base_url, headers=user.headers) as events:
@@ -330,9 +338,9 @@ async def test_an_idle_stream_gets_a_heartbeat(
 
 
 async def test_a_stream_ends_when_its_account_is_disabled(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    quick = settings.model_copy(update={"sse_heartbeat_seconds": 0.2})
+    quick = _session_settings(app).model_copy(update={"sse_heartbeat_seconds": 0.2})
     async with running_app(quick) as app, serve_app(app) as base_url:
         user = await sign_in(client, app)
         admin = await sign_in(client, app, role=Role.admin)

@@ -288,13 +288,15 @@ async def test_wrong_pacs_credentials_keep_the_study_queued_until_they_are_fixed
     async with running_app(base.settings(**wrong)) as app, new_client(app) as client:
         user = await sign_in(client, app)
         session = await send_study(client, user.headers, files)
-        # Until a STOW-RS attempt has put its reason on the instances.
+        # Until a STOW-RS attempt has put its reason on the instances and the job has handed
+        # the study back to the queue (the reason is written while it is still `forwarding`).
         waiting = await wait_for_status(
             app,
             client,
             session,
             lambda s: (
-                s["state"] in FINAL_STATES or any(i["forward_reason"] for i in s["instances"])
+                s["state"] in FINAL_STATES
+                or (s["state"] == "queued" and any(i["forward_reason"] for i in s["instances"]))
             ),
         )
         assert waiting["state"] == "queued"
