@@ -65,10 +65,14 @@ types: install
 	$(BIN)/mypy src
 
 # Most tests wait on real processes (servers, Orthanc, S3, workers), so they run 4 at a time even
-# on 2 cores. The browser tests run on their own: Playwright's sync API drives its own event loop.
+# on 2 cores. Three runs, each in its own processes:
+# - tests/uploads overrides the `settings` fixture (every test on both chunk stores); the shared
+#   session `app` must never be built from one folder's settings and used by the other's tests;
+# - the browser tests: Playwright's sync API drives its own event loop.
 PYTEST_WORKERS ?= 4
 pytest: install system-deps web
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --ignore=tests/e2e --durations=15
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --ignore=tests/e2e --ignore=tests/uploads --durations=15
+	$(BIN)/pytest -n $(PYTEST_WORKERS) tests/uploads --durations=5
 	$(BIN)/pytest tests/e2e --durations=5
 
 # Deployment files without Docker (compose schema, nginx -t, promtool, dashboards) and the
