@@ -2,7 +2,8 @@
 
 A real `relaypacs serve` process per database backend; every generated request, valid or
 not, must get a non-5xx answer that matches the documented status codes, media types and
-schemas. A generated logout or password change makes the next case sign in again.
+schemas. A generated logout (of one sign-in or all) or password change makes the next case sign
+in again.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Gateway:
 
     def after(self, path: str) -> None:
         # A generated logout or password change ends the sign-in: sign in again next time.
-        if path.endswith(("/auth/logout", "/auth/password")):
+        if path.endswith(("/auth/logout", "/auth/logout-all", "/auth/password")):
             self._headers.clear()
 
 

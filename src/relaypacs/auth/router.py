@@ -151,6 +151,23 @@ async def logout(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.post(
+    "/logout-all",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Sign out everywhere: end every sign-in of the user, on every device",
+    responses=problem_responses(*AUTH_ERRORS),
+)
+async def logout_all(
+    user: CurrentUserPendingPasswordChange,
+    claims: AccessClaimsDep,
+    service: AuthServiceDep,
+    session: SessionDep,
+) -> Response:
+    await service.logout_all(user, claims)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get(
     "/me",
     response_model=UserOut,

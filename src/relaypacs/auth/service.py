@@ -285,6 +285,15 @@ class AuthService:
                 await self.auth.revoke_session(found[1].id, now, "logout")
         await self._audit("logout", actor=user, details={"session_id": str(claims.session_id)})
 
+    async def logout_all(self, user: User, claims: AccessClaims) -> int:
+        """Sign out everywhere: every sign-in of the user ends (its refresh family and access
+        tokens), this access token included. Returns how many sign-ins were still live."""
+        now = utcnow()
+        await self.auth.deny_access_token(claims.jti, claims.expires_at, now)
+        ended = await self.auth.revoke_user_sessions(user.id, now, "logout_all")
+        await self._audit("logout_all", actor=user, details={"sessions_ended": ended})
+        return ended
+
     # --- second factor -------------------------------------------------------------------
 
     async def setup_totp(self, user: User) -> TotpSetup:
