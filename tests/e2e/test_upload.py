@@ -84,6 +84,23 @@ def wait_for_percent(page: Page, at_least: int) -> None:
     )
 
 
+def percent(page: Page) -> int:
+    return int((page.get_by_test_id("job-percent").text_content() or "0").rstrip("%"))
+
+
+def settled_percent(page: Page, quiet_ms: int = 1_500, within_ms: int = 20_000) -> int:
+    """The progress once it has not changed for `quiet_ms` (in-flight requests finished)."""
+    last, quiet, waited = percent(page), 0, 0
+    while quiet < quiet_ms:
+        assert waited < within_ms, "progress kept moving while offline"
+        page.wait_for_timeout(250)
+        waited += 250
+        now = percent(page)
+        quiet = quiet + 250 if now == last else 0
+        last = now
+    return last
+
+
 def test_going_offline_mid_upload_waits_and_completes_when_back(
     page: Page,
     account: tuple[str, dict[str, Any]],
@@ -104,10 +121,13 @@ def test_going_offline_mid_upload_waits_and_completes_when_back(
     expect(page.get_by_test_id("job-status-line")).to_contain_text("Offline")
     page.locator("summary", has_text="12 files").click()  # per-file progress, for the picture
     page.screenshot(path=str(SCREENSHOTS / "upload-offline-1280.png"), full_page=True)
-    before = int((page.get_by_test_id("job-percent").text_content() or "0").rstrip("%"))
-    page.wait_for_timeout(1_500)
-    # Nothing moves while offline (a chunk cut off mid-flight may even take its bytes back).
-    assert int((page.get_by_test_id("job-percent").text_content() or "0").rstrip("%")) <= before
+    # A chunk already on the wire when the browser went offline may still finish (or be taken
+    # back); once those have settled, nothing new is sent until the network returns.
+    before = settled_percent(page)
+    stored_before, _ = stored_chunks(api, tokens, server_upload_id(api, tokens))
+    page.wait_for_timeout(2_000)
+    assert percent(page) <= before
+    assert stored_chunks(api, tokens, server_upload_id(api, tokens))[0] == stored_before
 
     page.context.set_offline(False)
     expect(page.get_by_test_id("server-status")).to_have_attribute(
