@@ -4,20 +4,23 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AwareDatetime
 
 from relaypacs.analytics import repository, service
 from relaypacs.analytics.cache import FigureCache
 from relaypacs.analytics.exceptions import UploadNotFound, UploadNotRequeueable
+from relaypacs.analytics.repository import Filters
 from relaypacs.analytics.schemas import (
     AdminUploadPage,
     AdminUploadSummary,
     Period,
     Requeued,
+    Scope,
     Summary,
     Trends,
 )
@@ -39,6 +42,37 @@ register_export_section("uploads", service.export_uploads_section)
 PeriodQuery = Annotated[Period, Query(description="1w, 2w, 1m (30 days), 3m, 6m or all")]
 UserQuery = Annotated[uuid.UUID | None, Query(description="Admins: one user's figures")]
 ModalityQuery = Annotated[str | None, Query(max_length=16, pattern=r"^[A-Za-z0-9]+$")]
+
+
+@dataclass(frozen=True, slots=True)
+class FigureQuery:
+    """The query parameters every figure route shares."""
+
+    period: Period
+    user_id: uuid.UUID | None
+    modality: str | None
+    service_level: ServiceLevel | None
+
+    def scope_for(self, user: User) -> tuple[Scope, Filters]:
+        return service.scope_for(
+            user,
+            self.period,
+            user_id=self.user_id,
+            modality=self.modality,
+            service_level=self.service_level,
+        )
+
+
+def _figure_query(
+    period: PeriodQuery = Period.one_month,
+    user_id: UserQuery = None,
+    modality: ModalityQuery = None,
+    service_level: ServiceLevel | None = None,
+) -> FigureQuery:
+    return FigureQuery(period, user_id, modality, service_level)
+
+
+FigureQueryDep = Annotated[FigureQuery, Depends(_figure_query)]
 
 
 def _cache(request: Request) -> FigureCache:
@@ -63,15 +97,10 @@ async def get_summary(
     request: Request,
     user: CurrentUser,
     session: SessionDep,
-    period: PeriodQuery = Period.one_month,
-    user_id: UserQuery = None,
-    modality: ModalityQuery = None,
-    service_level: ServiceLevel | None = None,
+    query: FigureQueryDep,
 ) -> Summary:
     await _limit(request, user)
-    scope, filters = service.scope_for(
-        user, period, user_id=user_id, modality=modality, service_level=service_level
-    )
+    scope, filters = query.scope_for(user)
     # The figures come from sessions of their own; this one (authentication) is done.
     await session.commit()
     sessionmaker = get_sessionmaker(request)
@@ -92,15 +121,10 @@ async def get_trends(
     request: Request,
     user: CurrentUser,
     session: SessionDep,
-    period: PeriodQuery = Period.one_month,
-    user_id: UserQuery = None,
-    modality: ModalityQuery = None,
-    service_level: ServiceLevel | None = None,
+    query: FigureQueryDep,
 ) -> JSONResponse:
     await _limit(request, user)
-    scope, filters = service.scope_for(
-        user, period, user_id=user_id, modality=modality, service_level=service_level
-    )
+    scope, filters = query.scope_for(user)
     await session.commit()
     sessionmaker = get_sessionmaker(request)
     series = await _cache(request).get(
@@ -123,24 +147,22 @@ async def export_csv(
     request: Request,
     admin: AdminUser,
     session: SessionDep,
-    period: PeriodQuery = Period.one_month,
-    user_id: UserQuery = None,
-    modality: ModalityQuery = None,
-    service_level: ServiceLevel | None = None,
+    query: FigureQueryDep,
 ) -> StreamingResponse:
     await _limit(request, admin)
-    _, filters = service.scope_for(
-        admin, period, user_id=user_id, modality=modality, service_level=service_level
-    )
+    _, filters = query.scope_for(admin)
     await record_audit(
         session,
         "analytics.exported",
         request=request,
         actor_id=admin.id,
-        details={"period": period.value, "user_id": str(user_id) if user_id else None},
+        details={
+            "period": query.period.value,
+            "user_id": str(query.user_id) if query.user_id else None,
+        },
     )
     await session.commit()
-    filename = f"relaypacs_stats_{period.value}.csv"
+    filename = f"relaypacs_stats_{query.period.value}.csv"
     return StreamingResponse(
         service.export_csv(get_sessionmaker(request), filters),
         media_type="text/csv; charset=utf-8",
