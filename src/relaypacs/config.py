@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     jwt_audience: str = "relaypacs-api"
     access_token_minutes: int = 60
     refresh_token_days: int = 7
+    refresh_reuse_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=300,
+        description="A refresh token presented again this soon after its exchange, while its "
+        "successor is unused, gets the same successor (a lost answer); 0 = always reuse",
+    )
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     redis_url: str | None = None
     sentry_dsn: str | None = None

@@ -38,8 +38,14 @@ class RefreshToken(IdMixin, TimestampMixin, Base):
     # SHA-256 of the token: the token has 256 bits of entropy, so a slow hash adds nothing.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime]
-    # Set when the token is exchanged; presenting it again is reuse (a stolen copy).
+    # Set when the token is exchanged; presenting it again is reuse (a stolen copy), except
+    # within the grace window of RELAYPACS_REFRESH_REUSE_GRACE_SECONDS while its successor is
+    # still unused: then the answer that was lost is given again (the same successor).
     used_at: Mapped[datetime | None]
+    # The token this one was exchanged for, and that token sealed with a pad only this token
+    # can produce (auth.tokens.seal_successor): the stored row alone never yields a token.
+    successor_id: Mapped[uuid.UUID | None]
+    successor_sealed: Mapped[str | None] = mapped_column(String(64))
 
 
 class RevokedAccessToken(Base):

@@ -67,6 +67,25 @@ class AuthRepository:
         row = (await self.session.execute(statement)).one_or_none()
         return (row[0], row[1]) if row is not None else None
 
+    async def get_refresh_token(self, token_id: uuid.UUID) -> RefreshToken | None:
+        """The row as committed now, not as this session cached it."""
+        statement = (
+            select(RefreshToken)
+            .where(RefreshToken.id == token_id)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(statement)).first()
+
+    async def link_successor(
+        self, token_id: uuid.UUID, successor_id: uuid.UUID, successor_sealed: str
+    ) -> None:
+        await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == token_id)
+            .values(successor_id=successor_id, successor_sealed=successor_sealed)
+            .execution_options(synchronize_session=False)
+        )
+
     async def delete_expired_refresh_tokens(self, user_id: uuid.UUID, now: datetime) -> None:
         """Drop a user's refresh tokens past expiry: they can neither refresh nor betray reuse."""
         sessions = select(LoginSession.id).where(LoginSession.user_id == user_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,6 +42,8 @@ from relaypacs.auth.tokens import (
     hash_refresh_token,
     issue_access_token,
     new_refresh_token,
+    seal_token,
+    unseal_token,
     verify_access_token,
 )
 from relaypacs.config import Settings
@@ -48,6 +51,9 @@ from relaypacs.db.base import utcnow
 from relaypacs.ratelimit import RateLimiter
 from relaypacs.users.models import User
 from relaypacs.users.repository import UserRepository
+
+# Domain separation of the pad that seals a refresh token's successor (auth.tokens.seal_token).
+_SUCCESSOR_CONTEXT = b"relaypacs refresh successor v1"
 
 # A hash to check against when the user does not exist, so that the answer takes as long.
 _dummy_hashes: dict[int, str] = {}
@@ -201,16 +207,40 @@ class AuthService:
         )
         return await self._issue(user, login_session, now), login_session
 
-    async def _issue(self, user: User, login_session: LoginSession, now: datetime) -> TokenPair:
+    async def _issue(
+        self,
+        user: User,
+        login_session: LoginSession,
+        now: datetime,
+        *,
+        predecessor: tuple[RefreshToken, str] | None = None,
+    ) -> TokenPair:
         refresh_token, refresh_hash = new_refresh_token()
         refresh_lifetime = timedelta(days=self.settings.refresh_token_days)
-        await self.auth.add_refresh_token(
-            RefreshToken(
-                session_id=login_session.id,
-                token_hash=refresh_hash,
-                expires_at=now + refresh_lifetime,
-            )
+        successor = RefreshToken(
+            session_id=login_session.id,
+            token_hash=refresh_hash,
+            expires_at=now + refresh_lifetime,
         )
+        await self.auth.add_refresh_token(successor)
+        if predecessor is not None:
+            # Remember the answer, sealed under the token it answers, in case it gets lost.
+            old, old_token = predecessor
+            await self.auth.link_successor(
+                old.id,
+                successor.id,
+                seal_token(refresh_token, key=old_token, context=_SUCCESSOR_CONTEXT),
+            )
+        return await self._pair(user, login_session, now, refresh_token, refresh_lifetime)
+
+    async def _pair(
+        self,
+        user: User,
+        login_session: LoginSession,
+        now: datetime,
+        refresh_token: str,
+        refresh_lifetime: timedelta,
+    ) -> TokenPair:
         await self.keyring.refresh()
         access_token, _ = issue_access_token(
             self.keyring,
@@ -241,26 +271,75 @@ class AuthService:
             raise InvalidRefreshToken("The sign-in has ended; sign in again")
         if stored.expires_at <= now:
             raise InvalidRefreshToken("The refresh token has expired; sign in again")
-        if stored.used_at is not None or not await self.auth.mark_refresh_token_used(
-            stored.id, now
-        ):
-            # Someone holds a copy of a token that was already exchanged: end the whole sign-in.
-            await self.auth.revoke_session(login_session.id, now, "refresh_token_reused")
-            await record_audit(
-                self.session,
-                "refresh_token_reused",
-                request=self.request,
-                actor_id=None,
-                target_type="user",
-                target_id=str(login_session.user_id),
-                details={"session_id": str(login_session.id)},
-            )
-            raise RefreshTokenReused()
+        if stored.used_at is None and await self.auth.mark_refresh_token_used(stored.id, now):
+            user = await self._live_user(login_session, now)
+            return await self._issue(user, login_session, now, predecessor=(stored, refresh_token))
+        # Exchanged already, perhaps a moment ago by a request racing this one.
+        replayed = await self._replay_exchange(refresh_token, stored.id, login_session, now)
+        if replayed is not None:
+            return replayed
+        # Someone holds a copy of a token that was already exchanged: end the whole sign-in.
+        await self.auth.revoke_session(login_session.id, now, "refresh_token_reused")
+        await record_audit(
+            self.session,
+            "refresh_token_reused",
+            request=self.request,
+            actor_id=None,
+            target_type="user",
+            target_id=str(login_session.user_id),
+            details={"session_id": str(login_session.id)},
+        )
+        raise RefreshTokenReused()
+
+    async def _live_user(self, login_session: LoginSession, now: datetime) -> User:
         user = await self.users.get(login_session.user_id)
         if user is None or not user.is_active:
             await self.auth.revoke_session(login_session.id, now, "account_disabled")
             raise AccountDisabled()
-        return await self._issue(user, login_session, now)
+        return user
+
+    async def _replay_exchange(
+        self,
+        refresh_token: str,
+        token_id: uuid.UUID,
+        login_session: LoginSession,
+        now: datetime,
+    ) -> TokenPair | None:
+        """The same successor again, when this exchange's answer was evidently lost.
+
+        Only within the grace window after the exchange, only for the immediate predecessor of
+        a successor that has never been used (once the client used its new token, the old one
+        showing up again is reuse), and always the same successor: no second branch of the
+        family is ever minted. None: this is reuse.
+        """
+        grace = self.settings.refresh_reuse_grace_seconds
+        if grace <= 0:
+            return None
+        # Read again: a racing exchange may have committed since this request first looked.
+        stored = await self.auth.get_refresh_token(token_id)
+        if (
+            stored is None
+            or stored.used_at is None
+            or stored.successor_id is None
+            or stored.successor_sealed is None
+        ):
+            return None
+        since = (now - stored.used_at).total_seconds()
+        if since > grace:
+            return None
+        successor = await self.auth.get_refresh_token(stored.successor_id)
+        if successor is None or successor.used_at is not None or successor.expires_at <= now:
+            return None
+        token = unseal_token(stored.successor_sealed, key=refresh_token, context=_SUCCESSOR_CONTEXT)
+        if hash_refresh_token(token) != successor.token_hash:
+            return None
+        user = await self._live_user(login_session, now)
+        await self._audit(
+            "refresh_token_replayed",
+            actor=user,
+            details={"session_id": str(login_session.id), "seconds_after": round(since, 3)},
+        )
+        return await self._pair(user, login_session, now, token, successor.expires_at - now)
 
     async def authenticate(self, token: str) -> tuple[User, AccessClaims]:
         claims = await verify_access_token(self.keyring, self.settings, token)

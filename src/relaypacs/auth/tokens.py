@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -118,3 +120,25 @@ def new_refresh_token() -> tuple[str, str]:
 
 def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _pad(key: str, context: bytes) -> bytes:
+    return hmac.new(key.encode("utf-8"), context, hashlib.sha256).digest()
+
+
+def seal_token(token: str, *, key: str, context: bytes) -> str:
+    """``token`` (32 random bytes, base64url) sealed with a pad only ``key`` can produce.
+
+    Used to answer a retried request again with the same token without storing a usable copy:
+    the stored value is the token XOR HMAC-SHA256(key, context), and ``key`` (the predecessor
+    refresh token, an Idempotency-Key) is itself stored only as a plain SHA-256 digest.
+    """
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    if len(raw) != 32:
+        raise ValueError("only 32-byte tokens can be sealed")
+    return bytes(a ^ b for a, b in zip(raw, _pad(key, context), strict=True)).hex()
+
+
+def unseal_token(sealed: str, *, key: str, context: bytes) -> str:
+    raw = bytes(a ^ b for a, b in zip(bytes.fromhex(sealed), _pad(key, context), strict=True))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")

@@ -161,3 +161,28 @@ class UploadEvent(IdMixin, Base):
     state: Mapped[UploadState] = mapped_column(_state_enum())
     at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[str | None] = mapped_column(String(500))
+
+
+class UploadIdempotency(Base):
+    """An ``Idempotency-Key`` of ``POST /uploads``: a repeat gets the upload it created.
+
+    The primary key is the rule that two requests with one key (even at the same moment) make
+    one upload. The key itself is not stored, only its SHA-256; the upload token is kept sealed
+    with a pad only the key can produce (see ``uploads.service``), so this table alone never
+    yields a usable token.
+    """
+
+    __tablename__ = "upload_idempotency"
+    __table_args__ = (
+        PrimaryKeyConstraint("owner_id", "key_hash"),
+        Index("upload_idempotency_upload_id_idx", "upload_id"),
+    )
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    # SHA-256 of the request body as parsed (canonical JSON): same key, other body is refused.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    # Set in the same transaction that claims the key; NULL is never seen committed.
+    upload_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("upload.id", ondelete="CASCADE"))
+    token_sealed: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
