@@ -5,6 +5,9 @@ InvalidUploadToken                                       401
 UploadTokenMismatch                                      403
 InvalidContentMD5, ChecksumMismatch, ChunkSizeMismatch   400
 ChunkTooLarge, UploadTooLarge                            413
+InvalidIdempotencyKey                                    400
+IdempotencyKeyReused                                     422
+IdempotencyKeyInFlight                                   409
 ChunkConflict, UploadNotReceiving, UploadIncomplete,
 UploadNotCancellable, DuplicateStudy                     409
 UploadExpired                                            410
@@ -22,6 +25,7 @@ from relaypacs.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
     Unauthorized,
+    ValidationFailed,
 )
 
 
@@ -98,6 +102,21 @@ class UploadNotCancellable(Conflict):
 class DuplicateStudy(Conflict):
     code = "duplicate_study"
     title = "You uploaded this study recently"
+
+
+class InvalidIdempotencyKey(BadRequest):
+    code = "invalid_idempotency_key"
+    title = "Idempotency-Key must be a UUID the client generated (e.g. a random UUID 4)"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was used for a different request; use a new key"
+
+
+class IdempotencyKeyInFlight(Conflict):
+    code = "idempotency_key_in_flight"
+    title = "A request with this Idempotency-Key is still being processed; retry"
 
 
 class UploadExpired(Gone):
