@@ -173,10 +173,36 @@ def test_409_lists_each_failure_permanent_or_transient_by_its_code() -> None:
     assert result.instances[2].reason == "0xC122 Referenced transfer syntax not supported"
 
 
-def test_400_without_details_refuses_the_batch() -> None:
-    result = interpret_stow_response(400, b"<html>Bad Request</html>", {}, _instances(2))
-    assert [r.outcome for r in result.instances] == [InstanceOutcome.refused] * 2
-    assert result.instances[0].reason == "refused by the destination (HTTP 400)"
+@pytest.mark.parametrize(
+    ("content", "headers"),
+    [
+        (b"<html>Bad Request</html>", {"content-type": "text/html", "content-length": "24"}),
+        (b"", {"content-length": "0"}),  # Orthanc, when its read of the request body failed
+        (b'{"00081198": {"vr": "SQ", "Val', {"content-type": "application/dicom+json"}),
+    ],
+)
+def test_a_4xx_without_a_store_instances_response_refuses_nothing(
+    content: bytes, headers: dict[str, str]
+) -> None:
+    # Only an answer that names the instances can refuse them: this one waits for a retry.
+    with pytest.raises(DestinationUnavailable, match="HTTP 400"):
+        interpret_stow_response(400, content, headers, _instances(2))
+
+
+def test_a_4xx_with_a_store_instances_response_refuses_the_listed_and_unlisted() -> None:
+    instances = _instances(2)
+    uids = [i.sop_instance_uid for i in instances]
+    body = _module([], [_failed(uids[0], 0xC000)])
+    result = interpret_stow_response(400, body, {"content-length": str(len(body))}, instances)
+    assert [(r.outcome, r.reason) for r in result.instances] == [
+        (InstanceOutcome.refused, "0xC000 Error: cannot understand"),
+        (InstanceOutcome.refused, "refused by the destination (HTTP 400)"),
+    ]
+
+
+def test_a_200_whose_json_body_is_cut_off_stores_nothing_for_now() -> None:
+    with pytest.raises(DestinationUnavailable, match="unreadable"):
+        interpret_stow_response(200, b'{"00081199": {"vr"', {}, _instances(2))
 
 
 @pytest.mark.parametrize(
@@ -190,6 +216,7 @@ def test_400_without_details_refuses_the_batch() -> None:
         (403, DestinationMisconfigured, None),
         (404, DestinationMisconfigured, None),
         (302, DestinationMisconfigured, None),
+        (415, DestinationMisconfigured, None),
     ],
 )
 def test_destination_level_statuses_raise_instead_of_blaming_instances(

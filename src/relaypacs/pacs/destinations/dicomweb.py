@@ -7,10 +7,19 @@ ReferencedSOPSequence (0008,1199) lists what was stored, with an optional Warnin
 (0008,1197), classified by :mod:`relaypacs.pacs.status`. QIDO-RS (PS3.18 10.6) counts what
 the destination holds of a study.
 
-HTTP statuses: 200 all stored; 202 some stored (the body says which); 400 / 409 / 415 / other
-4xx the listed failures, and every unlisted instance refused; 401 / 403 / 404 / 3xx the
-destination is misconfigured (retried, never blamed on an instance); 408 / 429 / 5xx,
-timeouts and refused connections: the destination is unavailable (retried).
+HTTP statuses: 200 all stored; 202 some stored (the body says which); 400 / 409 / other 4xx
+with a Store Instances response: the listed failures, and every unlisted instance refused;
+401 / 403 / 404 / 415 / 3xx the destination is misconfigured (retried, never blamed on an
+instance); 408 / 429 / 5xx, timeouts and refused connections: the destination is unavailable
+(retried).
+
+Only an answer the gateway read whole can refuse an instance. Every transport failure — connect,
+write, read, a reset or a close mid-response, a timeout, a body that cannot be decoded — and
+every answer that cannot be taken as a verdict on the instances is the destination's failure
+(transient): an answer that arrived before the request body was sent whole (Orthanc answers 400
+when its own read of the body fails, e.g. under packet loss, and the client then reads that
+answer), a 4xx without a readable Store Instances response, and a body announced as JSON (or
+delimited only by the connection's close) that does not parse.
 """
 
 from __future__ import annotations
@@ -120,10 +129,15 @@ class DicomWebDestination:
             )
         except httpx.TimeoutException as exc:
             raise DestinationUnavailable(f"STOW-RS timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
+        except (httpx.HTTPError, OSError) as exc:
+            # Transport, protocol and decoding errors alike: nothing was read whole.
             raise DestinationUnavailable(f"STOW-RS failed ({type(exc).__name__})") from exc
         return interpret_stow_response(
-            response.status_code, response.content, response.headers, instances
+            response.status_code,
+            response.content,
+            response.headers,
+            instances,
+            request_sent_whole=body.sent_whole,
         )
 
     async def count_instances(self, study_instance_uid: str) -> int:
@@ -182,16 +196,36 @@ def interpret_stow_response(
     content: bytes,
     headers: Mapping[str, str],
     instances: Sequence[StowInstance],
+    *,
+    request_sent_whole: bool = True,
 ) -> StowResult:
-    """Per-instance outcomes of one STOW-RS response (see the module docstring for the rules)."""
+    """Per-instance outcomes of one STOW-RS response (see the module docstring for the rules).
+
+    ``request_sent_whole``: whether the HTTP client had sent the whole request body when the
+    answer came; if not, the answer is no verdict on the instances.
+    """
     if status == 413:
         raise BatchTooLarge(f"HTTP {status}")
     if status in (408, 429) or status >= 500 or status < 200 or 300 <= status < 400:
         raise _destination_error(status, headers, "STOW-RS")
-    if status in (401, 403, 404, 405):
+    if status in (401, 403, 404, 405, 415):
         raise _destination_error(status, headers, "STOW-RS")
+    if not request_sent_whole:
+        raise DestinationUnavailable(
+            f"STOW-RS answered HTTP {status} before the request was sent whole",
+            retry_after=_retry_after(headers),
+        )
 
-    listed = _per_instance_statuses(content)
+    document = _store_instances_response(content, headers)
+    if document is _UNREADABLE:
+        raise DestinationUnavailable(f"STOW-RS answered HTTP {status} with an unreadable body")
+    if status != 200 and status != 202 and document is None:
+        # A refusal must name what it refuses: an error page or an empty body does not.
+        raise DestinationUnavailable(
+            f"STOW-RS answered HTTP {status} without a Store Instances response",
+            retry_after=_retry_after(headers),
+        )
+    listed = _per_instance_statuses(document if isinstance(document, dict) else None)
     results: list[InstanceResult] = []
     for instance in instances:
         uid = instance.sop_instance_uid
@@ -209,17 +243,32 @@ def interpret_stow_response(
     return StowResult(instances=results, retry_after=_retry_after(headers))
 
 
-def _per_instance_statuses(content: bytes) -> dict[str, InstanceResult]:
-    """Results listed in a DICOM JSON Store Instances Response Module (Annex I)."""
-    if not content:
-        return {}
+_UNREADABLE = object()
+
+
+def _store_instances_response(content: bytes, headers: Mapping[str, str]) -> object:
+    """The response's DICOM JSON data set; None when there is none to read (an empty body, or
+    a whole body of another type such as an HTML page); :data:`_UNREADABLE` when the body
+    cannot be trusted: announced as JSON and not parsing, or not parsing while only the closed
+    connection delimited it (it may have been cut off))."""
+    if not content.strip():
+        return None
+    content_type = headers.get("content-type", "").lower()
+    framed = "content-length" in headers or "chunked" in headers.get("transfer-encoding", "")
     try:
         document = json.loads(content)
     except ValueError:
-        return {}  # e.g. an XML or HTML error page: the HTTP status decides
+        return _UNREADABLE if "json" in content_type or not framed else None
     if isinstance(document, list) and len(document) == 1:
         document = document[0]
     if not isinstance(document, dict):
+        return _UNREADABLE if "json" in content_type else None
+    return document
+
+
+def _per_instance_statuses(document: dict[str, Any] | None) -> dict[str, InstanceResult]:
+    """Results listed in a DICOM JSON Store Instances Response Module (Annex I)."""
+    if document is None:
         return {}
     listed: dict[str, InstanceResult] = {}
     for item in _sequence(document, REFERENCED_SOP_SEQUENCE):
@@ -293,4 +342,6 @@ def _destination_error(status: int, headers: Mapping[str, str], operation: str) 
         return DestinationMisconfigured(f"{reason}: check the destination's credentials")
     if status in (404, 405) or 300 <= status < 400:
         return DestinationMisconfigured(f"{reason}: check the destination's URL")
+    if status == 415:
+        return DestinationMisconfigured(f"{reason}: check the destination's kind")
     return DestinationUnavailable(reason, retry_after=_retry_after(headers))

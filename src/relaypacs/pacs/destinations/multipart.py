@@ -20,6 +20,9 @@ class MultipartBody:
             "ascii"
         )
         self._closing = f"--{self.boundary}--\r\n".encode("ascii")
+        # Set once the HTTP client has taken the last byte: a response that arrives before
+        # then answers a request the destination never received whole.
+        self.sent_whole = False
 
     @property
     def content_type(self) -> str:
@@ -37,6 +40,8 @@ class MultipartBody:
                 yield piece
             yield b"\r\n"
         yield self._closing
+        # Reached only when the client asks for more after the closing delimiter was written.
+        self.sent_whole = True
 
 
 async def _checked(instance: StowInstance) -> AsyncIterator[bytes]:
