@@ -1,0 +1,72 @@
+/** Which uploads the deliveries screen lists, and what it says about each. */
+import type { Delivery, DeliveryTrace } from '../api/admin';
+
+export const WAITING_STATES = ['validated', 'queued', 'forwarding'] as const;
+
+export const VIEWS = {
+  attention: { label: 'Failed or waiting', states: ['failed', ...WAITING_STATES] },
+  failed: { label: 'Failed', states: ['failed'] },
+  waiting: { label: 'Waiting for the PACS', states: [...WAITING_STATES] },
+  partial: { label: 'Partly delivered', states: ['partially_delivered'] },
+  rejected: { label: 'Rejected', states: ['rejected'] },
+  all: { label: 'Any state', states: [] },
+} as const satisfies Record<string, { label: string; states: readonly string[] }>;
+
+export type View = keyof typeof VIEWS;
+
+export function isView(value: string | null): value is View {
+  return value !== null && Object.hasOwn(VIEWS, value);
+}
+
+const STATE_LABELS: Record<string, string> = {
+  created: 'Created',
+  receiving: 'Receiving',
+  assembling: 'Checking',
+  validated: 'Validated',
+  queued: 'Queued',
+  forwarding: 'Forwarding',
+  delivered: 'Delivered',
+  rejected: 'Rejected',
+  partially_delivered: 'Partly delivered',
+  failed: 'Failed',
+  cancelled: 'Cancelled',
+  expired: 'Expired',
+};
+
+export function stateLabel(state: string): string {
+  return STATE_LABELS[state] ?? state;
+}
+
+/** Only a failed delivery can be run again (the API refuses the others with a 409). */
+export function canRequeue(delivery: Pick<Delivery, 'state'>): boolean {
+  return delivery.state === 'failed';
+}
+
+/** The reason to show in the list: the upload's own failure reason, else what the state implies. */
+export function listReason(delivery: Pick<Delivery, 'state' | 'failure_reason'>): string {
+  if (delivery.failure_reason) return delivery.failure_reason;
+  switch (delivery.state) {
+    case 'validated':
+    case 'queued':
+      return 'Waiting for its turn or for the PACS (open the details for the last attempt).';
+    case 'forwarding':
+      return 'Being sent to the PACS now.';
+    case 'failed':
+      return 'No reason recorded.';
+    default:
+      return '—';
+  }
+}
+
+/**
+ * What the details of one upload add: the latest timeline note (e.g. "the PACS is unreachable:
+ * …; next attempt in 30 s") and each distinct answer the PACS gave for instances it did not store.
+ */
+export function traceReasons(trace: DeliveryTrace): { lastNote: string | null; lastNoteAt: string | null; pacsReasons: string[] } {
+  const noted = [...trace.timeline].reverse().find((event) => event.detail);
+  const reasons = new Set<string>();
+  for (const instance of trace.instances) {
+    if (instance.forward_status !== 'stored' && instance.forward_reason) reasons.add(instance.forward_reason);
+  }
+  return { lastNote: noted?.detail ?? null, lastNoteAt: noted?.at ?? null, pacsReasons: [...reasons].sort() };
+}
