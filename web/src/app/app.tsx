@@ -1,6 +1,7 @@
 import { useCallback, useEffect } from 'react';
 import { createBrowserRouter, Navigate, Outlet, RouterProvider, useLocation } from 'react-router';
 
+import { AdminArea, AuditPage, DeliveriesPage, UsersPage } from '@/features/admin';
 import { AuthProvider, RegisterPage, SignInPage, useAuth, type User } from '@/features/auth';
 import { clearDeviceData, NewUploadPage, startUploadEngine, UploadDetailPage, UploadsPage } from '@/features/upload';
 import { network } from '@/lib/network';
@@ -24,6 +25,12 @@ function RequireSignIn() {
   // An expired session comes back to where it was; a deliberate sign-out starts afresh.
   if (!signedIn) return <Navigate to="/sign-in" replace state={signedOutOnPurpose ? null : { from: location.pathname }} />;
   return <Outlet />;
+}
+
+/** Admin screens: administrators only; anyone else gets a clear "not allowed". */
+function AdminRoute() {
+  const { user } = useAuth();
+  return <AdminArea viewer={user ? { id: user.id, role: user.role } : null} />;
 }
 
 function PublicOnly() {
@@ -51,6 +58,16 @@ const router = createBrowserRouter([
           { path: '/upload', element: <NewUploadPage /> },
           { path: '/uploads', element: <UploadsPage /> },
           { path: '/uploads/:id', element: <UploadDetailPage /> },
+          {
+            path: '/admin',
+            element: <AdminRoute />,
+            children: [
+              { index: true, element: <Navigate to="/admin/users" replace /> },
+              { path: 'users', element: <UsersPage /> },
+              { path: 'deliveries', element: <DeliveriesPage /> },
+              { path: 'audit', element: <AuditPage /> },
+            ],
+          },
           { path: '/account', element: <AccountPage /> },
         ],
       },

@@ -3,8 +3,10 @@ import { NavLink, Outlet } from 'react-router';
 import { InstallButton } from '@/components/install-button';
 import { NetworkStatusBadge } from '@/components/network-status';
 import { UpdatePrompt } from '@/components/update-prompt';
+import { useAuth } from '@/features/auth';
 
 export function Layout({ signedIn }: { signedIn: boolean }) {
+  const { user } = useAuth();
   return (
     <>
       <a className="skip-link" href="#main">
@@ -24,6 +26,7 @@ export function Layout({ signedIn }: { signedIn: boolean }) {
             <NavLink to="/upload">New upload</NavLink>
             <NavLink to="/uploads">Uploads</NavLink>
             <NavLink to="/account">Account</NavLink>
+            {user?.role === 'admin' ? <NavLink to="/admin">Admin</NavLink> : null}
           </nav>
         ) : null}
       </header>
