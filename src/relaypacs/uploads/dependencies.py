@@ -10,9 +10,9 @@ import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +30,7 @@ from relaypacs.uploads.exceptions import (
     UploadNotFound,
     UploadTokenMismatch,
 )
+from relaypacs.uploads.ingest import ChunkCommitter
 from relaypacs.uploads.models import Upload, UploadFile
 from relaypacs.uploads.service import ChunkRoute, hash_token
 from relaypacs.uploads.store import ChunkStore
@@ -166,23 +167,39 @@ def get_route_cache(request: Request) -> ChunkRouteCache:
     return cache
 
 
-@asynccontextmanager
-async def database_turn(request: Request) -> AsyncIterator[None]:
+def database_turn(request: Request) -> AbstractAsyncContextManager[None]:
     """Queue chunk transactions in-process on SQLite.
 
     SQLite has one writer; every transaction here begins IMMEDIATE. Concurrent requests would
     otherwise wait in SQLite's busy handler, which sleeps and polls (seconds of tail latency).
     An asyncio lock hands the turn over at once. PostgreSQL needs no turn.
     """
-    resources = get_resources(request)
+    return _app_database_turn(request.app)
+
+
+@asynccontextmanager
+async def _app_database_turn(app: Any) -> AsyncIterator[None]:
+    resources: Resources = app.state.resources
     if not resources.settings.is_sqlite:
         yield
         return
-    lock: asyncio.Lock | None = getattr(request.app.state, "uploads_sqlite_turn", None)
+    lock: asyncio.Lock | None = getattr(app.state, "uploads_sqlite_turn", None)
     if lock is None:
-        lock = request.app.state.uploads_sqlite_turn = asyncio.Lock()
+        lock = app.state.uploads_sqlite_turn = asyncio.Lock()
     async with lock:
         yield
+
+
+def get_committer(request: Request) -> ChunkCommitter:
+    """The process's group committer of chunk rows (one per app)."""
+    committer: ChunkCommitter | None = getattr(request.app.state, "uploads_committer", None)
+    if committer is None:
+        app = request.app
+        resources = get_resources(request)
+        committer = app.state.uploads_committer = ChunkCommitter(
+            resources.sessionmaker, resources.chunk_store, lambda: _app_database_turn(app)
+        )
+    return committer
 
 
 UploadAccessDep = Annotated[UploadAccess, Depends(_upload_access)]

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, func, literal, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.db.base import utcnow
@@ -19,7 +18,6 @@ from relaypacs.uploads.models import (
     UploadChunk,
     UploadEvent,
     UploadFile,
-    UploadIdempotency,
     UploadState,
 )
 
@@ -29,57 +27,6 @@ Lock = Literal["share", "update"] | None
 async def add_upload(session: AsyncSession, upload: Upload, files: Sequence[UploadFile]) -> None:
     session.add(upload)
     session.add_all(files)
-    await session.flush()
-
-
-async def get_idempotency_key(
-    session: AsyncSession, owner_id: uuid.UUID, key_hash: str, *, since: datetime
-) -> UploadIdempotency | None:
-    """A key of this owner used since ``since``, as committed now (not as this session cached
-    it: a concurrent request may have committed it a moment ago)."""
-    statement = (
-        select(UploadIdempotency)
-        .where(
-            UploadIdempotency.owner_id == owner_id,
-            UploadIdempotency.key_hash == key_hash,
-            UploadIdempotency.created_at >= since,
-        )
-        .execution_options(populate_existing=True)
-    )
-    return (await session.scalars(statement)).first()
-
-
-async def delete_idempotency_keys_before(
-    session: AsyncSession, owner_id: uuid.UUID, before: datetime
-) -> None:
-    """Forget an owner's keys past the window: they answer nothing any more, and may be reused."""
-    await session.execute(
-        delete(UploadIdempotency)
-        .where(UploadIdempotency.owner_id == owner_id, UploadIdempotency.created_at < before)
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def claim_idempotency_key(session: AsyncSession, claim: UploadIdempotency) -> bool:
-    """Insert the key's row in a savepoint; False when the key is taken.
-
-    PostgreSQL: the insert waits for a concurrent transaction holding the same key, and fails
-    once that one commits (or succeeds if it rolled back). SQLite serialises the two anyway.
-    """
-    try:
-        async with session.begin_nested():
-            session.add(claim)
-            await session.flush()
-    except IntegrityError:
-        return False
-    return True
-
-
-async def complete_idempotency_key(
-    session: AsyncSession, claim: UploadIdempotency, upload_id: uuid.UUID, token_sealed: str
-) -> None:
-    claim.upload_id = upload_id
-    claim.token_sealed = token_sealed
     await session.flush()
 
 
@@ -169,47 +116,49 @@ async def mark_receiving(session: AsyncSession, upload_id: uuid.UUID) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-async def insert_chunk_while_receiving(
-    session: AsyncSession,
-    *,
-    upload_id: uuid.UUID,
-    file_id: uuid.UUID,
-    index: int,
-    size: int,
-    md5: str,
-    receiving_states: frozenset[UploadState],
-    now: datetime,
-) -> bool:
-    """Insert the chunk row only while the upload still receives; one statement.
+async def lock_uploads_for_chunks(
+    session: AsyncSession, upload_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[UploadState, datetime]]:
+    """State and expiry of the uploads a batch of chunks belongs to, read under a share lock.
 
-    Returns False when a row already exists *or* the upload stopped receiving (the caller tells
-    them apart on that rare path). On PostgreSQL the upload row is read ``FOR SHARE``: chunk
-    inserts run side by side, while cancel and complete (``FOR UPDATE``) wait for them, so no
-    chunk can land after a cancel has purged the store.
+    PostgreSQL: ``FOR SHARE`` in id order (rows are locked as they come out of the sort), so
+    batches of chunk inserts in several processes run side by side and never deadlock with each
+    other, while cancel and complete (``FOR UPDATE``) wait until the batch has committed: what
+    is read here stays true until then. SQLite: the transaction began IMMEDIATE and holds the
+    one write lock, which serves the same purpose.
     """
-    columns = {
-        "file_id": literal(file_id, UploadChunk.file_id.type),
-        "chunk_index": literal(index, UploadChunk.chunk_index.type),
-        "upload_id": literal(upload_id, UploadChunk.upload_id.type),
-        "size": literal(size, UploadChunk.size.type),
-        "md5": literal(md5, UploadChunk.md5.type),
-        "created_at": literal(now, UploadChunk.created_at.type),
-    }
-    source = (
-        select(*(value.label(name) for name, value in columns.items()))
-        .select_from(Upload)
-        .where(
-            Upload.id == upload_id,
-            Upload.state.in_(receiving_states),
-            Upload.expires_at > now,
-        )
+    statement = (
+        select(Upload.id, Upload.state, Upload.expires_at)
+        .where(Upload.id.in_(upload_ids))
+        .order_by(Upload.id)
         .with_for_update(read=True)
     )
+    rows = (await session.execute(statement)).all()
+    return {upload_id: (state, expires_at) for upload_id, state, expires_at in rows}
+
+
+async def insert_chunks(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> set[tuple[uuid.UUID, int]]:
+    """Insert chunk rows in one statement; returns the (file_id, chunk_index) actually inserted.
+
+    A row whose chunk is already stored is skipped (``ON CONFLICT DO NOTHING``), so a chunk is
+    counted once whatever the retries. ``rows``: file_id, chunk_index, upload_id, size, md5,
+    created_at. The caller has checked, under :func:`lock_uploads_for_chunks`, that their
+    uploads still receive.
+    """
+    if not rows:
+        return set()
     dialect = session.get_bind().dialect.name
     module: Any = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(UploadChunk).from_select(list(columns), source)
-    result = await session.execute(statement.on_conflict_do_nothing())
-    return bool(getattr(result, "rowcount", 0))
+    statement = (
+        module.insert(UploadChunk)
+        .values(list(rows))
+        .on_conflict_do_nothing()
+        .returning(UploadChunk.file_id, UploadChunk.chunk_index)
+    )
+    result = await session.execute(statement)
+    return {(file_id, index) for file_id, index in result.all()}
 
 
 async def get_chunk_md5(session: AsyncSession, file_id: uuid.UUID, index: int) -> str | None:

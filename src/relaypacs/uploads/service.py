@@ -7,11 +7,13 @@ transaction stays open while a slow client sends its body:
 1. :func:`prepare_chunk` (upload read from the database) or :func:`plan_chunk` (a cached
    :class:`ChunkRoute`) — every check that needs no body: token, index, sizes, Content-MD5;
 2. :func:`stage_chunk` — stream the body to a private temporary while hashing (no database);
-3. :func:`record_chunk` — one statement inserts the chunk row if the upload still receives; only
-   the insert that wins moves the staged bytes to the chunk's final key; the router then commits
-   and answers 201. A losing insert compares MD5s: same → 200, different → 409. Two different
-   bodies can therefore never overwrite each other's stored bytes, and nothing is counted twice
-   (bytes received are summed from the rows).
+3. :func:`record_chunks` — group commit: the chunks staged meanwhile by concurrent requests
+   are recorded together (see :mod:`relaypacs.uploads.ingest`). One statement inserts their rows
+   where the upload still receives; only an insert that wins moves its staged bytes to the
+   chunk's final key; the batch commits once and each request answers 201. A losing insert
+   compares MD5s: same → 200, different → 409. Two different bodies can therefore never
+   overwrite each other's stored bytes, and nothing is counted twice (bytes received are summed
+   from the rows).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import math
 import secrets
 import unicodedata
@@ -33,9 +34,9 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.audit.service import record_audit
-from relaypacs.auth.tokens import seal_token, unseal_token
 from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
+from relaypacs.errors import RelayError
 from relaypacs.jobs.models import JobPriority
 from relaypacs.jobs.registry import default_registry
 from relaypacs.jobs.service import enqueue
@@ -48,8 +49,6 @@ from relaypacs.uploads.exceptions import (
     ChunkStoreUnavailable,
     ChunkTooLarge,
     DuplicateStudy,
-    IdempotencyKeyInFlight,
-    IdempotencyKeyReused,
     InvalidContentMD5,
     UploadExpired,
     UploadIncomplete,
@@ -62,7 +61,6 @@ from relaypacs.uploads.models import (
     RECEIVING_STATES,
     Upload,
     UploadFile,
-    UploadIdempotency,
     UploadState,
 )
 from relaypacs.uploads.schemas import UploadCreate
@@ -76,10 +74,6 @@ EXPIRE_JOB = "uploads.expire"
 #: The forwarding stage's job; enqueued when an upload becomes validated, if that stage exists.
 FORWARD_JOB = "pacs.forward"
 DUPLICATE_WINDOW = timedelta(days=30)
-#: How long a POST /uploads Idempotency-Key answers with the upload it created.
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
-# Domain separation of the pad that seals an upload token under its Idempotency-Key.
-_TOKEN_SEAL_CONTEXT = b"relaypacs upload token v1:"
 #: Uploads in these states do not count as earlier copies of a study.
 _NOT_DUPLICATES = frozenset({UploadState.cancelled, UploadState.expired, UploadState.rejected})
 _ACTIVE_AFTER_COMPLETE = frozenset(
@@ -152,60 +146,6 @@ class CreatedUpload:
     upload: Upload
     files: list[UploadFile]
     token: str
-    #: The answer to an earlier request with the same Idempotency-Key, given again.
-    replayed: bool = False
-
-
-def request_hash(data: UploadCreate) -> str:
-    """SHA-256 of the request body as parsed, in canonical JSON (key order, spacing ignored)."""
-    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _token_seal_context(upload_id: uuid.UUID) -> bytes:
-    return _TOKEN_SEAL_CONTEXT + upload_id.bytes
-
-
-async def _claim_or_replay(
-    session: AsyncSession, owner: User, idempotency_key: str, data: UploadCreate, now: datetime
-) -> UploadIdempotency | CreatedUpload:
-    """The upload an earlier request with this key created, or this request's claim on the key.
-
-    Two requests with one key at the same moment: the second one's claim waits for the first
-    transaction and fails once it commits; it then reads and answers the first one's upload.
-    """
-    key_hash = hash_token(idempotency_key)
-    body_hash = request_hash(data)
-    since = now - IDEMPOTENCY_WINDOW
-    for _ in range(2):
-        earlier = await repository.get_idempotency_key(session, owner.id, key_hash, since=since)
-        if earlier is not None:
-            return await _replay(session, earlier, idempotency_key, body_hash)
-        await repository.delete_idempotency_keys_before(session, owner.id, since)
-        claim = UploadIdempotency(
-            owner_id=owner.id, key_hash=key_hash, request_hash=body_hash, created_at=now
-        )
-        if await repository.claim_idempotency_key(session, claim):
-            return claim
-    raise IdempotencyKeyInFlight()
-
-
-async def _replay(
-    session: AsyncSession, earlier: UploadIdempotency, idempotency_key: str, body_hash: str
-) -> CreatedUpload:
-    if earlier.request_hash != body_hash:
-        raise IdempotencyKeyReused()
-    if earlier.upload_id is None or earlier.token_sealed is None:
-        raise IdempotencyKeyInFlight()
-    upload = await repository.get_upload(session, earlier.upload_id)
-    if upload is None:
-        raise IdempotencyKeyInFlight()
-    token = unseal_token(
-        earlier.token_sealed, key=idempotency_key, context=_token_seal_context(upload.id)
-    )
-    files = await repository.list_files(session, upload.id)
-    log.info("upload_create_replayed", upload_id=str(upload.id))
-    return CreatedUpload(upload, files, token, replayed=True)
 
 
 async def create_upload(
@@ -215,27 +155,17 @@ async def create_upload(
     data: UploadCreate,
     settings: Settings,
     request: Request | None,
-    idempotency_key: str | None = None,
 ) -> CreatedUpload:
-    """Start an upload. With an ``idempotency_key`` (a UUID), a repeat of the same request by
-    the same user within :data:`IDEMPOTENCY_WINDOW` gets the same upload (and upload token)
-    back instead of a second upload or a ``duplicate_study``; another body is refused."""
     total = sum(f.size for f in data.files)
     if total > settings.max_upload_bytes:
         raise UploadTooLarge(
             f"The files add up to {total} bytes; the limit is {settings.max_upload_bytes}",
             max_upload_bytes=settings.max_upload_bytes,
         )
-    now = utcnow()
-    claim: UploadIdempotency | None = None
-    if idempotency_key is not None:
-        claimed = await _claim_or_replay(session, owner, idempotency_key, data, now)
-        if isinstance(claimed, CreatedUpload):
-            return claimed
-        claim = claimed
     study = data.study
     chunk_size = data.chunk_size or owner.chunk_size
     key = duplicate_key(study.patient_name, study.study_date, study.modality)
+    now = utcnow()
     earlier = await repository.find_recent_duplicate(
         session,
         owner_id=owner.id,
@@ -307,9 +237,6 @@ async def create_upload(
             target_id=str(upload.id),
             details={"duplicate_of": str(earlier.id)},
         )
-    if claim is not None and idempotency_key is not None:
-        sealed = seal_token(token, key=idempotency_key, context=_token_seal_context(upload.id))
-        await repository.complete_idempotency_key(session, claim, upload.id, sealed)
     return CreatedUpload(upload, files, token)
 
 
@@ -343,12 +270,14 @@ def parse_content_md5(value: str | None) -> bytes:
 
 
 def ensure_receiving(upload: Upload, now: datetime) -> None:
-    if upload.state is UploadState.expired or (
-        upload.state in RECEIVING_STATES and upload.expires_at <= now
-    ):
-        raise UploadExpired(f"The upload session expired at {upload.expires_at.isoformat()}")
-    if upload.state not in RECEIVING_STATES:
-        raise UploadNotReceiving(f"The upload is {upload.state.value}", state=upload.state.value)
+    check_receiving(upload.state, upload.expires_at, now)
+
+
+def check_receiving(state: UploadState, expires_at: datetime, now: datetime) -> None:
+    if state is UploadState.expired or (state in RECEIVING_STATES and expires_at <= now):
+        raise UploadExpired(f"The upload session expired at {expires_at.isoformat()}")
+    if state not in RECEIVING_STATES:
+        raise UploadNotReceiving(f"The upload is {state.value}", state=state.value)
 
 
 @dataclass(frozen=True)
@@ -464,58 +393,96 @@ async def stage_chunk(
     return staged
 
 
-async def record_chunk(
-    session: AsyncSession,
-    chunk_store: ChunkStore,
-    target: ChunkTarget,
-    staged: StagedChunk,
-    *,
-    mark_receiving: bool,
-) -> bool:
-    """Insert the chunk row; the winner moves the staged bytes into place. Returns ``created``.
+@dataclass(frozen=True)
+class ChunkArrival:
+    """A chunk whose body is staged and verified, waiting for its row (see :func:`record_chunks`).
 
     ``mark_receiving``: the upload may still be ``created`` (this process has not seen it
-    receiving yet). The caller commits afterwards; only then may it answer 2xx.
+    receiving yet).
     """
-    try:
-        # The state change goes first: its exclusive row lock, taken before the insert's shared
-        # one, cannot deadlock with a concurrent first chunk doing the same.
-        if mark_receiving and await repository.mark_receiving(session, target.upload_id):
-            await repository.add_event(session, target.upload_id, UploadState.receiving)
-        inserted = await repository.insert_chunk_while_receiving(
-            session,
-            upload_id=target.upload_id,
-            file_id=target.file_id,
-            index=target.index,
-            size=staged.size,
-            md5=staged.md5.hex(),
-            receiving_states=RECEIVING_STATES,
-            now=utcnow(),
-        )
-        if not inserted:
-            # Rare path: tell "no longer receiving" from "already stored".
-            upload = await repository.get_upload(session, target.upload_id, lock="share")
-            if upload is None:
+
+    target: ChunkTarget
+    staged: StagedChunk
+    mark_receiving: bool
+
+
+#: What :func:`record_chunks` decided for one arrival: ``True`` stored (201), ``False`` the same
+#: bytes were already stored (200), or the error to answer with.
+ChunkOutcome = bool | RelayError
+
+
+async def record_chunks(
+    session: AsyncSession, chunk_store: ChunkStore, arrivals: Sequence[ChunkArrival]
+) -> list[ChunkOutcome]:
+    """Insert the rows of a batch of staged chunks; each winner's bytes are moved into place.
+
+    One transaction for the whole batch (group commit): the uploads are read under a share
+    lock, all rows go in with one statement, the winners' files are renamed into place with one
+    directory fsync per directory, and the caller commits once; only then may it answer 2xx to
+    any of them. A chunk that loses (already stored, also by an earlier arrival of the same
+    batch) compares MD5s: same → ``False``, different → :class:`ChunkConflict`; an upload no
+    longer receiving answers as :func:`ensure_receiving` does. Those per-chunk outcomes never
+    disturb the rest of the batch. Anything else (database or store trouble) raises, and no
+    outcome of this batch may be sent. The caller discards the staged temporaries afterwards.
+    """
+    now = utcnow()
+    upload_ids = sorted({a.target.upload_id for a in arrivals})
+    # The state changes go first, in id order: their exclusive row locks, taken before the
+    # share locks below, cannot deadlock with a concurrent batch doing the same.
+    for upload_id in sorted({a.target.upload_id for a in arrivals if a.mark_receiving}):
+        if await repository.mark_receiving(session, upload_id):
+            await repository.add_event(session, upload_id, UploadState.receiving)
+    states = await repository.lock_uploads_for_chunks(session, upload_ids)
+    outcomes: list[ChunkOutcome | None] = [None] * len(arrivals)
+    rows: list[dict[str, object]] = []
+    for n, arrival in enumerate(arrivals):
+        target = arrival.target
+        found = states.get(target.upload_id)
+        try:
+            if found is None:
                 raise UploadNotFound()
-            ensure_receiving(upload, utcnow())
-        if inserted:
-            try:
-                await staged.commit(target.key)
-            except (StoreUnavailable, OSError) as exc:
-                log.warning(
-                    "chunk_commit_failed", upload_id=str(target.upload_id), error=type(exc).__name__
-                )
-                raise ChunkStoreUnavailable() from exc
-            return True
+            check_receiving(found[0], found[1], now)
+        except RelayError as exc:
+            outcomes[n] = exc
+            continue
+        rows.append(
+            {
+                "file_id": target.file_id,
+                "chunk_index": target.index,
+                "upload_id": target.upload_id,
+                "size": arrival.staged.size,
+                "md5": arrival.staged.md5.hex(),
+                "created_at": now,
+            }
+        )
+    # A chunk sent twice within one batch is one row: the first arrival claims it.
+    unique = list({(r["file_id"], r["chunk_index"]): r for r in reversed(rows)}.values())
+    inserted = await repository.insert_chunks(session, unique)
+    winners: list[ChunkArrival] = []
+    for n, arrival in enumerate(arrivals):
+        if outcomes[n] is not None:
+            continue
+        target = arrival.target
+        if (target.file_id, target.index) in inserted:
+            inserted.discard((target.file_id, target.index))
+            winners.append(arrival)
+            outcomes[n] = True
+            continue
         existing = await repository.get_chunk_md5(session, target.file_id, target.index)
-        if existing != staged.md5.hex():
-            raise ChunkConflict(
+        if existing == arrival.staged.md5.hex():
+            outcomes[n] = False
+        else:
+            outcomes[n] = ChunkConflict(
                 f"Chunk {target.index} is already stored with different bytes",
                 stored_md5=base64.b64encode(bytes.fromhex(existing or "")).decode(),
             )
-        return False
-    finally:
-        await staged.discard()
+    if winners:
+        try:
+            await chunk_store.commit_many([(a.staged, a.target.key) for a in winners])
+        except (StoreUnavailable, OSError) as exc:
+            log.warning("chunk_commit_failed", chunks=len(winners), error=type(exc).__name__)
+            raise ChunkStoreUnavailable() from exc
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 # --- status ------------------------------------------------------------------------------------

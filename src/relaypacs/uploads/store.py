@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -70,6 +70,10 @@ class ChunkStore(Protocol):
     async def stage(self, body: AsyncIterator[bytes], *, max_size: int) -> StagedChunk:
         """Stream ``body`` to a temporary object while hashing; :class:`ChunkTooLarge` past
         ``max_size`` bytes (the temporary is removed before raising)."""
+
+    async def commit_many(self, items: Sequence[tuple[StagedChunk, str]]) -> None:
+        """:meth:`StagedChunk.commit` for each (staged chunk, key) of a batch, all durable when
+        this returns (the file store fsyncs each directory once for the whole batch)."""
 
     def read(self, key: str) -> AsyncIterator[bytes]:
         """Stream the object at ``key`` (chunk or instance); ``FileNotFoundError`` if absent."""

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from anyio import to_thread
 
-from relaypacs.uploads.store import READ_BLOCK_BYTES, StagingArea, stage_to_file
+from relaypacs.uploads.store import READ_BLOCK_BYTES, StagedChunk, StagingArea, stage_to_file
 
 
 def _fsync_directory(path: Path) -> None:
@@ -48,10 +48,14 @@ class _StagedFile:
         self.md5 = md5
         self.size = size
 
-    async def commit(self, key: str) -> None:
+    def take(self) -> Path:
+        """The temporary's path, now owned by the caller (commit)."""
         assert self._path is not None, "staged chunk already committed or discarded"
         path, self._path = self._path, None
-        await to_thread.run_sync(self._store.install, path, key)
+        return path
+
+    async def commit(self, key: str) -> None:
+        await to_thread.run_sync(self._store.install, self.take(), key)
 
     async def discard(self) -> None:
         path, self._path = self._path, None
@@ -79,10 +83,31 @@ class FilesystemChunkStore:
 
     def install(self, source: Path, key: str) -> None:
         """Blocking: atomically move an fsync'd local file to ``key``."""
-        target = self.path_of(key)
-        _ensure_directory(self.root, target.parent)
-        os.replace(source, target)
-        _fsync_directory(target.parent)
+        self.install_many([(source, key)])
+
+    def install_many(self, items: Sequence[tuple[Path, str]]) -> None:
+        """Blocking: :meth:`install` for a batch, each directory fsync'd once after its renames."""
+        directories: dict[Path, None] = {}
+        try:
+            for source, key in items:
+                target = self.path_of(key)
+                if target.parent not in directories:
+                    _ensure_directory(self.root, target.parent)
+                    directories[target.parent] = None
+                os.replace(source, target)
+        except BaseException:
+            for source, _ in items:
+                source.unlink(missing_ok=True)  # the temporaries not renamed yet
+            raise
+        for directory in directories:
+            _fsync_directory(directory)
+
+    async def commit_many(self, items: Sequence[tuple[StagedChunk, str]]) -> None:
+        paths: list[tuple[Path, str]] = []
+        for staged, key in items:
+            assert isinstance(staged, _StagedFile), "staged by another store"
+            paths.append((staged.take(), key))
+        await to_thread.run_sync(self.install_many, paths)
 
     async def stage(self, body: AsyncIterator[bytes], *, max_size: int) -> _StagedFile:
         path = self.staging.new_path()
