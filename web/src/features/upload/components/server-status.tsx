@@ -4,10 +4,14 @@ import { Alert } from '@/components/alert';
 import { env } from '@/config/env';
 import { useNetworkStatus } from '@/hooks/use-network-status';
 import { formatBytes, formatDateTime } from '@/lib/format';
+import { liveEvents } from '@/lib/live-events';
 import { toUserFacingError } from '@/lib/problem';
 
 import { getUploadStatus } from '../api/uploads';
 import { TERMINAL, type ServerUploadStatus } from '../engine/protocol';
+
+/** How often the state is still polled while the live stream is open (a safety net only). */
+const LIVE_FALLBACK_POLL_MS = 15_000;
 
 const STEPS = [
   { key: 'received', label: 'Received' },
@@ -68,7 +72,15 @@ export function useUploadStatus(serverId: string | undefined): { status: ServerU
     if (!serverId || finished || network === 'offline') return;
     let stopped = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let inFlight = false;
+    let again = false;
     const poll = async (): Promise<void> => {
+      if (inFlight) {
+        again = true;
+        return;
+      }
+      inFlight = true;
+      clearTimeout(timer);
       try {
         const fresh = await getUploadStatus(serverId);
         if (stopped) return;
@@ -77,13 +89,29 @@ export function useUploadStatus(serverId: string | undefined): { status: ServerU
         if (TERMINAL.has(fresh.state)) return;
       } catch (caught) {
         if (!stopped) setError(toUserFacingError(caught).message);
+      } finally {
+        inFlight = false;
       }
-      if (!stopped) timer = setTimeout(() => void poll(), env.statusPollMs);
+      if (stopped) return;
+      if (again) {
+        again = false;
+        void poll();
+        return;
+      }
+      // With the live stream open, a state change arrives as an event: poll only as a fallback.
+      timer = setTimeout(() => void poll(), liveEvents.status === 'open' ? LIVE_FALLBACK_POLL_MS : env.statusPollMs);
     };
     void poll();
+    const offLive = liveEvents.subscribe('upload_state', (data) => {
+      if ((data as { upload_id?: unknown } | null)?.upload_id === serverId) void poll();
+    });
+    // Reconnected: whatever changed meanwhile is one request away.
+    const offOpen = liveEvents.onOpen(() => void poll());
     return () => {
       stopped = true;
       clearTimeout(timer);
+      offLive();
+      offOpen();
     };
   }, [serverId, finished, network]);
 

@@ -1,0 +1,4 @@
+// The notifications feature's public surface, for the app layer.
+export { LiveNotifications } from './components/live-notifications';
+export { NotificationsPage } from './components/notifications-page';
+export { UnreadBadge } from './components/unread-badge';

@@ -1,0 +1,52 @@
+/** The unread count shown in the navigation: fetched once, then kept live by the stream. */
+import { useSyncExternalStore } from 'react';
+
+import { liveEvents } from '@/lib/live-events';
+
+import { fetchUnreadCount } from '../api/notifications';
+
+let count: number | null = null;
+const listeners = new Set<() => void>();
+
+function set(next: number | null): void {
+  if (next === count) return;
+  count = next;
+  for (const listener of listeners) listener();
+}
+
+export const unread = {
+  get: (): number | null => count,
+  set,
+  subscribe(listener: () => void): () => void {
+    listeners.add(listener);
+    return () => listeners.delete(listener);
+  },
+  async refresh(): Promise<void> {
+    try {
+      set(await fetchUnreadCount());
+    } catch {
+      // offline or signed out: keep the last known count
+    }
+  },
+};
+
+/** Follow the stream's `unread_count` events (the gateway sends one on every connection). */
+export function followUnreadCount(): () => void {
+  void unread.refresh();
+  const off = liveEvents.subscribe('unread_count', (data) => {
+    const value = (data as { count?: unknown } | null)?.count;
+    if (typeof value === 'number' && Number.isInteger(value) && value >= 0) set(value);
+  });
+  return () => {
+    off();
+    // Signed out: the next user must not see this one's count.
+    set(null);
+  };
+}
+
+export function useUnreadCount(): number | null {
+  return useSyncExternalStore(
+    (listener) => unread.subscribe(listener),
+    () => unread.get(),
+  );
+}
