@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.db.base import utcnow
@@ -18,6 +19,7 @@ from relaypacs.uploads.models import (
     UploadChunk,
     UploadEvent,
     UploadFile,
+    UploadIdempotency,
     UploadState,
 )
 
@@ -27,6 +29,57 @@ Lock = Literal["share", "update"] | None
 async def add_upload(session: AsyncSession, upload: Upload, files: Sequence[UploadFile]) -> None:
     session.add(upload)
     session.add_all(files)
+    await session.flush()
+
+
+async def get_idempotency_key(
+    session: AsyncSession, owner_id: uuid.UUID, key_hash: str, *, since: datetime
+) -> UploadIdempotency | None:
+    """A key of this owner used since ``since``, as committed now (not as this session cached
+    it: a concurrent request may have committed it a moment ago)."""
+    statement = (
+        select(UploadIdempotency)
+        .where(
+            UploadIdempotency.owner_id == owner_id,
+            UploadIdempotency.key_hash == key_hash,
+            UploadIdempotency.created_at >= since,
+        )
+        .execution_options(populate_existing=True)
+    )
+    return (await session.scalars(statement)).first()
+
+
+async def delete_idempotency_keys_before(
+    session: AsyncSession, owner_id: uuid.UUID, before: datetime
+) -> None:
+    """Forget an owner's keys past the window: they answer nothing any more, and may be reused."""
+    await session.execute(
+        delete(UploadIdempotency)
+        .where(UploadIdempotency.owner_id == owner_id, UploadIdempotency.created_at < before)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def claim_idempotency_key(session: AsyncSession, claim: UploadIdempotency) -> bool:
+    """Insert the key's row in a savepoint; False when the key is taken.
+
+    PostgreSQL: the insert waits for a concurrent transaction holding the same key, and fails
+    once that one commits (or succeeds if it rolled back). SQLite serialises the two anyway.
+    """
+    try:
+        async with session.begin_nested():
+            session.add(claim)
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+async def complete_idempotency_key(
+    session: AsyncSession, claim: UploadIdempotency, upload_id: uuid.UUID, token_sealed: str
+) -> None:
+    claim.upload_id = upload_id
+    claim.token_sealed = token_sealed
     await session.flush()
 
 

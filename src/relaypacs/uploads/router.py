@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import date
 from typing import Annotated
 
@@ -35,8 +36,11 @@ from relaypacs.uploads.exceptions import (
     ChunkStoreUnavailable,
     ChunkTooLarge,
     DuplicateStudy,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
     IncompleteBody,
     InvalidContentMD5,
+    InvalidIdempotencyKey,
     InvalidUploadToken,
     UploadExpired,
     UploadFileNotFound,
@@ -71,27 +75,72 @@ router = APIRouter(prefix="/uploads", tags=["uploads"])
 _ACCESS_ERRORS = (Unauthorized, InvalidUploadToken, UploadTokenMismatch, UploadNotFound)
 
 
+def _parse_idempotency_key(value: str | None) -> str | None:
+    """The key in canonical form (a UUID, any case): it also seals the upload token it answers
+    with, so it must carry a UUID's entropy, not be a counter or a name."""
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError as exc:
+        raise InvalidIdempotencyKey() from exc
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadCreated,
     summary="Start an upload: declare the study and its files",
-    responses=problem_responses(Unauthorized, DuplicateStudy, UploadTooLarge, TooManyRequests),
+    description="Send an `Idempotency-Key` header (a UUID the client generated, e.g. a random "
+    "UUID 4, kept until the answer arrives) to make retries safe: a repeat of the same request "
+    "by the same user within 24 h answers 201 with the same upload, files and upload token "
+    "(and `Idempotent-Replayed: true`) instead of starting a second upload or answering "
+    "`duplicate_study`; the same key with a different body is `idempotency_key_reused`.",
+    responses=problem_responses(
+        Unauthorized,
+        InvalidIdempotencyKey,
+        DuplicateStudy,
+        IdempotencyKeyInFlight,
+        IdempotencyKeyReused,
+        UploadTooLarge,
+        TooManyRequests,
+    ),
 )
 async def start_upload(
-    body: UploadCreate, request: Request, response: Response, user: CurrentUser, session: SessionDep
+    body: UploadCreate,
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    session: SessionDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="A UUID the client generated for this request; repeats are answered "
+            "with the upload it created",
+        ),
+    ] = None,
 ) -> UploadCreated:
+    key = _parse_idempotency_key(idempotency_key)
     resources = get_resources(request)
     await resources.rate_limiter.hit(
         resources.settings.upload_start_rate_limit, "upload_start", str(user.id)
     )
     async with database_turn(request):
         created = await service.create_upload(
-            session, owner=user, data=body, settings=resources.settings, request=request
+            session,
+            owner=user,
+            data=body,
+            settings=resources.settings,
+            request=request,
+            idempotency_key=key,
         )
         await session.commit()
     upload = created.upload
-    metrics.record_upload_started(upload.service_level.value)
+    if created.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        metrics.record_upload_started(upload.service_level.value)
     response.headers["Location"] = f"{request.url.path}/{upload.id}"
     return UploadCreated(
         upload_id=upload.id,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import math
 import secrets
 import unicodedata
@@ -34,6 +35,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.audit.service import record_audit
+from relaypacs.auth.tokens import seal_token, unseal_token
 from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
 from relaypacs.errors import RelayError
@@ -49,6 +51,8 @@ from relaypacs.uploads.exceptions import (
     ChunkStoreUnavailable,
     ChunkTooLarge,
     DuplicateStudy,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
     InvalidContentMD5,
     UploadExpired,
     UploadIncomplete,
@@ -61,6 +65,7 @@ from relaypacs.uploads.models import (
     RECEIVING_STATES,
     Upload,
     UploadFile,
+    UploadIdempotency,
     UploadState,
 )
 from relaypacs.uploads.schemas import UploadCreate
@@ -74,6 +79,10 @@ EXPIRE_JOB = "uploads.expire"
 #: The forwarding stage's job; enqueued when an upload becomes validated, if that stage exists.
 FORWARD_JOB = "pacs.forward"
 DUPLICATE_WINDOW = timedelta(days=30)
+#: How long a POST /uploads Idempotency-Key answers with the upload it created.
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# Domain separation of the pad that seals an upload token under its Idempotency-Key.
+_TOKEN_SEAL_CONTEXT = b"relaypacs upload token v1:"
 #: Uploads in these states do not count as earlier copies of a study.
 _NOT_DUPLICATES = frozenset({UploadState.cancelled, UploadState.expired, UploadState.rejected})
 _ACTIVE_AFTER_COMPLETE = frozenset(
@@ -146,6 +155,60 @@ class CreatedUpload:
     upload: Upload
     files: list[UploadFile]
     token: str
+    #: The answer to an earlier request with the same Idempotency-Key, given again.
+    replayed: bool = False
+
+
+def request_hash(data: UploadCreate) -> str:
+    """SHA-256 of the request body as parsed, in canonical JSON (key order, spacing ignored)."""
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _token_seal_context(upload_id: uuid.UUID) -> bytes:
+    return _TOKEN_SEAL_CONTEXT + upload_id.bytes
+
+
+async def _claim_or_replay(
+    session: AsyncSession, owner: User, idempotency_key: str, data: UploadCreate, now: datetime
+) -> UploadIdempotency | CreatedUpload:
+    """The upload an earlier request with this key created, or this request's claim on the key.
+
+    Two requests with one key at the same moment: the second one's claim waits for the first
+    transaction and fails once it commits; it then reads and answers the first one's upload.
+    """
+    key_hash = hash_token(idempotency_key)
+    body_hash = request_hash(data)
+    since = now - IDEMPOTENCY_WINDOW
+    for _ in range(2):
+        earlier = await repository.get_idempotency_key(session, owner.id, key_hash, since=since)
+        if earlier is not None:
+            return await _replay(session, earlier, idempotency_key, body_hash)
+        await repository.delete_idempotency_keys_before(session, owner.id, since)
+        claim = UploadIdempotency(
+            owner_id=owner.id, key_hash=key_hash, request_hash=body_hash, created_at=now
+        )
+        if await repository.claim_idempotency_key(session, claim):
+            return claim
+    raise IdempotencyKeyInFlight()
+
+
+async def _replay(
+    session: AsyncSession, earlier: UploadIdempotency, idempotency_key: str, body_hash: str
+) -> CreatedUpload:
+    if earlier.request_hash != body_hash:
+        raise IdempotencyKeyReused()
+    if earlier.upload_id is None or earlier.token_sealed is None:
+        raise IdempotencyKeyInFlight()
+    upload = await repository.get_upload(session, earlier.upload_id)
+    if upload is None:
+        raise IdempotencyKeyInFlight()
+    token = unseal_token(
+        earlier.token_sealed, key=idempotency_key, context=_token_seal_context(upload.id)
+    )
+    files = await repository.list_files(session, upload.id)
+    log.info("upload_create_replayed", upload_id=str(upload.id))
+    return CreatedUpload(upload, files, token, replayed=True)
 
 
 async def create_upload(
@@ -155,17 +218,27 @@ async def create_upload(
     data: UploadCreate,
     settings: Settings,
     request: Request | None,
+    idempotency_key: str | None = None,
 ) -> CreatedUpload:
+    """Start an upload. With an ``idempotency_key`` (a UUID), a repeat of the same request by
+    the same user within :data:`IDEMPOTENCY_WINDOW` gets the same upload (and upload token)
+    back instead of a second upload or a ``duplicate_study``; another body is refused."""
     total = sum(f.size for f in data.files)
     if total > settings.max_upload_bytes:
         raise UploadTooLarge(
             f"The files add up to {total} bytes; the limit is {settings.max_upload_bytes}",
             max_upload_bytes=settings.max_upload_bytes,
         )
+    now = utcnow()
+    claim: UploadIdempotency | None = None
+    if idempotency_key is not None:
+        claimed = await _claim_or_replay(session, owner, idempotency_key, data, now)
+        if isinstance(claimed, CreatedUpload):
+            return claimed
+        claim = claimed
     study = data.study
     chunk_size = data.chunk_size or owner.chunk_size
     key = duplicate_key(study.patient_name, study.study_date, study.modality)
-    now = utcnow()
     earlier = await repository.find_recent_duplicate(
         session,
         owner_id=owner.id,
@@ -237,6 +310,9 @@ async def create_upload(
             target_id=str(upload.id),
             details={"duplicate_of": str(earlier.id)},
         )
+    if claim is not None and idempotency_key is not None:
+        sealed = seal_token(token, key=idempotency_key, context=_token_seal_context(upload.id))
+        await repository.complete_idempotency_key(session, claim, upload.id, sealed)
     return CreatedUpload(upload, files, token)
 
 
