@@ -15,8 +15,12 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from relaypacs.config import Settings
+from relaypacs.db.base import utcnow
+from relaypacs.jobs import repository as jobs_repository
 from relaypacs.jobs.models import Job, JobState
+from relaypacs.jobs.service import enqueue
 from relaypacs.jobs.worker import Worker
+from relaypacs.pacs.tasks import STALLED_JOB
 from relaypacs.uploads.service import FORWARD_JOB
 from relaypacs.uploads.store import upload_prefix
 from relaypacs.users.models import Role
@@ -208,5 +212,88 @@ async def test_an_admin_requeues_a_failed_delivery_and_it_is_delivered(
         delivered = await wait_for_state(app, client, session, FINAL_STATES)
         assert delivered["state"] == "delivered"
         assert timeline(delivered)[-4:] == ["failed", "queued", "forwarding", "delivered"]
+    archived = list((base.data_dir / "archive").rglob("*.dcm"))
+    assert any(path.read_bytes() == data for path in archived)
+
+
+async def _poll_state(
+    client: httpx.AsyncClient, session: uploads.Session, states: frozenset[str]
+) -> dict[str, Any]:
+    """The upload's status once in ``states`` (the sweep is a job no helper waits for)."""
+    async with asyncio.timeout(30):
+        while True:
+            status = await uploads.status(client, session)
+            if status["state"] in states:
+                return status
+            await asyncio.sleep(0.1)
+
+
+async def test_a_forward_job_whose_workers_keep_dying_fails_the_upload_until_requeued(
+    base: ForwardingBase,
+) -> None:
+    data = instance()
+    settings = base.settings(job_max_abandoned=1)
+    async with (
+        running_app(base.settings(run_worker_in_process=False, job_max_abandoned=1)) as app,
+        new_client(app) as client,
+    ):
+        resources = app.state.resources
+        user = await sign_in(client, app)
+        session = await send_study(client, user.headers, [data])
+        await assemble_without_forwarding(resources)
+        # A worker claims the forwarding job and dies before it writes anything again.
+        now = utcnow()
+        async with resources.sessionmaker() as db:
+            claimed = await jobs_repository.claim_jobs(
+                db,
+                kinds=[FORWARD_JOB],
+                owner="dead-worker",
+                now=now,
+                lease_expires_at=now,
+                limit=1,
+            )
+            await db.commit()
+        assert [job.payload["upload_id"] for job in claimed] == [session.id]
+
+    async with running_app(settings) as app, new_client(app) as client:
+        # The next claim buries the job (dead); the sweep finds the upload it left behind.
+        await app.state.job_worker.idle()
+        async with app.state.sessionmaker() as db:
+            await enqueue(db, STALLED_JOB, {})
+            await db.commit()
+        failed = await _poll_state(client, session, FINAL_STATES)
+        assert failed["state"] == "failed", failed
+        assert failed["failure_reason"] == (
+            "delivery stopped: abandoned: its worker stopped 1 times while running it"
+        )
+        assert failed["timeline"][-1] == {
+            **failed["timeline"][-1],
+            "state": "failed",
+            "detail": failed["failure_reason"],
+        }
+        assert [i["forward_status"] for i in failed["instances"]] == ["pending"]
+        notes = await _notifications(client, user.headers)
+        assert [(n["type"], n["data"]["reasons"]) for n in notes] == [
+            ("upload_failed", [failed["failure_reason"]])
+        ]
+        async with app.state.sessionmaker() as db:
+            (job,) = (await db.scalars(select(Job).where(Job.id == claimed[0].id))).all()
+            assert job.state is JobState.dead
+
+        # The sweep leaves it failed (no second notification), and an admin's requeue
+        # brings the dead job back: the study is delivered.
+        async with app.state.sessionmaker() as db:
+            await enqueue(db, STALLED_JOB, {})
+            await db.commit()
+        admin = await sign_in(client, app, role=Role.admin)
+        response = await client.post(
+            f"{API}/admin/uploads/{session.id}/requeue", headers=admin.headers
+        )
+        assert response.status_code == 202, response.text
+        delivered = await wait_for_state(app, client, session, {"delivered", "partially_delivered"})
+        assert delivered["state"] == "delivered"
+        assert timeline(delivered)[-4:] == ["failed", "queued", "forwarding", "delivered"]
+        notes = await _notifications(client, user.headers)
+        assert sorted(n["type"] for n in notes) == ["upload_complete", "upload_failed"]
     archived = list((base.data_dir / "archive").rglob("*.dcm"))
     assert any(path.read_bytes() == data for path in archived)

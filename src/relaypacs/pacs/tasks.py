@@ -10,6 +10,12 @@ whichever is longer, until ``RELAYPACS_FORWARD_MAX_AGE_HOURS`` (default
 ``RELAYPACS_JOB_MAX_AGE_HOURS``) since it was queued or last requeued by an admin; only then is
 the upload ``failed`` and its uploader told. The handler decides that itself, because giving up
 must change the upload and notify in one transaction, which the generic worker cannot do.
+
+A forwarding job can also end without its handler deciding: ``dead`` when the workers running
+it kept dying (``RELAYPACS_JOB_MAX_ABANDONED``), or ``failed`` by the generic worker. The
+``pacs.stalled_deliveries`` sweep (every minute) finds such uploads, still ``validated``,
+``queued`` or ``forwarding``, and fails them with the job's reason, telling the uploader; an
+admin's requeue (``POST /admin/uploads/{id}/requeue``) then brings them back.
 """
 
 from __future__ import annotations
@@ -22,10 +28,16 @@ import structlog
 
 from relaypacs.db.base import utcnow
 from relaypacs.jobs import service as jobs_service
-from relaypacs.jobs.registry import JobContext, PermanentFailure, RetryLater, job_handler
+from relaypacs.jobs.registry import (
+    JobContext,
+    PermanentFailure,
+    RetryLater,
+    job_handler,
+    register_periodic,
+)
 from relaypacs.jobs.worker import retry_delay
-from relaypacs.pacs import forwarding
-from relaypacs.uploads.service import FORWARD_JOB
+from relaypacs.pacs import forwarding, repository
+from relaypacs.uploads.service import FORWARD_JOB, job_key
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +46,10 @@ _WORKER_MAX_AGE = timedelta(days=36500)
 # A PACS answering "Retry-After: 0" must not be asked again in a tight loop.
 _MIN_RETRY_SECONDS = 1.0
 
-__all__ = ["FORWARD_JOB", "forward"]
+STALLED_JOB = "pacs.stalled_deliveries"
+STALLED_SWEEP_EVERY = timedelta(minutes=1)
+
+__all__ = ["FORWARD_JOB", "STALLED_JOB", "fail_stalled_deliveries", "forward"]
 
 
 @job_handler(FORWARD_JOB, max_age=_WORKER_MAX_AGE)
@@ -101,3 +116,23 @@ async def _retry_or_give_up(
         ctx.sessionmaker, upload_id, f"{reason}; next attempt in {delay:.0f} s"
     )
     raise RetryLater(reason, delay=delay)
+
+
+@job_handler(STALLED_JOB)
+async def fail_stalled_deliveries(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Fail (with the reason, and tell the uploader) every upload whose forwarding job ended
+    ``dead`` or ``failed`` while the upload still waited for delivery."""
+    async with ctx.sessionmaker() as session:
+        stalled = await repository.stalled_deliveries(
+            session,
+            states=forwarding.FORWARDABLE_STATES,
+            job_key=lambda upload_id: job_key(FORWARD_JOB, upload_id),
+        )
+        await session.commit()
+    for upload_id, error in stalled:
+        reason = f"delivery stopped: {error}"
+        if await forwarding.fail_upload(ctx.sessionmaker, upload_id, reason):
+            log.warning("upload_delivery_stalled", upload_id=str(upload_id))
+
+
+register_periodic(STALLED_JOB, every=STALLED_SWEEP_EVERY)
