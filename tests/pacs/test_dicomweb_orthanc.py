@@ -211,3 +211,25 @@ async def test_instance_whose_stored_copy_changed_is_never_sent(
 
 async def test_ping_answers_when_reachable(orthanc_destination: DicomWebDestination) -> None:
     await orthanc_destination.ping()
+
+
+async def test_reports_read_back_through_public_qido_and_wado_methods(
+    orthanc: OrthancServer, orthanc_destination: DicomWebDestination
+) -> None:
+    study_uid, files = study(2)
+    await orthanc_destination.store_instances(stow_instances(study_uid, files))
+    series = await orthanc_destination.search_series(study_uid, include=["0020000E"])
+    (series_uid,) = {item["0020000E"]["Value"][0] for item in series}
+    found = await orthanc_destination.search_instances(
+        study_uid, series_uid, include=["00080016", "00080018"]
+    )
+    assert {item["00080018"]["Value"][0] for item in found} == {uid for uid, _ in files}
+    uid, data = files[0]
+    # Orthanc gives back the stored Part 10 file byte for byte.
+    assert await orthanc_destination.retrieve_instance(study_uid, series_uid, uid) == data
+    assert await orthanc_destination.search_series("1.2.3.999") == []
+    assert await orthanc_destination.search_instances(study_uid, "1.2.3.999") == []
+    nowhere = DicomWebDestination("nowhere", "http://127.0.0.1:9/dicom-web")
+    with pytest.raises(DestinationUnavailable, match="WADO-RS"):
+        await nowhere.retrieve_instance(study_uid, series_uid, uid)
+    await nowhere.close()

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio.to_thread
-import httpx
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -26,6 +25,7 @@ from pydicom.errors import InvalidDicomError
 from relaypacs.pacs.destinations import PacsDestinations
 from relaypacs.pacs.destinations.archive import ArchiveDestination
 from relaypacs.pacs.destinations.dicomweb import DicomWebDestination
+from relaypacs.pacs.exceptions import DestinationError
 
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
@@ -36,7 +36,6 @@ REPORT_CLASSES = SR_CLASSES | {ENCAPSULATED_PDF}
 #: Series of these modalities are searched even when the gateway uploaded them.
 _REPORT_MODALITIES = frozenset({"SR", "DOC"})
 
-_DICOM_JSON = "application/dicom+json"
 _SERIES_UID = "0020000E"
 _SOP_CLASS_UID = "00080016"
 _SOP_INSTANCE_UID = "00080018"
@@ -85,10 +84,12 @@ class ReportSource(Protocol):
 
 
 class DicomWebReportSource:
-    def __init__(self, name: str, root: str, client: httpx.AsyncClient) -> None:
+    """Reports in a DICOMweb destination, read through its public QIDO-RS / WADO-RS methods
+    (so with its authentication and TLS settings)."""
+
+    def __init__(self, name: str, destination: DicomWebDestination) -> None:
         self._name = name
-        self.root = root.rstrip("/")
-        self.client = client
+        self.destination = destination
 
     @property
     def name(self) -> str:
@@ -97,10 +98,12 @@ class DicomWebReportSource:
     async def report_instances(
         self, study_instance_uid: str, uploaded_series: frozenset[str]
     ) -> list[InstanceRef]:
-        series = await self._qido(
-            f"/studies/{study_instance_uid}/series",
-            {"includefield": [_SERIES_UID, _MODALITY]},
-        )
+        try:
+            series = await self.destination.search_series(
+                study_instance_uid, include=[_SERIES_UID, _MODALITY]
+            )
+        except DestinationError as exc:
+            raise ReportSourceError(exc.reason) from exc
         found: list[InstanceRef] = []
         for item in series:
             series_uid = _value(item, _SERIES_UID)
@@ -108,10 +111,12 @@ class DicomWebReportSource:
                 continue
             if series_uid in uploaded_series and _value(item, _MODALITY) not in _REPORT_MODALITIES:
                 continue
-            instances = await self._qido(
-                f"/studies/{study_instance_uid}/series/{series_uid}/instances",
-                {"includefield": [_SOP_CLASS_UID, _SOP_INSTANCE_UID]},
-            )
+            try:
+                instances = await self.destination.search_instances(
+                    study_instance_uid, series_uid, include=[_SOP_CLASS_UID, _SOP_INSTANCE_UID]
+                )
+            except DestinationError as exc:
+                raise ReportSourceError(exc.reason) from exc
             for instance in instances:
                 sop_class = _value(instance, _SOP_CLASS_UID)
                 sop_uid = _value(instance, _SOP_INSTANCE_UID)
@@ -122,38 +127,12 @@ class DicomWebReportSource:
         return found
 
     async def retrieve(self, ref: InstanceRef) -> bytes:
-        url = (
-            f"{self.root}/studies/{ref.study_instance_uid}/series/{ref.series_instance_uid}"
-            f"/instances/{ref.sop_instance_uid}"
-        )
-        headers = {"Accept": 'multipart/related; type="application/dicom"'}
         try:
-            response = await self.client.get(url, headers=headers, timeout=60)
-        except httpx.HTTPError as exc:
-            raise ReportSourceError(f"WADO-RS failed ({type(exc).__name__})") from exc
-        if response.status_code != 200:
-            raise ReportSourceError(f"WADO-RS answered HTTP {response.status_code}")
-        parts = multipart_parts(response.headers.get("content-type", ""), response.content)
-        if not parts:
-            raise ReportSourceError("WADO-RS answered without a DICOM part")
-        return parts[0]
-
-    async def _qido(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        try:
-            response = await self.client.get(
-                f"{self.root}{path}", params=params, headers={"Accept": _DICOM_JSON}, timeout=30
+            return await self.destination.retrieve_instance(
+                ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid
             )
-        except httpx.HTTPError as exc:
-            raise ReportSourceError(f"QIDO-RS failed ({type(exc).__name__})") from exc
-        if response.status_code in (204, 404):
-            return []
-        if response.status_code != 200:
-            raise ReportSourceError(f"QIDO-RS answered HTTP {response.status_code}")
-        try:
-            items = response.json()
-        except ValueError as exc:
-            raise ReportSourceError("QIDO-RS answered with invalid JSON") from exc
-        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+        except DestinationError as exc:
+            raise ReportSourceError(exc.reason) from exc
 
 
 def _value(item: dict[str, Any], tag: str) -> object:
@@ -163,23 +142,6 @@ def _value(item: dict[str, Any], tag: str) -> object:
         if isinstance(values, list) and values:
             return values[0]
     return None
-
-
-def multipart_parts(content_type: str, body: bytes) -> list[bytes]:
-    """The bodies of a ``multipart/related`` response (PS3.18 8.6.1.2), in order."""
-    match = re.search(r'boundary="?([^";]+)"?', content_type, re.IGNORECASE)
-    if not match:
-        return []
-    delimiter = b"--" + match.group(1).encode()
-    parts: list[bytes] = []
-    for chunk in body.split(delimiter)[1:]:
-        if chunk.startswith(b"--"):
-            break
-        _, separator, payload = chunk.partition(b"\r\n\r\n")
-        if not separator:
-            continue
-        parts.append(payload.removesuffix(b"\r\n"))
-    return parts
 
 
 # --- the local archive ---------------------------------------------------------------------------
@@ -252,9 +214,7 @@ def report_sources(pacs: PacsDestinations) -> list[ReportSource]:
     for guarded in pacs.destinations:
         inner = guarded.destination
         if isinstance(inner, DicomWebDestination):
-            # The destination's own client carries its authentication and TLS settings.
-            client: httpx.AsyncClient = inner._client
-            sources.append(DicomWebReportSource(guarded.name, inner.root, client))
+            sources.append(DicomWebReportSource(guarded.name, inner))
         elif isinstance(inner, ArchiveDestination):
             sources.append(ArchiveReportSource(guarded.name, inner.root))
     return sources

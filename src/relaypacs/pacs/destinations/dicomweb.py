@@ -25,6 +25,7 @@ delimited only by the connection's close) that does not parse.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -165,20 +166,71 @@ class DicomWebDestination:
     async def ping(self) -> None:
         await self._qido("/studies", {"limit": "1"})
 
+    # --- what the reports domain reads back (QIDO-RS search, WADO-RS retrieve) ---
+
+    async def search_series(
+        self, study_instance_uid: str, *, include: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """The study's series as DICOM JSON (QIDO-RS); [] for an unknown study."""
+        return await self._qido(
+            f"/studies/{study_instance_uid}/series",
+            {"includefield": list(include)},
+            missing_is_empty=True,
+        )
+
+    async def search_instances(
+        self, study_instance_uid: str, series_instance_uid: str, *, include: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """One series' instances as DICOM JSON (QIDO-RS); [] for an unknown series."""
+        return await self._qido(
+            f"/studies/{study_instance_uid}/series/{series_instance_uid}/instances",
+            {"includefield": list(include)},
+            missing_is_empty=True,
+        )
+
+    async def retrieve_instance(
+        self, study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str
+    ) -> bytes:
+        """One instance's Part 10 bytes (WADO-RS, PS3.18 10.4). Meant for small objects
+        (reports): the answer is read into memory."""
+        url = (
+            f"{self.root}/studies/{study_instance_uid}/series/{series_instance_uid}"
+            f"/instances/{sop_instance_uid}"
+        )
+        headers = {"Accept": 'multipart/related; type="application/dicom"'}
+        try:
+            response = await self._client.get(url, headers=headers, timeout=60)
+        except httpx.TimeoutException as exc:
+            raise DestinationUnavailable(f"WADO-RS timed out ({type(exc).__name__})") from exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise DestinationUnavailable(f"WADO-RS failed ({type(exc).__name__})") from exc
+        if response.status_code != 200:
+            raise _destination_error(response.status_code, response.headers, "WADO-RS")
+        parts = multipart_parts(response.headers.get("content-type", ""), response.content)
+        if not parts:
+            raise DestinationUnavailable("WADO-RS answered without a DICOM part")
+        return parts[0]
+
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _qido(self, path: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+    async def _qido(
+        self,
+        path: str,
+        params: Mapping[str, str | list[str]],
+        *,
+        missing_is_empty: bool = False,
+    ) -> list[dict[str, Any]]:
         try:
             response = await self._client.get(
                 f"{self.root}{path}", params=params, headers={"Accept": DICOM_JSON}, timeout=30
             )
         except httpx.TimeoutException as exc:
             raise DestinationUnavailable(f"QIDO-RS timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
+        except (httpx.HTTPError, OSError) as exc:
             raise DestinationUnavailable(f"QIDO-RS failed ({type(exc).__name__})") from exc
         status = response.status_code
-        if status == 204 or (status == 404 and "/instances" in path):
+        if status == 204 or (status == 404 and (missing_is_empty or "/instances" in path)):
             return []  # no match (some servers answer an unknown study with 404)
         if status != 200:
             raise _destination_error(status, response.headers, "QIDO-RS")
@@ -297,6 +349,23 @@ def _per_instance_statuses(document: dict[str, Any] | None) -> dict[str, Instanc
             outcome = InstanceOutcome.refused
         listed[uid] = InstanceResult(uid, outcome, status=code, reason=described.describe())
     return listed
+
+
+def multipart_parts(content_type: str, body: bytes) -> list[bytes]:
+    """The bodies of a ``multipart/related`` response (PS3.18 8.6.1.2), in order."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type, re.IGNORECASE)
+    if not match:
+        return []
+    delimiter = b"--" + match.group(1).encode()
+    parts: list[bytes] = []
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        _, separator, payload = chunk.partition(b"\r\n\r\n")
+        if not separator:
+            continue
+        parts.append(payload.removesuffix(b"\r\n"))
+    return parts
 
 
 def _sequence(dataset: dict[str, Any], tag: str) -> list[dict[str, Any]]:
