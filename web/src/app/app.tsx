@@ -1,15 +1,15 @@
 import { useCallback, useEffect } from 'react';
 import { createBrowserRouter, Navigate, Outlet, RouterProvider, useLocation } from 'react-router';
 
+import { AdminArea, AuditPage, DeliveriesPage, UsersPage } from '@/features/admin';
 import { AuthProvider, RegisterPage, SignInPage, useAuth, type User } from '@/features/auth';
-import { NotificationsPage } from '@/features/notifications';
-import { clearReportCache, ReportDetailPage, ReportsPage } from '@/features/reports';
 import { clearDeviceData, NewUploadPage, startUploadEngine, UploadDetailPage, UploadsPage } from '@/features/upload';
 import { network } from '@/lib/network';
 
 import { Layout } from './layout';
-import { AccountPage } from './routes/account-page';
+import { DashboardRoute } from './routes/dashboard-page';
 import { NotFoundPage } from './routes/not-found-page';
+import { SettingsPage } from './routes/settings-page';
 
 function Shell() {
   const { signedIn } = useAuth();
@@ -28,14 +28,10 @@ function RequireSignIn() {
   return <Outlet />;
 }
 
-function ReportDetailRoute() {
+/** Admin screens: administrators only; anyone else gets a clear "not allowed". */
+function AdminRoute() {
   const { user } = useAuth();
-  return <ReportDetailPage canEdit={user?.role === 'radiologist' || user?.role === 'admin'} />;
-}
-
-/** Everything of the signed-in user kept on this device: queued studies, history, reports. */
-async function clearAllDeviceData(): Promise<void> {
-  await Promise.all([clearDeviceData(), clearReportCache()]);
+  return <AdminArea viewer={user ? { id: user.id, role: user.role } : null} />;
 }
 
 function PublicOnly() {
@@ -63,10 +59,19 @@ const router = createBrowserRouter([
           { path: '/upload', element: <NewUploadPage /> },
           { path: '/uploads', element: <UploadsPage /> },
           { path: '/uploads/:id', element: <UploadDetailPage /> },
-          { path: '/account', element: <AccountPage /> },
-          { path: '/reports', element: <ReportsPage /> },
-          { path: '/reports/:id', element: <ReportDetailRoute /> },
-          { path: '/notifications', element: <NotificationsPage /> },
+          {
+            path: '/admin',
+            element: <AdminRoute />,
+            children: [
+              { index: true, element: <Navigate to="/admin/users" replace /> },
+              { path: 'users', element: <UsersPage /> },
+              { path: 'deliveries', element: <DeliveriesPage /> },
+              { path: 'audit', element: <AuditPage /> },
+            ],
+          },
+          { path: '/dashboard', element: <DashboardRoute /> },
+          { path: '/settings', element: <SettingsPage /> },
+          { path: '/account', element: <Navigate to="/settings" replace /> },
         ],
       },
       { path: '*', element: <NotFoundPage /> },
@@ -79,11 +84,11 @@ export function App() {
 
   // Another person signing in on this device must not inherit the previous user's queue.
   const onSignIn = useCallback(async (user: User, previousUserId: string | null) => {
-    if (previousUserId && previousUserId !== user.id) await clearAllDeviceData();
+    if (previousUserId && previousUserId !== user.id) await clearDeviceData();
   }, []);
 
   return (
-    <AuthProvider onSignIn={onSignIn} beforeSignOut={clearAllDeviceData}>
+    <AuthProvider onSignIn={onSignIn} beforeSignOut={clearDeviceData}>
       <RouterProvider router={router} />
     </AuthProvider>
   );

@@ -2,12 +2,14 @@ import { useState } from 'react';
 
 import { Dialog } from '@/components/dialog';
 import { useAuth, TwoFactorPanel } from '@/features/auth';
+import { DataExportPanel, ProfilePanel, SignOutEverywherePanel } from '@/features/settings';
 import { PreferencesPanel, unfinishedCount } from '@/features/upload';
 import { useDocumentTitle } from '@/hooks/use-document-title';
 
-export function AccountPage() {
-  useDocumentTitle('Account');
-  const { user, signOut } = useAuth();
+/** The settings screen: it composes panels of three features (profile, 2FA, uploads). */
+export function SettingsPage() {
+  useDocumentTitle('Settings');
+  const { user, signOut, reloadUser } = useAuth();
   const [pending, setPending] = useState<number | null>(null);
 
   async function leave(): Promise<void> {
@@ -21,28 +23,20 @@ export function AccountPage() {
   }
 
   return (
-    <section aria-labelledby="account-title">
-      <h1 id="account-title">Account</h1>
-      <div className="card">
-        <h2>Profile</h2>
-        {user ? (
-          <dl className="facts">
-            <dt>Username</dt>
-            <dd data-testid="username">{user.username}</dd>
-            <dt>Email</dt>
-            <dd>{user.email}</dd>
-            <dt>Role</dt>
-            <dd>{user.role}</dd>
-          </dl>
-        ) : (
-          <p>Profile not loaded yet.</p>
-        )}
+    <section aria-labelledby="settings-title" className="settings">
+      <h1 id="settings-title">Settings</h1>
+      <ProfilePanel user={user} onSaved={reloadUser} />
+      <TwoFactorPanel />
+      <PreferencesPanel />
+      {user ? <DataExportPanel username={user.username} /> : null}
+      <SignOutEverywherePanel afterwards={signOut} unfinishedUploads={unfinishedCount} />
+      <section className="card" aria-labelledby="sign-out-title">
+        <h2 id="sign-out-title">This device</h2>
+        <p>Sign out here only; your other devices stay signed in.</p>
         <button type="button" className="button" onClick={() => void askSignOut()}>
           Sign out
         </button>
-      </div>
-      <TwoFactorPanel />
-      <PreferencesPanel />
+      </section>
       <Dialog
         open={pending !== null}
         title="Uploads are not finished"

@@ -1,0 +1,82 @@
+import { api } from '@/lib/api-client';
+
+import { toQuery, type DashboardFilters, type Period } from '../lib/period';
+
+export type ServiceLevel = 'stat' | 'emergency' | 'routine';
+
+export interface Durations {
+  count: number;
+  median_seconds: number | null;
+  p95_seconds: number | null;
+}
+
+export interface Summary {
+  scope: { period: Period; since: string | null; until: string; user_id: string | null };
+  uploads: { count: number; bytes: number; gigabytes: number };
+  outcomes: Record<string, number>;
+  finished: number;
+  /** delivered ÷ finished, 0..1; null when nothing finished */
+  success_rate: number | null;
+  modalities: { modality: string; count: number; bytes: number }[];
+  service_levels: { service_level: ServiceLevel; count: number; delivered: number; time_to_pacs: Durations }[];
+  time_to_pacs: Durations;
+}
+
+export interface TrendDay {
+  date: string;
+  uploads: number;
+  bytes: number;
+  delivered: number;
+  failed: number;
+  modalities: Record<string, number>;
+}
+
+export interface Trends {
+  days: TrendDay[];
+}
+
+export interface UserChoice {
+  id: string;
+  username: string;
+}
+
+/**
+ * The gateway computes figures at most every 30 s per question and allows a user few analytics
+ * reads a minute: flicking between periods asks it again only once an answer is that old.
+ */
+const FRESH_MS = 30_000;
+const answers = new Map<string, { at: number; answer: Promise<unknown> }>();
+
+/** `viewer`: whose figures these are (another person may sign in on the device). */
+function cachedGet<T>(viewer: string, path: string, query: Record<string, string>): Promise<T> {
+  const key = `${viewer} ${path}?${new URLSearchParams(query).toString()}`;
+  const now = Date.now();
+  const hit = answers.get(key);
+  if (hit && now - hit.at < FRESH_MS) return hit.answer as Promise<T>;
+  const answer = api.get<T>(path, { params: query }).then((response) => response.data);
+  answers.set(key, { at: now, answer });
+  answer.catch(() => answers.delete(key));
+  return answer;
+}
+
+export function fetchSummary(viewer: string, filters: DashboardFilters, isAdmin: boolean): Promise<Summary> {
+  return cachedGet<Summary>(viewer, '/analytics/summary', toQuery(filters, isAdmin));
+}
+
+export function fetchTrends(viewer: string, filters: DashboardFilters, isAdmin: boolean): Promise<Trends> {
+  return cachedGet<Trends>(viewer, '/analytics/trends', toQuery(filters, isAdmin));
+}
+
+/** The CSV of the period (admins): the file's bytes and the name the gateway gives it. */
+export async function fetchCsv(filters: DashboardFilters): Promise<{ blob: Blob; filename: string }> {
+  const response = await api.get<Blob>('/analytics/export.csv', { params: toQuery(filters, true), responseType: 'blob' });
+  const disposition = String(response.headers['content-disposition'] ?? '');
+  const match = /filename="?([^";]+)"?/.exec(disposition);
+  return { blob: response.data, filename: match?.[1] ?? `relaypacs_stats_${filters.period}.csv` };
+}
+
+/** Accounts an admin can narrow the figures to. */
+export async function fetchUsers(): Promise<UserChoice[]> {
+  const page = (await api.get<{ items: UserChoice[] }>('/admin/users', { params: { limit: 500 } })).data;
+  return page.items.map(({ id, username }) => ({ id, username })).sort((a, b) => a.username.localeCompare(b.username));
+}
