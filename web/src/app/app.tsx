@@ -1,8 +1,9 @@
 import { useCallback, useEffect } from 'react';
 import { createBrowserRouter, Navigate, Outlet, RouterProvider, useLocation } from 'react-router';
 
-import { AdminArea, AuditPage, DeliveriesPage, UsersPage } from '@/features/admin';
 import { AuthProvider, RegisterPage, SignInPage, useAuth, type User } from '@/features/auth';
+import { NotificationsPage } from '@/features/notifications';
+import { clearReportCache, ReportDetailPage, ReportsPage } from '@/features/reports';
 import { clearDeviceData, NewUploadPage, startUploadEngine, UploadDetailPage, UploadsPage } from '@/features/upload';
 import { network } from '@/lib/network';
 
@@ -28,10 +29,14 @@ function RequireSignIn() {
   return <Outlet />;
 }
 
-/** Admin screens: administrators only; anyone else gets a clear "not allowed". */
-function AdminRoute() {
+function ReportDetailRoute() {
   const { user } = useAuth();
-  return <AdminArea viewer={user ? { id: user.id, role: user.role } : null} />;
+  return <ReportDetailPage canEdit={user?.role === 'radiologist' || user?.role === 'admin'} />;
+}
+
+/** Everything of the signed-in user kept on this device: queued studies, history, reports. */
+async function clearAllDeviceData(): Promise<void> {
+  await Promise.all([clearDeviceData(), clearReportCache()]);
 }
 
 function PublicOnly() {
@@ -59,19 +64,12 @@ const router = createBrowserRouter([
           { path: '/upload', element: <NewUploadPage /> },
           { path: '/uploads', element: <UploadsPage /> },
           { path: '/uploads/:id', element: <UploadDetailPage /> },
-          {
-            path: '/admin',
-            element: <AdminRoute />,
-            children: [
-              { index: true, element: <Navigate to="/admin/users" replace /> },
-              { path: 'users', element: <UsersPage /> },
-              { path: 'deliveries', element: <DeliveriesPage /> },
-              { path: 'audit', element: <AuditPage /> },
-            ],
-          },
           { path: '/dashboard', element: <DashboardRoute /> },
           { path: '/settings', element: <SettingsPage /> },
           { path: '/account', element: <Navigate to="/settings" replace /> },
+          { path: '/reports', element: <ReportsPage /> },
+          { path: '/reports/:id', element: <ReportDetailRoute /> },
+          { path: '/notifications', element: <NotificationsPage /> },
         ],
       },
       { path: '*', element: <NotFoundPage /> },
@@ -84,11 +82,11 @@ export function App() {
 
   // Another person signing in on this device must not inherit the previous user's queue.
   const onSignIn = useCallback(async (user: User, previousUserId: string | null) => {
-    if (previousUserId && previousUserId !== user.id) await clearDeviceData();
+    if (previousUserId && previousUserId !== user.id) await clearAllDeviceData();
   }, []);
 
   return (
-    <AuthProvider onSignIn={onSignIn} beforeSignOut={clearDeviceData}>
+    <AuthProvider onSignIn={onSignIn} beforeSignOut={clearAllDeviceData}>
       <RouterProvider router={router} />
     </AuthProvider>
   );

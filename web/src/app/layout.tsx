@@ -4,11 +4,13 @@ import { InstallButton } from '@/components/install-button';
 import { NetworkStatusBadge } from '@/components/network-status';
 import { UpdatePrompt } from '@/components/update-prompt';
 import { useAuth } from '@/features/auth';
+import { LiveNotifications, UnreadBadge } from '@/features/notifications';
 
 export function Layout({ signedIn }: { signedIn: boolean }) {
   const { user } = useAuth();
   return (
     <>
+      {signedIn ? <LiveNotifications role={user?.role ?? null} /> : null}
       <a className="skip-link" href="#main">
         Skip to content
       </a>
@@ -26,8 +28,12 @@ export function Layout({ signedIn }: { signedIn: boolean }) {
             <NavLink to="/upload">New upload</NavLink>
             <NavLink to="/uploads">Uploads</NavLink>
             <NavLink to="/dashboard">Dashboard</NavLink>
+            <NavLink to="/reports">Reports</NavLink>
+            <NavLink to="/notifications">
+              Notifications
+              <UnreadBadge />
+            </NavLink>
             <NavLink to="/settings">Settings</NavLink>
-            {user?.role === 'admin' ? <NavLink to="/admin">Admin</NavLink> : null}
           </nav>
         ) : null}
       </header>
