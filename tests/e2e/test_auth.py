@@ -26,7 +26,7 @@ def test_register_enable_two_step_verification_and_sign_in_with_the_code(page: P
     page.get_by_role("button", name="Create account").click()
     page.get_by_role("heading", name="New upload").wait_for()
 
-    page.get_by_role("link", name="Account").click()
+    page.get_by_role("link", name="Settings").click()
     page.get_by_role("button", name="Set up two-step verification").click()
     secret = page.get_by_test_id("totp-secret").text_content() or ""
     totp = pyotp.TOTP(secret)
@@ -34,7 +34,7 @@ def test_register_enable_two_step_verification_and_sign_in_with_the_code(page: P
     page.get_by_role("button", name="Turn on").click()
     expect(page.get_by_test_id("recovery-codes").get_by_role("listitem")).to_have_count(10)
 
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     page.get_by_role("heading", name="Sign in").wait_for()
     page.get_by_label("Username or email").fill(username)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
@@ -48,7 +48,7 @@ def test_register_enable_two_step_verification_and_sign_in_with_the_code(page: P
     page.get_by_label("Authentication code").fill(totp.at(time.time() + 30))
     page.get_by_role("button", name="Verify").click()
     page.get_by_role("heading", name="New upload").wait_for()
-    page.get_by_role("link", name="Account").click()
+    page.get_by_role("link", name="Settings").click()
     expect(page.get_by_test_id("username")).to_have_text(username)
 
 

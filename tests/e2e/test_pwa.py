@@ -146,8 +146,8 @@ def test_every_screen_is_accessible_fits_320_px_and_is_photographed(
         "upload-review": review,
         "upload-status": lambda: page.goto(f"/uploads/{job_url}"),
         "uploads": lambda: (page.goto("/uploads"), page.get_by_test_id("history").wait_for()),
-        "account": lambda: (
-            page.goto("/account"),
+        "settings": lambda: (
+            page.goto("/settings"),
             page.get_by_text("Default service level").wait_for(),
         ),
     }
@@ -216,7 +216,7 @@ def test_every_screen_is_reachable_and_usable_by_keyboard(
 
     for link, heading in (
         ("Uploads", "Uploads"),
-        ("Account", "Account"),
+        ("Settings", "Settings"),
         ("New upload", "New upload"),
     ):
         page.locator("body").focus()
