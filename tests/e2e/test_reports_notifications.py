@@ -1,0 +1,325 @@
+"""Reports and notifications in real Chromium against the real gateway and Orthanc: a report made
+ready in the PACS reaches an open page live (list and unread badge, no reload) and its PDF
+downloads; the list and the report read offline; a radiologist hears of a STAT study at once,
+asks for more information and makes the report ready; notifications are marked read one by one
+(with the keyboard) and all at once; axe finds nothing serious at 375 and 1280 px."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from tests.e2e.conftest import PASSWORD, Api, sign_in_with_tokens
+from tests.e2e.gateway import RELAYPACS, Gateway
+from tests.e2e.orthanc import Orthanc
+from tests.e2e.proxy import ThrottlingProxy
+from tests.e2e.studies import write_study
+from tests.e2e.test_pwa import no_horizontal_overflow, run_axe, wait_for_service_worker
+from tests.e2e.test_upload import choose_folder, send
+from tests.reports.documents import structured_report
+
+WIDTHS = {"phone": 375, "desktop": 1280}
+FINDINGS = "No acute intracranial abnormality."
+IMPRESSION = "Normal CT head."
+
+# The Notification API, recorded: a headless browser shows no system notifications, and the test
+# needs to see which ones the app raised (a stand-in only for the OS's notification centre).
+RECORD_NOTIFICATIONS = """
+(() => {
+  const shown = [];
+  class RecordedNotification {
+    static permission = 'granted';
+    static requestPermission() { return Promise.resolve('granted'); }
+    constructor(title, options) { shown.push({ title, body: options && options.body }); }
+    close() {}
+  }
+  window.Notification = RecordedNotification;
+  window.__shownNotifications = shown;
+})();
+"""
+
+
+@pytest.fixture
+def pacs_required(pacs: Orthanc | None) -> Orthanc:
+    if pacs is None:
+        pytest.skip("Orthanc is not installed (make test installs it with apt)")
+    return pacs
+
+
+@pytest.fixture
+def axe_context(browser: Browser, link: ThrottlingProxy) -> Iterator[BrowserContext]:
+    # axe is injected as a script: the app's CSP would rightly refuse it.
+    ctx = browser.new_context(
+        base_url=link.url, bypass_csp=True, viewport={"width": 1280, "height": 900}
+    )
+    yield ctx
+    ctx.close()
+
+
+def store_in_orthanc(pacs: Orthanc, data: bytes) -> None:
+    response = httpx.post(
+        f"{pacs.url}/instances",
+        content=data,
+        auth=pacs.auth,
+        headers={"Content-Type": "application/dicom"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+
+
+def deliver(page: Page, study_dir: Path, *, stat: bool = False) -> None:
+    """Send a study from the upload page and wait until the PACS has it."""
+    page.goto("/upload")
+    choose_folder(page, study_dir)
+    if stat:
+        page.locator("input[name=service_level][value=stat]").check()
+    send(page)
+    expect(page.get_by_test_id("server-status")).to_have_attribute(
+        "data-state", "delivered", timeout=60_000
+    )
+
+
+def report_of(api: Api, tokens: dict[str, Any]) -> dict[str, Any]:
+    items = api.get("/reports", tokens)["items"]
+    assert len(items) == 1, items
+    report: dict[str, Any] = items[0]
+    return report
+
+
+def badge_count(page: Page) -> int:
+    badge = page.get_by_test_id("unread-badge")
+    if badge.count() == 0:
+        return 0
+    return int(badge.get_attribute("data-count") or 0)
+
+
+def shown_notifications(page: Page) -> list[dict[str, Any]]:
+    shown: list[dict[str, Any]] = page.evaluate("window.__shownNotifications || []")
+    return shown
+
+
+def test_a_report_ready_in_the_pacs_arrives_live_downloads_and_reads_offline(
+    page: Page,
+    account: tuple[str, dict[str, Any]],
+    api: Api,
+    study_dir: Path,
+    pacs_required: Orthanc,
+    tmp_path: Path,
+) -> None:
+    username, tokens = account
+    write_study(study_dir, instances=2, patient_name="REPORT^RITA", patient_id="E2E-RPT-1")
+    page.add_init_script(RECORD_NOTIFICATIONS)
+    sign_in_with_tokens(page, username, tokens)
+    deliver(page, study_dir)
+
+    page.get_by_role("link", name="Reports", exact=True).click()
+    reports = page.get_by_test_id("reports")
+    expect(reports).to_contain_text("REPORT RITA")
+    row = reports.locator("li").first
+    expect(row.get_by_test_id("report-status")).to_have_attribute("data-status", "assigned")
+    # The delivery itself is a notification: the badge shows it.
+    expect(page.get_by_test_id("unread-badge")).to_have_attribute("data-count", "1")
+    # Proof that nothing below reloads the page.
+    page.evaluate("window.__sameDocument = true")
+
+    # The reading centre's PACS gets the radiologist's Structured Report for the study ...
+    report = report_of(api, tokens)
+    evidence = (study_dir / "IM0001.dcm").read_bytes()
+    sr = structured_report(
+        evidence, findings=FINDINGS, impression=IMPRESSION, radiologist="Reader^Rosa"
+    )
+    store_in_orthanc(pacs_required, sr)
+    # ... and the gateway looks for it (the look-up the minute job makes, asked for now).
+    synced = api.http.post(
+        f"/reports/{report['id']}/sync",
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+    )
+    assert synced.status_code == 200, synced.text
+    assert synced.json()["status"] == "ready"
+
+    expect(row.get_by_test_id("report-status")).to_have_attribute(
+        "data-status", "ready", timeout=15_000
+    )
+    expect(page.get_by_test_id("unread-badge")).to_have_attribute("data-count", "2")
+    assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+    assert [n["title"] for n in shown_notifications(page)] == ["Report ready"]
+
+    row.get_by_role("link").click()
+    detail = page.get_by_test_id("report-detail")
+    expect(detail).to_have_attribute("data-status", "ready")
+    expect(page.get_by_test_id("report-text")).to_contain_text(FINDINGS)
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download PDF").click()
+    download = download_info.value
+    assert download.suggested_filename == f"report-{report['id']}.pdf"
+    saved = tmp_path / "report.pdf"
+    download.save_as(saved)
+    assert saved.read_bytes().startswith(b"%PDF-")
+
+    # Offline: the list and the report opened before still read, from this device.
+    wait_for_service_worker(page)
+    page.context.set_offline(True)
+    try:
+        page.goto("/reports")
+        expect(page.get_by_test_id("network-status")).to_have_text("Offline")
+        expect(
+            page.get_by_text("You are offline: this is the list as it was last seen")
+        ).to_be_visible()
+        expect(page.get_by_test_id("reports")).to_contain_text("REPORT RITA")
+        page.get_by_test_id("reports").get_by_role("link").first.click()
+        expect(
+            page.get_by_text("You are offline: this is the report as it was last seen.")
+        ).to_be_visible()
+        expect(page.get_by_test_id("report-text")).to_contain_text(IMPRESSION)
+        expect(page.get_by_role("button", name="Download PDF")).to_be_disabled()
+    finally:
+        page.context.set_offline(False)
+
+
+def create_radiologist(gateway: Gateway, username: str) -> None:
+    result = subprocess.run(
+        [
+            str(RELAYPACS),
+            "admin",
+            "create-user",
+            "--username",
+            username,
+            "--email",
+            f"{username}@example.org",
+            "--role",
+            "radiologist",
+            "--password",
+            PASSWORD,
+        ],
+        env={**os.environ, "RELAYPACS_DATA_DIR": str(gateway.data_dir), **gateway.extra_env},
+        cwd=gateway.data_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def too_wide(page: Page) -> list[str]:
+    """The elements that stick out on the right, for the failure message."""
+    found: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll('body *')]
+            .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+            .slice(0, 8)
+            .map((e) => `${e.tagName.toLowerCase()}.${e.className}`
+                        + ` ${Math.round(e.getBoundingClientRect().right)}`)"""
+    )
+    return found
+
+
+def check_screen(page: Page, screenshots: Path, name: str) -> None:
+    """axe clean (serious, critical) and no sideways scrolling at both widths; screenshots."""
+    for label, width in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(150)
+        assert run_axe(page) == [], f"{name} at {label}"
+        assert no_horizontal_overflow(page), f"{name} overflows at {width} px: {too_wide(page)}"
+        page.screenshot(path=str(screenshots / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_a_radiologist_hears_of_a_stat_study_and_reports_it_and_the_sender_reads_it_all(
+    page: Page,
+    axe_context: BrowserContext,
+    account: tuple[str, dict[str, Any]],
+    api: Api,
+    gateway: Gateway,
+    study_dir: Path,
+    pacs_required: Orthanc,
+    screenshots: Path,
+) -> None:
+    username, tokens = account
+    reader = f"{username}-rad"
+    create_radiologist(gateway, reader)
+    reader_tokens = api.login(reader)
+
+    radiologist = axe_context.new_page()
+    radiologist.add_init_script(RECORD_NOTIFICATIONS)
+    sign_in_with_tokens(radiologist, reader, reader_tokens)
+    radiologist.get_by_role("link", name="Notifications").click()
+    expect(radiologist.get_by_role("heading", name="Notifications")).to_be_visible()
+
+    write_study(study_dir, instances=2, patient_name="STAT^SAM", patient_id="E2E-RPT-2")
+    sign_in_with_tokens(page, username, tokens)
+    deliver(page, study_dir, stat=True)
+
+    # The radiologist's open page hears of it at once: list, badge and a system notification.
+    live_list = radiologist.get_by_test_id("notifications")
+    expect(live_list.locator("li[data-type=stat_study_arrived]")).to_have_count(1, timeout=15_000)
+    expect(radiologist.get_by_test_id("unread-badge")).not_to_have_count(0)
+    assert "STAT study arrived" in [n["title"] for n in shown_notifications(radiologist)]
+
+    # From the notification to the report; ask for more, then make it ready, with the keyboard.
+    live_list.locator("li[data-type=stat_study_arrived]").get_by_role("link").click()
+    expect(radiologist.get_by_test_id("report-detail")).to_have_attribute("data-status", "assigned")
+    check_screen(radiologist, screenshots, "report-detail-radiologist")
+    radiologist.get_by_label("Status").select_option("additional_data_required")
+    radiologist.get_by_role("button", name="Save").click()
+    expect(radiologist.get_by_text("Say what is needed from the sender.")).to_be_visible()
+    radiologist.get_by_label("What is needed from the sender").fill("The prior CT, please.")
+    radiologist.get_by_label("What is needed from the sender").press("Tab")
+    radiologist.get_by_role("button", name="Save").focus()
+    radiologist.keyboard.press("Enter")
+    expect(radiologist.get_by_test_id("report-detail")).to_have_attribute(
+        "data-status", "additional_data_required"
+    )
+    radiologist.get_by_label("Status").select_option("ready")
+    radiologist.get_by_label("Report text").fill(f"{FINDINGS}\n{IMPRESSION}")
+    radiologist.get_by_role("button", name="Save").click()
+    expect(radiologist.get_by_test_id("report-detail")).to_have_attribute("data-status", "ready")
+    expect(radiologist.get_by_test_id("report-text")).to_contain_text(IMPRESSION)
+    assert api.get("/reports", tokens)["items"][0]["status"] == "ready"
+
+    # The sender: delivered, more information needed, ready — three unread, live.
+    owner = axe_context.new_page()
+    owner.add_init_script(RECORD_NOTIFICATIONS)
+    sign_in_with_tokens(owner, username, tokens)
+    expect(owner.get_by_test_id("unread-badge")).to_have_attribute("data-count", "3")
+    owner.get_by_role("link", name="Reports", exact=True).click()
+    expect(owner.get_by_test_id("reports")).to_contain_text("STAT SAM")
+    check_screen(owner, screenshots, "reports-list")
+    owner.get_by_test_id("reports").get_by_role("link").first.click()
+    expect(owner.get_by_test_id("report-text")).to_contain_text(IMPRESSION)
+    check_screen(owner, screenshots, "report-detail")
+
+    owner.get_by_role("link", name=re.compile(r"^Notifications")).click()
+    items = owner.get_by_test_id("notifications").locator("li")
+    expect(items).to_have_count(3)
+    expect(owner.locator("li[data-read=false]")).to_have_count(3)
+    check_screen(owner, screenshots, "notifications")
+
+    # One read, with the keyboard: Tab to its button, Enter.
+    first_toggle = items.first.get_by_role("button", name=re.compile("^Mark as read"))
+    first_toggle.focus()
+    owner.keyboard.press("Enter")
+    expect(items.first).to_have_attribute("data-read", "true")
+    expect(owner.get_by_test_id("unread-badge")).to_have_attribute("data-count", "2")
+    # ... and unread again.
+    items.first.get_by_role("button", name=re.compile("^Mark as unread")).click()
+    expect(items.first).to_have_attribute("data-read", "false")
+    expect(owner.get_by_test_id("unread-badge")).to_have_attribute("data-count", "3")
+    owner.get_by_role("button", name="Mark all as read").click()
+    expect(owner.locator("li[data-read=false]")).to_have_count(0)
+    expect(owner.get_by_test_id("unread-badge")).to_have_count(0)
+    assert api.get("/notifications/unread-count", tokens)["count"] == 0
+
+    # The unread filter shows none now; the read filter all three.
+    owner.get_by_label("Show").select_option("unread")
+    expect(owner.get_by_text("No notifications.")).to_be_visible()
+    owner.get_by_label("Show").select_option("read")
+    expect(items).to_have_count(3)
+    radiologist.close()
+    owner.close()
