@@ -3,7 +3,7 @@ import reactHooks from 'eslint-plugin-react-hooks';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
-const FEATURES = ['auth', 'upload', 'reports', 'notifications', 'dashboard', 'settings'];
+const FEATURES = ['auth', 'upload', 'reports', 'notifications', 'dashboard', 'settings', 'admin'];
 
 export default tseslint.config(
   { ignores: ['dist', 'dev-dist', 'node_modules', 'public'] },

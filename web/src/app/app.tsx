@@ -1,6 +1,7 @@
 import { useCallback, useEffect } from 'react';
 import { createBrowserRouter, Navigate, Outlet, RouterProvider, useLocation } from 'react-router';
 
+import { AdminArea, AuditPage, DeliveriesPage, UsersPage } from '@/features/admin';
 import { AuthProvider, RegisterPage, SignInPage, useAuth, type User } from '@/features/auth';
 import { NotificationsPage } from '@/features/notifications';
 import { clearReportCache, ReportDetailPage, ReportsPage } from '@/features/reports';
@@ -39,6 +40,12 @@ async function clearAllDeviceData(): Promise<void> {
   await Promise.all([clearDeviceData(), clearReportCache()]);
 }
 
+/** Admin screens: administrators only; anyone else gets a clear "not allowed". */
+function AdminRoute() {
+  const { user } = useAuth();
+  return <AdminArea viewer={user ? { id: user.id, role: user.role } : null} />;
+}
+
 function PublicOnly() {
   const { signedIn } = useAuth();
   const location = useLocation();
@@ -64,6 +71,16 @@ const router = createBrowserRouter([
           { path: '/upload', element: <NewUploadPage /> },
           { path: '/uploads', element: <UploadsPage /> },
           { path: '/uploads/:id', element: <UploadDetailPage /> },
+          {
+            path: '/admin',
+            element: <AdminRoute />,
+            children: [
+              { index: true, element: <Navigate to="/admin/users" replace /> },
+              { path: 'users', element: <UsersPage /> },
+              { path: 'deliveries', element: <DeliveriesPage /> },
+              { path: 'audit', element: <AuditPage /> },
+            ],
+          },
           { path: '/dashboard', element: <DashboardRoute /> },
           { path: '/settings', element: <SettingsPage /> },
           { path: '/account', element: <Navigate to="/settings" replace /> },

@@ -34,6 +34,7 @@ export function Layout({ signedIn }: { signedIn: boolean }) {
               <UnreadBadge />
             </NavLink>
             <NavLink to="/settings">Settings</NavLink>
+            {user?.role === 'admin' ? <NavLink to="/admin">Admin</NavLink> : null}
           </nav>
         ) : null}
       </header>
