@@ -161,7 +161,7 @@ export function DeliveriesPage() {
             <tbody>
               {page.items.length === 0 ? (
                 <tr>
-                  <td colSpan={7}>Nothing here: every study in this view has been delivered.</td>
+                  <td colSpan={7}>No study is in this view.</td>
                 </tr>
               ) : null}
               {page.items.map((delivery) => {

@@ -42,19 +42,29 @@ export function canRequeue(delivery: Pick<Delivery, 'state'>): boolean {
   return delivery.state === 'failed';
 }
 
-/** The reason to show in the list: the upload's own failure reason, else what the state implies. */
+/**
+ * The reason to show in the list. The API keeps an upload's last failure reason after a requeue
+ * (and after the delivery that followed), so it is shown as the reason only while the upload is
+ * failed, rejected or partly delivered, and as an earlier failure otherwise.
+ */
 export function listReason(delivery: Pick<Delivery, 'state' | 'failure_reason'>): string {
-  if (delivery.failure_reason) return delivery.failure_reason;
+  const earlier = delivery.failure_reason;
   switch (delivery.state) {
-    case 'validated':
-    case 'queued':
-      return 'Waiting for its turn or for the PACS (open the details for the last attempt).';
-    case 'forwarding':
-      return 'Being sent to the PACS now.';
     case 'failed':
-      return 'No reason recorded.';
+    case 'rejected':
+    case 'partially_delivered':
+      return earlier ?? 'No reason recorded.';
+    case 'validated':
+    case 'queued': {
+      const waiting = 'Waiting for its turn or for the PACS (the details show the last attempt).';
+      return earlier ? `${waiting} Earlier failure: ${earlier}` : waiting;
+    }
+    case 'forwarding':
+      return earlier ? `Being sent to the PACS now. Earlier failure: ${earlier}` : 'Being sent to the PACS now.';
+    case 'delivered':
+      return earlier ? `Delivered after an earlier failure: ${earlier}` : '—';
     default:
-      return '—';
+      return earlier ?? '—';
   }
 }
 

@@ -18,12 +18,20 @@ describe('deliveries', () => {
     }
   });
 
-  it("shows the upload's failure reason, else what its state means", () => {
+  it("shows the upload's failure reason while it is failed, else what its state means", () => {
     expect(listReason({ state: 'failed', failure_reason: 'the PACS refused every instance (3)' })).toBe(
       'the PACS refused every instance (3)',
     );
-    expect(listReason({ state: 'queued', failure_reason: null })).toMatch(/Waiting/);
+    expect(listReason({ state: 'failed', failure_reason: null })).toBe('No reason recorded.');
+    expect(listReason({ state: 'queued', failure_reason: null })).toMatch(/^Waiting/);
     expect(listReason({ state: 'delivered', failure_reason: null })).toBe('—');
+  });
+
+  it('calls a reason kept after a requeue an earlier failure', () => {
+    const reason = 'not delivered within 24 h: HTTP 401';
+    expect(listReason({ state: 'queued', failure_reason: reason })).toMatch(/^Waiting.*Earlier failure: not delivered within 24 h/);
+    expect(listReason({ state: 'forwarding', failure_reason: reason })).toMatch(/^Being sent.*Earlier failure/);
+    expect(listReason({ state: 'delivered', failure_reason: reason })).toBe(`Delivered after an earlier failure: ${reason}`);
   });
 
   it("takes the latest timeline note and each distinct PACS answer from an upload's details", () => {
