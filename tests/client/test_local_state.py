@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import stat
+import uuid
 from pathlib import Path
 
 from relaypacs.client.credentials import CredentialStore, SavedSignIn
 from relaypacs.client.files import read_json, write_json_private
-from relaypacs.client.journal import Journal, JournalEntry, JournalFile
+from relaypacs.client.journal import KEY_LIFETIME_S, Journal, JournalEntry, JournalFile
 from relaypacs.client.uploader import missing_by_file, parse_missing
 
 
@@ -50,6 +51,42 @@ def test_the_journal_finds_an_upload_by_server_and_exact_file_set(tmp_path: Path
     entry.completed = True
     journal.save(entry)
     assert journal.uploaded_sources("http://gw") == {"/x/a.dcm|10|1"}
+
+
+def test_a_study_start_keeps_its_idempotency_key_until_its_answer_is_recorded(
+    tmp_path: Path,
+) -> None:
+    body = {"study": {"patient_name": "DOE^JANE"}, "files": [{"name": "a.dcm", "size": 10}]}
+    key = Journal(tmp_path).idempotency_key("http://gw", "abc", body)
+
+    # Another process (the run after a crash) gets the same key for the same request...
+    assert uuid.UUID(key)
+    assert Journal(tmp_path).idempotency_key("http://gw/", "abc", dict(body)) == key
+    assert stat.S_IMODE((tmp_path / "journal.json").stat().st_mode) == 0o600
+    # ...but not for another body, study or server.
+    forced = Journal(tmp_path).idempotency_key("http://gw", "abc", {**body, "force_upload": True})
+    assert forced != key
+    assert Journal(tmp_path).idempotency_key("http://gw", "abd", body) != forced
+    assert Journal(tmp_path).idempotency_key("http://other", "abc", body) != forced
+
+    # Once the answer is in the journal, starting the study again is a new request.
+    journal = Journal(tmp_path)
+    journal.save(JournalEntry("http://gw", "1.2.3", "abc", "u-1", "t-1", 1024, None, files=[]))
+    assert journal.idempotency_key("http://gw", "abc", body) not in (key, forced)
+
+
+def test_an_idempotency_key_older_than_the_gateway_remembers_is_replaced(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path)
+    key = journal.idempotency_key("http://gw", "abc", {"a": 1})
+    data = read_json(tmp_path / "journal.json")
+    data["idempotency_keys"]["http://gw|abc"]["created"] -= KEY_LIFETIME_S + 1
+    write_json_private(tmp_path / "journal.json", data)
+
+    assert journal.idempotency_key("http://gw", "abc", {"a": 1}) != key
+    journal.forget_idempotency_key("http://gw", "abc")
+    assert read_json(tmp_path / "journal.json")["idempotency_keys"] == {}
 
 
 def test_a_new_sign_in_replaces_the_old_one_for_that_server_only(tmp_path: Path) -> None:

@@ -52,6 +52,20 @@ def wait_until(predicate: Any, timeout: float = 60) -> None:
         time.sleep(0.05)  # watching another process's files: there is no event to await
 
 
+def wait_for_journaled_upload(journal: Path) -> str:
+    """The id of the upload the journal records (it also holds a start's key before that)."""
+    found: list[str] = []
+
+    def recorded() -> bool:
+        if journal.exists():
+            uploads = json.loads(journal.read_text()).get("uploads", {})
+            found.extend(str(u["upload_id"]) for u in uploads.values())
+        return bool(found)
+
+    wait_until(recorded)
+    return found[0]
+
+
 def settled_bytes_received(cli: CliUser, upload_id: str) -> int:
     """What the gateway holds once bytes still queued in the delay proxy have drained."""
     last = -1
@@ -102,8 +116,7 @@ def test_a_killed_upload_resumes_and_sends_only_the_missing_chunks(
             "--chunk-size", str(512 * 1024)]  # fmt: skip
     first_run = via_proxy.spawn(*args)
     journal = cli.state_dir / "journal.json"
-    wait_until(journal.exists)
-    upload_id = next(iter(json.loads(journal.read_text())["uploads"].values()))["upload_id"]
+    upload_id = wait_for_journaled_upload(journal)
     wait_until(
         lambda: cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"] >= 1024 * 1024
     )
@@ -131,8 +144,7 @@ def test_without_its_journal_an_unfinished_upload_is_found_and_resumed(
     first_run = via_proxy.spawn("upload", str(tmp_path / "in"), "--server", slow_link,
                                 "--parallel", "1", "--chunk-size", str(512 * 1024))  # fmt: skip
     journal = cli.state_dir / "journal.json"
-    wait_until(journal.exists)
-    upload_id = next(iter(json.loads(journal.read_text())["uploads"].values()))["upload_id"]
+    upload_id = wait_for_journaled_upload(journal)
     wait_until(lambda: cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"] > 0)
     first_run.send_signal(signal.SIGKILL)
     first_run.wait(30)
@@ -253,7 +265,8 @@ def test_status_wait_ends_with_the_delivery_outcome(cli: CliUser, tmp_path: Path
 def _completed(journal: Path) -> list[dict[str, Any]]:
     if not journal.exists():
         return []
-    return [u for u in json.loads(journal.read_text())["uploads"].values() if u["completed"]]
+    uploads = json.loads(journal.read_text()).get("uploads", {})
+    return [u for u in uploads.values() if u["completed"]]
 
 
 def test_watch_never_sends_a_study_that_is_still_being_copied(cli: CliUser, tmp_path: Path) -> None:
@@ -292,7 +305,7 @@ def test_watch_sends_a_study_once_its_files_stop_changing(cli: CliUser, tmp_path
         def completed() -> list[dict[str, Any]]:
             if not journal.exists():
                 return []
-            uploads = json.loads(journal.read_text())["uploads"].values()
+            uploads = json.loads(journal.read_text()).get("uploads", {}).values()
             return [u for u in uploads if u["completed"]]
 
         wait_until(lambda: len(completed()) == 1)
@@ -319,8 +332,7 @@ def test_a_started_upload_finishes_without_the_sign_in(
     first_run = via_proxy.spawn("upload", str(tmp_path / "in"), "--server", slow_link,
                                 "--parallel", "1", "--chunk-size", str(512 * 1024))  # fmt: skip
     journal = cli.state_dir / "journal.json"
-    wait_until(journal.exists)
-    upload_id = next(iter(json.loads(journal.read_text())["uploads"].values()))["upload_id"]
+    upload_id = wait_for_journaled_upload(journal)
     wait_until(lambda: cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"] > 0)
     first_run.send_signal(signal.SIGKILL)
     first_run.wait(30)
@@ -345,8 +357,7 @@ def test_a_cancelled_session_is_replaced_by_a_new_upload(
     first_run = via_proxy.spawn("upload", str(tmp_path / "in"), "--server", slow_link,
                                 "--parallel", "1", "--chunk-size", str(512 * 1024))  # fmt: skip
     journal = cli.state_dir / "journal.json"
-    wait_until(journal.exists)
-    upload_id = next(iter(json.loads(journal.read_text())["uploads"].values()))["upload_id"]
+    upload_id = wait_for_journaled_upload(journal)
     wait_until(lambda: cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"] > 0)
     first_run.send_signal(signal.SIGKILL)
     first_run.wait(30)

@@ -235,8 +235,13 @@ class GatewayClient:
 
     # ---- uploads -------------------------------------------------------------------------
 
-    async def create_upload(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self._request("POST", f"{API}/uploads", json=body)
+    async def create_upload(
+        self, body: dict[str, Any], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Start an upload. With a key, every retry of it (here or after a crash) gets the same
+        upload back from the gateway, so a lost 201 neither makes a second upload nor a 409."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        response = await self._request("POST", f"{API}/uploads", json=body, headers=headers)
         return dict(response.json())
 
     async def get_upload(self, upload_id: str, upload_token: str | None = None) -> dict[str, Any]:

@@ -245,7 +245,7 @@ class StudyUploader:
         if force:
             body["force_upload"] = True
         try:
-            created = await self.client.create_upload(body)
+            created = await self._create(study, body)
         except ApiError as error:
             if error.code != "duplicate_study":
                 raise
@@ -265,8 +265,22 @@ class StudyUploader:
                 self.reporter.study_note(study, outcome.message)
                 return None
             body["force_upload"] = True
-            created = await self.client.create_upload(body)
+            created = await self._create(study, body)
         return self._record(study, created)
+
+    async def _create(self, study: Study, body: dict[str, Any]) -> dict[str, Any]:
+        server = self.client.server
+        key = self.journal.idempotency_key(server, study.fingerprint, body)
+        try:
+            return await self.client.create_upload(body, idempotency_key=key)
+        except ApiError as error:
+            if error.code != "idempotency_key_reused":
+                raise
+        # The gateway knows the key for another body (a journal copied from elsewhere?): the
+        # request is a new one, so it gets a new key.
+        self.journal.forget_idempotency_key(server, study.fingerprint)
+        key = self.journal.idempotency_key(server, study.fingerprint, body)
+        return await self.client.create_upload(body, idempotency_key=key)
 
     def _record(self, study: Study, created: dict[str, Any]) -> JournalEntry:
         files = created.get("files", [])

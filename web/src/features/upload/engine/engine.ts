@@ -24,6 +24,8 @@ export interface EngineDeps {
   emitIntervalMs?: number;
   /** a chunk the gateway says arrived corrupted is re-read and re-sent this many times */
   maxChecksumRetries?: number;
+  /** a new Idempotency-Key (default: a random UUID) */
+  newKey?: () => string;
 }
 
 const RUNNABLE: ReadonlySet<JobState> = new Set(['waiting', 'uploading', 'completing']);
@@ -258,12 +260,21 @@ export class UploadEngine {
       ...(job.requestedChunkSize ? { chunk_size: job.requestedChunkSize } : {}),
       force_upload: job.forceUpload,
     };
+    if (!job.idempotencyKey) {
+      // Kept before it is used: a lost answer, a reload or a crash retries with the same key.
+      job.idempotencyKey = (this.deps.newKey ?? (() => crypto.randomUUID()))();
+      await this.deps.store.putJob({ ...job, files: job.files.map((file) => ({ ...file })) });
+    }
+    const key = job.idempotencyKey;
     let created;
     try {
-      created = await this.retrying(job, signal, (token) => this.deps.transport.createUpload(body, token, signal), {
+      created = await this.retrying(job, signal, (token) => this.deps.transport.createUpload(body, token, signal, key), {
         needsToken: true,
       });
     } catch (error) {
+      if (error instanceof TransportError && error.code === 'idempotency_key_reused') {
+        job.idempotencyKey = undefined; // another body under this key: a retry is a new request
+      }
       if (error instanceof TransportError && error.status === 409 && error.code === 'duplicate_study') {
         job.message = error.message;
         const body = (error.body ?? {}) as { duplicate_of?: unknown };
@@ -524,6 +535,7 @@ export class UploadEngine {
   private forgetSession(job: UploadJob): void {
     job.serverId = undefined;
     job.uploadToken = undefined;
+    job.idempotencyKey = undefined;
     job.chunkSize = undefined;
     job.expiresAt = undefined;
     for (const file of job.files) {
@@ -597,7 +609,7 @@ export class UploadEngine {
     return [...this.jobs.values()]
       .sort((a, b) => b.createdAt - a.createdAt)
       .map((job) => {
-        const { uploadToken: _secret, ...visible } = job;
+        const { uploadToken: _secret, idempotencyKey: _key, ...visible } = job;
         return { ...visible, files: job.files.map((file) => ({ ...file })), progress: this.progressOf(job) };
       });
   }

@@ -35,7 +35,8 @@ export interface PutChunkRequest {
 }
 
 export interface Transport {
-  createUpload(body: CreateUploadBody, token: string, signal: AbortSignal): Promise<CreatedUpload>;
+  /** With an idempotency key, a repeat gets the upload the first request created (same answer). */
+  createUpload(body: CreateUploadBody, token: string, signal: AbortSignal, idempotencyKey?: string): Promise<CreatedUpload>;
   getUpload(uploadId: string, token: string, signal: AbortSignal): Promise<ServerUploadStatus>;
   /** Resolves with the HTTP status (200 already stored, 201 stored). */
   putChunk(request: PutChunkRequest): Promise<number>;
@@ -72,10 +73,22 @@ export function httpTransport(options: HttpTransportOptions): Transport {
   const base = options.apiBase;
   const timeout = options.requestTimeoutMs ?? 30_000;
 
-  async function call(method: string, path: string, token: string, signal: AbortSignal, body?: unknown): Promise<unknown> {
+  async function call(
+    method: string,
+    path: string,
+    token: string,
+    signal: AbortSignal,
+    body?: unknown,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<unknown> {
     const init: RequestInit = {
       method,
-      headers: { Authorization: `Bearer ${token}`, Accept: 'application/json', ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+      headers: {
+        Authorization: `Bearer ${token}`,
+        Accept: 'application/json',
+        ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+        ...extraHeaders,
+      },
       body: body === undefined ? null : JSON.stringify(body),
       signal: AbortSignal.any([signal, AbortSignal.timeout(timeout)]),
       cache: 'no-store',
@@ -103,7 +116,8 @@ export function httpTransport(options: HttpTransportOptions): Transport {
   }
 
   return {
-    createUpload: async (body, token, signal) => (await call('POST', '/uploads', token, signal, body)) as CreatedUpload,
+    createUpload: async (body, token, signal, idempotencyKey) =>
+      (await call('POST', '/uploads', token, signal, body, idempotencyKey ? { 'Idempotency-Key': idempotencyKey } : {})) as CreatedUpload,
     getUpload: async (uploadId, token, signal) =>
       parseUploadStatus(await call('GET', `/uploads/${encodeURIComponent(uploadId)}`, token, signal)),
     complete: async (uploadId, token, signal) => {

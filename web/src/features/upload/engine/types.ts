@@ -46,6 +46,11 @@ export interface UploadJob {
   forceUpload: boolean;
   serverId?: string;
   uploadToken?: string;
+  /**
+   * The Idempotency-Key of this job's POST /uploads, saved before the request is sent: a retry
+   * (even after the tab was closed) gets the session the gateway already opened, not a second one.
+   */
+  idempotencyKey?: string;
   chunkSize?: number;
   expiresAt?: string;
   /** user-facing reason when state is failed or duplicate */
@@ -80,8 +85,8 @@ export interface JobProgress {
   waitingFor: 'network' | 'sign-in' | null;
 }
 
-/** What the screens see of a job: never the upload token. */
-export type JobView = Omit<UploadJob, 'uploadToken'> & { progress: JobProgress | null };
+/** What the screens see of a job: never the upload token (nor the key that seals it on the gateway). */
+export type JobView = Omit<UploadJob, 'uploadToken' | 'idempotencyKey'> & { progress: JobProgress | null };
 
 export type EngineCommand =
   | { type: 'start' }

@@ -323,6 +323,41 @@ describe('upload engine', () => {
     expect(gateway.completions).toBe(1);
   });
 
+  it('opens one session when the answer to opening it is lost', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'hello chunked world' });
+    await store.addJob(record, blobs);
+    gateway.loseNextCreateAnswers = 2;
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    expect(gateway.sessions.size).toBe(1);
+    expect(gateway.createKeys).toHaveLength(3);
+    expect(new Set(gateway.createKeys).size).toBe(1);
+    expect(gateway.createKeys[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(JSON.stringify(h.latest())).not.toContain(gateway.createKeys[0]);
+  });
+
+  it('keeps the key across a reload, so the session opened before it is the one used', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'hello chunked world' });
+    await store.addJob(record, blobs);
+    gateway.loseNextCreateAnswers = 1_000; // every answer lost while the first tab lives
+    const first = harness();
+    await started(first);
+    await until(() => gateway.createKeys.length >= 2, 'the first start and a retry');
+    await first.engine.handle({ type: 'pause', jobId: 'j1' }); // the tab closes
+    await first.engine.idle();
+    expect(gateway.sessions.size).toBe(1);
+    expect((await store.getJob('j1'))?.idempotencyKey).toBe(gateway.createKeys[0]);
+    gateway.loseNextCreateAnswers = 0;
+
+    const second = harness();
+    await started(second);
+    await second.engine.handle({ type: 'resume', jobId: 'j1' });
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    expect(gateway.sessions.size).toBe(1);
+    expect(new Set(gateway.createKeys).size).toBe(1);
+  });
+
   it('sends STAT studies before routine ones queued earlier', async () => {
     const [routine, routineBlobs] = job('routine', { 'r.dcm': 'rrrr' });
     const [stat, statBlobs] = job('stat', { 's.dcm': 'ssss' }, { createdAt: routine.createdAt + 1 });

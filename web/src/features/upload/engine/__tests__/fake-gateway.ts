@@ -27,6 +27,11 @@ export class FakeGateway implements Transport {
   /** answer 401 to JSON calls made with this token */
   expiredToken: string | null = null;
   duplicateUnlessForced = false;
+  /** the next N session starts are carried out, then their answer is lost on the way */
+  loseNextCreateAnswers = 0;
+  /** the Idempotency-Key of every session start, in order (undefined: none sent) */
+  readonly createKeys: (string | undefined)[] = [];
+  private readonly byKey = new Map<string, { body: string; created: CreatedUpload }>();
   chunkSize = 4;
   private nextId = 1;
   completions = 0;
@@ -47,10 +52,25 @@ export class FakeGateway implements Transport {
     return session;
   }
 
-  async createUpload(body: CreateUploadBody, token: string, signal: AbortSignal): Promise<CreatedUpload> {
+  async createUpload(body: CreateUploadBody, token: string, signal: AbortSignal, idempotencyKey?: string): Promise<CreatedUpload> {
+    const created = await this.startSession(body, token, signal, idempotencyKey);
+    if (this.loseNextCreateAnswers > 0) {
+      this.loseNextCreateAnswers -= 1;
+      throw new TransportError(null, null, 'the connection dropped before the answer arrived');
+    }
+    return created;
+  }
+
+  private async startSession(body: CreateUploadBody, token: string, signal: AbortSignal, idempotencyKey?: string): Promise<CreatedUpload> {
     await Promise.resolve();
     this.check(signal);
     this.auth(token);
+    this.createKeys.push(idempotencyKey);
+    const earlier = idempotencyKey === undefined ? undefined : this.byKey.get(idempotencyKey);
+    if (earlier) {
+      if (earlier.body !== JSON.stringify(body)) throw new TransportError(422, 'idempotency_key_reused', 'another body');
+      return earlier.created;
+    }
     if (this.duplicateUnlessForced && !body.force_upload) {
       throw new TransportError(409, 'duplicate_study', 'A study like this was sent 2 days ago.', null, {
         code: 'duplicate_study',
@@ -67,13 +87,15 @@ export class FakeGateway implements Transport {
       files: body.files.map((file, i) => ({ file_id: `${id}-f${i}`, name: file.name, size: file.size, chunks: new Map() })),
     };
     this.sessions.set(id, session);
-    return {
+    const created: CreatedUpload = {
       upload_id: id,
       upload_token: session.token,
       chunk_size: chunkSize,
       expires_at: '2099-01-01T00:00:00Z',
       files: session.files.map((f) => ({ file_id: f.file_id, name: f.name, size: f.size, chunk_count: chunkCount(f.size, chunkSize) })),
     };
+    if (idempotencyKey !== undefined) this.byKey.set(idempotencyKey, { body: JSON.stringify(body), created });
+    return created;
   }
 
   async getUpload(uploadId: string, token: string, signal: AbortSignal): Promise<ServerUploadStatus> {

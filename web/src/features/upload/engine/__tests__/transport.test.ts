@@ -120,3 +120,28 @@ describe('chunk PUT over XMLHttpRequest', () => {
     expect(error.message).toBe('Try again in 7 s');
   });
 });
+
+describe('httpTransport session start', () => {
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  it('sends the Idempotency-Key with the request that opens a session', async () => {
+    const fetchMock = vi.fn(async () =>
+      Promise.resolve(new Response(JSON.stringify({ upload_id: 'u1' }), { status: 201 })),
+    );
+    vi.stubGlobal('fetch', fetchMock);
+    const transport = httpTransport({ apiBase: '/api/v1', stallTimeoutMs: 1000 });
+    const body = { study: {}, files: [{ name: 'a.dcm', size: 1 }] };
+
+    await transport.createUpload(body, 'access', new AbortController().signal, 'k-1');
+    await transport.createUpload(body, 'access', new AbortController().signal);
+
+    const calls = fetchMock.mock.calls as unknown as [string, RequestInit][];
+    const headers = calls.map(([, init]) => init.headers as Record<string, string>);
+    expect(calls[0]?.[0]).toBe('/api/v1/uploads');
+    expect(headers[0]?.['Idempotency-Key']).toBe('k-1');
+    expect(headers[0]?.Authorization).toBe('Bearer access');
+    expect(headers[1]).not.toHaveProperty('Idempotency-Key');
+  });
+});
