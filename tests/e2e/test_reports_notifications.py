@@ -2,7 +2,8 @@
 ready in the PACS reaches an open page live (list and unread badge, no reload) and its PDF
 downloads; the list and the report read offline; a radiologist hears of a STAT study at once,
 asks for more information and makes the report ready; notifications are marked read one by one
-(with the keyboard) and all at once; axe finds nothing serious at 375 and 1280 px."""
+(with the keyboard) and all at once; axe finds nothing serious at 375 and 1280 px; after a
+network cut the stream comes back by itself with a fresh ticket and replays what was missed."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -323,3 +325,61 @@ def test_a_radiologist_hears_of_a_stat_study_and_reports_it_and_the_sender_reads
     expect(items).to_have_count(3)
     radiologist.close()
     owner.close()
+
+
+def test_the_stream_comes_back_after_a_network_cut_and_replays_what_was_missed(
+    page: Page,
+    account: tuple[str, dict[str, Any]],
+    api: Api,
+    gateway: Gateway,
+    study_dir: Path,
+    pacs_required: Orthanc,
+) -> None:
+    username, tokens = account
+    reader = f"{username}-rad"
+    create_radiologist(gateway, reader)
+    reader_tokens = api.login(reader)
+    streams: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            streams.append(request.url) if "/notifications/stream?" in request.url else None
+        ),
+    )
+    write_study(study_dir, instances=2, patient_name="CUT^CARL", patient_id="E2E-RPT-3")
+    sign_in_with_tokens(page, username, tokens)
+    deliver(page, study_dir)
+    page.get_by_role("link", name=re.compile(r"^Notifications")).click()
+    items = page.get_by_test_id("notifications").locator("li")
+    expect(items).to_have_count(1)
+    page.evaluate("window.__sameDocument = true")
+    opened = len(streams)
+    assert opened >= 1
+    assert "last_event_id" not in streams[0]
+
+    page.context.set_offline(True)
+    try:
+        expect(page.get_by_test_id("network-status")).to_have_text("Offline")
+        # While this device is cut off, the radiologist asks the sender for more information.
+        report = report_of(api, tokens)
+        asked = api.http.patch(
+            f"/reports/{report['id']}",
+            json={"status": "additional_data_required", "message": "The prior CT, please."},
+            headers={"Authorization": f"Bearer {reader_tokens['access_token']}"},
+        )
+        assert asked.status_code == 200, asked.text
+        page.wait_for_timeout(500)
+        expect(items).to_have_count(1)
+    finally:
+        page.context.set_offline(False)
+
+    # Back: a new stream (a fresh ticket) from where the last one stopped; the missed
+    # notification arrives in the open page, and the badge counts it.
+    expect(page.locator("li[data-type=additional_data_required]")).to_have_count(1, timeout=20_000)
+    expect(page.get_by_test_id("unread-badge")).to_have_attribute("data-count", "2")
+    assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+    resumed = streams[opened:]
+    assert resumed, "no new stream after the network came back"
+    assert all("last_event_id=" in url for url in resumed), resumed
+    tickets = {parse_qs(urlsplit(url).query)["ticket"][0] for url in streams}
+    assert len(tickets) == len(streams), "a ticket was used twice"
