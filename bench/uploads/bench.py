@@ -296,8 +296,12 @@ class Result:
 
 async def closed_loop(target: Target, in_flight: int, chunks_per_slot: int) -> Result:
     """``in_flight`` slots, each its own upload, each sending its chunks back to back."""
+    setup = await Connection.open(target.port)
+    uploads = [await target.begin(setup, chunks_per_slot) for _ in range(in_flight)]
+    setup.close()
+    # Opened after the uploads were started: 100 starts can outlast a server's keep-alive
+    # timeout (uvicorn: 5 s), which would close a connection that waited for the others.
     connections = [await Connection.open(target.port) for _ in range(in_flight)]
-    uploads = [await target.begin(c, chunks_per_slot) for c in connections]
     result = Result()
 
     async def slot(n: int) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 
 from relaypacs.audit.service import record_audit
@@ -68,6 +70,7 @@ from relaypacs.uploads.schemas import (
     UploadSummary,
 )
 from relaypacs.uploads.service import hash_token
+from relaypacs.uploads.store import ChunkStore
 from relaypacs.users.models import Role, ServiceLevel
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])
@@ -155,8 +158,132 @@ async def start_upload(
     )
 
 
-@router.put(
+class _ChunkRoute(APIRoute):
+    """The chunk PUT, the hot path of the gateway: most chunks skip FastAPI's machinery.
+
+    A chunk that carries an upload token (and no bearer token) for a file whose route this
+    process remembers needs no database read, no user and no dependency: it is served by
+    :func:`_put_remembered_chunk` straight from the request. Every other chunk — the first of
+    each file, a bearer token, anything to be told apart — goes through :func:`put_chunk` with
+    its dependencies, which also documents the operation.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        full = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            token = request.headers.get("x-upload-token")
+            if token and "authorization" not in request.headers:
+                params = request.path_params
+                cache_key = (hash_token(token), params["upload_id"], params["file_id"])
+                cached = get_route_cache(request).get(cache_key)
+                if cached is not None:
+                    return await _put_remembered_chunk(request, cache_key, *cached)
+            return await full(request)
+
+        return handle
+
+
+async def _put_remembered_chunk(
+    request: Request, cache_key: tuple[str, str, str], route: service.ChunkRoute, receiving: bool
+) -> Response:
+    resources = get_resources(request)
+    request.state.user_id = str(route.owner_id)
+    target = service.plan_chunk(
+        route,
+        index=_parse_index(request.path_params["index"]),
+        content_md5=request.headers.get("content-md5"),
+        content_length=_content_length(request),
+        now=utcnow(),
+    )
+    await resources.rate_limiter.hit(
+        resources.settings.chunk_rate_limit, "upload_chunk", str(route.owner_id)
+    )
+    return await _store_chunk(request, resources.chunk_store, target, receiving, cache_key)
+
+
+async def put_chunk(
+    request: Request,
+    session: SessionDep,
+    user: OptionalUser,
+    chunk_store: ChunkStoreDep,
+    upload_id: str,
+    file_id: str,
+    index: str,
+    x_upload_token: UploadTokenHeader = None,
+    content_md5: Annotated[
+        str | None, Header(alias="Content-MD5", description="base64 of the body's MD5")
+    ] = None,
+) -> Response:
+    resources = get_resources(request)
+    async with database_turn(request):
+        access, upload_file = await resolve_chunk_access(
+            request, session, upload_id, file_id, user, x_upload_token
+        )
+        upload = access.upload
+        receiving = upload.state is UploadState.receiving
+        await resources.rate_limiter.hit(
+            resources.settings.chunk_rate_limit, "upload_chunk", str(upload.owner_id)
+        )
+        target = service.prepare_chunk(
+            upload=upload,
+            upload_file=upload_file,
+            index=_parse_index(index),
+            content_md5=content_md5,
+            content_length=_content_length(request),
+        )
+        # No transaction may stay open while a slow client sends the body.
+        await session.commit()
+    cache_key = None
+    if x_upload_token and access.via_token:
+        cache_key = (hash_token(x_upload_token), upload_id, file_id)
+        get_route_cache(request).put(
+            cache_key, service.ChunkRoute.of(upload, upload_file), receiving=receiving
+        )
+    return await _store_chunk(request, chunk_store, target, receiving, cache_key)
+
+
+async def _store_chunk(
+    request: Request,
+    chunk_store: ChunkStore,
+    target: service.ChunkTarget,
+    receiving: bool,
+    cache_key: tuple[str, str, str] | None,
+) -> Response:
+    try:
+        staged = await service.stage_chunk(chunk_store, target, request.stream())
+    except ClientDisconnect as exc:
+        raise IncompleteBody() from exc
+    except ChecksumMismatch:
+        metrics.record_checksum_failure()
+        raise
+    # Group commit: answered once the row is committed, together with concurrent chunks.
+    created = await get_committer(request).record(
+        service.ChunkArrival(target, staged, mark_receiving=not receiving)
+    )
+    if not receiving and cache_key is not None:
+        cache = get_route_cache(request)
+        if entry := cache.get(cache_key):
+            cache.put(cache_key, entry[0], receiving=True)
+    if created:
+        metrics.record_chunk_stored(target.expected_size)
+    stored = {
+        "upload_id": str(target.upload_id),
+        "file_id": str(target.file_id),
+        "index": target.index,
+        "size": target.expected_size,
+        "md5": base64.b64encode(target.md5).decode(),
+    }
+    return JSONResponse(
+        stored, status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    )
+
+
+router.add_api_route(
     "/{upload_id}/files/{file_id}/chunks/{index}",
+    put_chunk,
+    methods=["PUT"],
+    route_class_override=_ChunkRoute,
     summary="Store one chunk (raw bytes, Content-MD5 required); idempotent",
     status_code=status.HTTP_201_CREATED,
     response_model=ChunkStored,
@@ -187,83 +314,6 @@ async def start_upload(
         }
     },
 )
-async def put_chunk(
-    request: Request,
-    session: SessionDep,
-    user: OptionalUser,
-    chunk_store: ChunkStoreDep,
-    upload_id: str,
-    file_id: str,
-    index: str,
-    x_upload_token: UploadTokenHeader = None,
-    content_md5: Annotated[
-        str | None, Header(alias="Content-MD5", description="base64 of the body's MD5")
-    ] = None,
-) -> JSONResponse:
-    resources = get_resources(request)
-    cache = get_route_cache(request)
-    cache_key = (hash_token(x_upload_token), upload_id, file_id) if x_upload_token else None
-    cached = cache.get(cache_key) if cache_key else None
-    if cached is not None:
-        route, receiving = cached
-        request.state.user_id = str(route.owner_id)
-        target = service.plan_chunk(
-            route,
-            index=_parse_index(index),
-            content_md5=content_md5,
-            content_length=_content_length(request),
-            now=utcnow(),
-        )
-        await resources.rate_limiter.hit(
-            resources.settings.chunk_rate_limit, "upload_chunk", str(route.owner_id)
-        )
-    else:
-        async with database_turn(request):
-            access, upload_file = await resolve_chunk_access(
-                request, session, upload_id, file_id, user, x_upload_token
-            )
-            upload = access.upload
-            receiving = upload.state is UploadState.receiving
-            await resources.rate_limiter.hit(
-                resources.settings.chunk_rate_limit, "upload_chunk", str(upload.owner_id)
-            )
-            target = service.prepare_chunk(
-                upload=upload,
-                upload_file=upload_file,
-                index=_parse_index(index),
-                content_md5=content_md5,
-                content_length=_content_length(request),
-            )
-            # No transaction may stay open while a slow client sends the body.
-            await session.commit()
-        if cache_key is not None and access.via_token:
-            cache.put(cache_key, service.ChunkRoute.of(upload, upload_file), receiving=receiving)
-    try:
-        staged = await service.stage_chunk(chunk_store, target, request.stream())
-    except ClientDisconnect as exc:
-        raise IncompleteBody() from exc
-    except ChecksumMismatch:
-        metrics.record_checksum_failure()
-        raise
-    # Group commit: answered once the row is committed, together with concurrent chunks.
-    created = await get_committer(request).record(
-        service.ChunkArrival(target, staged, mark_receiving=not receiving)
-    )
-    if not receiving and cache_key is not None and (entry := cache.get(cache_key)):
-        cache.put(cache_key, entry[0], receiving=True)
-    if created:
-        metrics.record_chunk_stored(target.expected_size)
-    stored = ChunkStored(
-        upload_id=target.upload_id,
-        file_id=target.file_id,
-        index=target.index,
-        size=target.expected_size,
-        md5=base64.b64encode(target.md5).decode(),
-    )
-    return JSONResponse(
-        stored.model_dump(mode="json"),
-        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-    )
 
 
 @router.get(

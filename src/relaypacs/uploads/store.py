@@ -204,26 +204,31 @@ async def stage_to_file(
 
     from anyio import to_thread
 
-    handle: BinaryIO = await to_thread.run_sync(path.open, "wb")
     md5 = hashlib.md5(usedforsecurity=False)
     size = 0
     pending: list[bytes] = []
     pending_size = 0
+    handle: BinaryIO | None = None
 
-    def write(data: bytes) -> None:
+    def write(data: bytes) -> BinaryIO:
+        # The file is opened by the first step that has bytes: one thread hand-off fewer.
+        nonlocal handle
+        if handle is None:
+            handle = path.open("wb")
         md5.update(data)
         handle.write(data)
+        return handle
 
     def finish(data: bytes) -> None:
-        if data:
-            write(data)
-        handle.flush()
+        done = write(data)
+        done.flush()
         if fsync:
-            os.fsync(handle.fileno())
-        handle.close()
+            os.fsync(done.fileno())
+        done.close()
 
     def abandon() -> None:
-        handle.close()
+        if handle is not None:
+            handle.close()
         path.unlink(missing_ok=True)
 
     try:
