@@ -274,6 +274,39 @@ def test_admin_changes_a_role_and_disables_an_account(
     expect(table.locator('tr[data-action="audit_exported"]')).to_have_count(1)
 
 
+def test_admin_creates_an_account_that_must_choose_its_password(
+    page: Page, gateway: Gateway, api: Api
+) -> None:
+    admin_name, admin = make_admin(gateway, api)
+    taken = f"e2e-taken-{next(_numbers)}"
+    api.register(taken)
+    sign_in_with_tokens(page, admin_name, admin)
+    open_admin(page)
+
+    page.get_by_role("button", name="New user").click()
+    dialog = page.get_by_role("dialog", name="New user")
+    # A name in use: the gateway's refusal is shown in the dialog, which stays open.
+    dialog.get_by_label("Username").fill(taken)
+    dialog.get_by_label("Email").fill(f"{taken}-2@example.org")
+    dialog.get_by_label("Temporary password").fill(PASSWORD)
+    dialog.get_by_role("button", name="Create user").click()
+    expect(dialog.get_by_role("alert")).to_contain_text(re.compile("taken|in use|exists", re.I))
+
+    created = f"e2e-made-{next(_numbers)}"
+    dialog.get_by_label("Username").fill(created)
+    dialog.get_by_label("Email").fill(f"{created}@example.org")
+    dialog.get_by_label("Role").select_option("radiographer")
+    dialog.get_by_role("button", name="Create user").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_text(f"Created {created} (radiographer).")).to_be_visible()
+    page.get_by_label("Name or email").fill(created)
+    page.get_by_role("button", name="Search").click()
+    expect(user_row(page, created).get_by_test_id("role")).to_have_text("radiographer")
+    signed_in = api.http.post("/auth/login", json={"username": created, "password": PASSWORD})
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json()["must_change_password"] is True
+
+
 def user_id_of(api: Api, admin: dict[str, Any], username: str) -> str:
     page = api.get(f"/admin/users?q={username}", admin)
     return str(next(u["id"] for u in page["items"] if u["username"] == username))

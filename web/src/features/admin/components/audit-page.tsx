@@ -45,11 +45,8 @@ export function AuditPage() {
   const offset = offsetOfPage(params.get('page'), LIMIT);
   const people = useLoad(loadPeople, 'people');
   const peopleList = people.data ?? [];
-  const events = useLoad(
-    async () => listAuditEvents(await criteriaOf(form, peopleList), LIMIT, offset),
-    // The user filter needs the accounts first (or their failure to load).
-    `${params.toString()}|${people.data ? 'ready' : people.error ? 'failed' : 'waiting'}`,
-  );
+  // A user filter typed before the accounts arrive is resolved by asking for that name.
+  const events = useLoad(async () => listAuditEvents(await criteriaOf(form, peopleList), LIMIT, offset), params.toString());
   const [exporting, setExporting] = useState(false);
   const [message, setMessage] = useState<{ tone: 'success' | 'error'; text: string } | null>(null);
   const names = new Map(peopleList.map((user) => [user.id, user.username]));

@@ -41,9 +41,12 @@ export function DeliveriesPage() {
   const [traces, setTraces] = useState<Record<string, Trace>>({});
 
   useEffect(() => {
+    // A fresh list: its states replace what requeues answered, and details fold (they are
+    // fetched again when opened).
     setNow(Date.now());
     setRequeued({});
     setTraces({});
+    setOpen({});
   }, [deliveries.data]);
 
   useEffect(() => {
