@@ -6,9 +6,12 @@ import { liveEvents } from '@/lib/live-events';
 import { fetchUnreadCount } from '../api/notifications';
 
 let count: number | null = null;
+/** bumped by every change, so a slow REST answer never overwrites a newer count from the stream */
+let version = 0;
 const listeners = new Set<() => void>();
 
 function set(next: number | null): void {
+  version += 1;
   if (next === count) return;
   count = next;
   for (const listener of listeners) listener();
@@ -22,8 +25,10 @@ export const unread = {
     return () => listeners.delete(listener);
   },
   async refresh(): Promise<void> {
+    const asked = version;
     try {
-      set(await fetchUnreadCount());
+      const fresh = await fetchUnreadCount();
+      if (version === asked) set(fresh);
     } catch {
       // offline or signed out: keep the last known count
     }

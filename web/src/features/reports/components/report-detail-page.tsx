@@ -17,9 +17,9 @@ import { ReportEditor } from './report-editor';
 import { StatusBadge, studyTitle } from './report-bits';
 
 const SOURCE_LABEL: Record<NonNullable<Report['source']>, string> = {
-  manual: 'written in RelayPACS',
-  structured_report: 'a structured report in the PACS',
-  encapsulated_pdf: 'a PDF in the PACS',
+  manual: 'Written in RelayPACS.',
+  structured_report: 'From the structured report in the PACS.',
+  encapsulated_pdf: 'From the PDF in the PACS.',
 };
 
 function Facts({ report }: { report: Report | ReportSummary }) {
@@ -55,7 +55,9 @@ function Facts({ report }: { report: Report | ReportSummary }) {
 export function ReportDetailPage({ canEdit }: { canEdit: boolean }) {
   const { id = '' } = useParams();
   const network = useNetworkStatus();
-  const [report, setReport] = useState<Report | ReportSummary | null>(null);
+  const [loaded, setReport] = useState<Report | ReportSummary | null>(null);
+  // Another report's page (a notification link followed from here) starts empty, not stale.
+  const report = loaded?.id === id ? loaded : null;
   const [problem, setProblem] = useState<string | null>(null);
   const [missing, setMissing] = useState(false);
   const [action, setAction] = useState<{ busy: 'pdf' | 'sync' | null; message: string | null; error: string | null }>({ busy: null, message: null, error: null });
@@ -76,7 +78,7 @@ export function ReportDetailPage({ canEdit }: { canEdit: boolean }) {
     let stopped = false;
     void cachedReport(id).then((cached) => {
       if (stopped || !cached) return;
-      setReport((current) => current ?? cached.report);
+      setReport((current) => (current?.id === id ? current : cached.report));
     });
     if (network !== 'offline') {
       getReport(id)
@@ -153,7 +155,7 @@ export function ReportDetailPage({ canEdit }: { canEdit: boolean }) {
                   <div className="report-text" data-testid="report-text">
                     {full.text}
                   </div>
-                  {full.source ? <p className="muted">From {SOURCE_LABEL[full.source]}.</p> : null}
+                  {full.source ? <p className="muted">{SOURCE_LABEL[full.source]}</p> : null}
                 </>
               ) : (
                 <p className="muted">{report.status === 'ready' ? 'The report has no text here; see the PDF.' : 'No report text yet.'}</p>

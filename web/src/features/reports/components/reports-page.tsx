@@ -97,7 +97,7 @@ export function ReportsPage() {
           </div>
           {list ? (
             <p className="muted" data-testid="reports-total">
-              {list.total} {list.total === 1 ? 'report' : 'reports'}
+              {list.items.length < list.total ? `The newest ${list.items.length} of ${list.total} reports` : `${list.total} ${list.total === 1 ? 'report' : 'reports'}`}
             </p>
           ) : null}
         </div>
