@@ -183,7 +183,7 @@ export function DeliveriesPage() {
                           {delivery.instance_count === 1 ? '' : 's'} · {formatBytes(delivery.bytes_total)}
                         </div>
                       </th>
-                      <td>{delivery.owner_username}</td>
+                      <td className="admin-nowrap">{delivery.owner_username}</td>
                       <td>
                         <span className={`badge badge--${state}`} data-testid="delivery-state">
                           {stateLabel(state)}

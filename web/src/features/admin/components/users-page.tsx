@@ -155,11 +155,11 @@ export function UsersPage() {
                 const self = user.id === viewerId;
                 return (
                   <tr key={user.id} data-username={user.username}>
-                    <th scope="row">
+                    <th scope="row" className="admin-nowrap">
                       {user.username}
                       {self ? <span className="muted"> (you)</span> : null}
                     </th>
-                    <td>{user.email}</td>
+                    <td className="admin-nowrap">{user.email}</td>
                     <td data-testid="role">{user.role}</td>
                     <td>
                       <span className={`badge ${user.is_active ? 'badge--delivered' : 'badge--failed'}`} data-testid="status">
