@@ -1,10 +1,22 @@
-"""Assembly and validation of a completed upload (run by the ``uploads.assemble`` job).
+"""Assembly and validation of an upload's files, as early as each file allows.
+
+Each file is assembled and validated as soon as its last chunk is stored (the
+``uploads.assemble_file`` job, enqueued by the chunk PUT that completed the file: see
+:func:`relaypacs.uploads.overlap.enqueue_complete_files`), while the rest of the study is
+still arriving; ``complete`` then leaves only the files that are not done yet to the
+``uploads.assemble`` job, which records the upload's outcome (``validated`` or ``rejected``) and
+hands it to forwarding at once. Nothing is sent to a PACS before ``complete``: forwarding takes
+an upload only from ``validated`` (a cancelled upload never gets there).
 
 For each file: stream its chunks in order into one local temporary (computing SHA-256 and size,
 never holding more than one block in memory), check the size, validate with pydicom, store the
-instance objects, and finally record instances, per-file outcomes and the new state in one
-transaction. The job may run twice (a worker can die after the work and before marking it
-done): a rerun replaces the instance rows, and a finished upload is left alone.
+instance objects, and record the instances and the file's outcome in one transaction. A file
+that is recorded is never processed again, so a job may run twice (a worker can die after the
+work and before marking it done) and the early and the final job may meet on one file: the
+first to record wins, the other discards its work.
+
+Two files holding one SOP Instance UID: the file earlier in the upload keeps it. An early job
+leaves a file that collides with what is recorded to the final job, which decides by position.
 """
 
 from __future__ import annotations
@@ -24,13 +36,19 @@ from relaypacs.dicom.service import FileValidation, FoundInstance, validate_file
 from relaypacs.operations import metrics
 from relaypacs.uploads import repository, service, store
 from relaypacs.uploads.models import FileStatus, Upload, UploadFile, UploadState
-from relaypacs.uploads.store import ChunkStore
+from relaypacs.uploads.store import ChunkStore, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
 
 class AssemblyError(Exception):
     """The stored chunks do not add up to the declared file (should never happen)."""
+
+
+#: Upload states in which a file may be assembled ahead of ``complete``.
+_EARLY_STATES = frozenset({UploadState.created, UploadState.receiving})
+
+_Outcome = tuple[UploadFile, FileValidation, str, int]
 
 
 async def assemble_upload(
@@ -40,6 +58,7 @@ async def assemble_upload(
     *,
     limits: ZipLimits,
 ) -> UploadState | None:
+    """The ``uploads.assemble`` job: the files not assembled yet, then the upload's outcome."""
     async with sessionmaker() as session:
         upload = await repository.get_upload(session, upload_id)
         if upload is None:
@@ -50,11 +69,14 @@ async def assemble_upload(
                 await chunk_store.delete_prefix(store.chunks_prefix(upload_id))
             return upload.state
         files = await repository.list_files(session, upload_id)
-        chunks = {f.id: await repository.list_chunks(session, f.id) for f in files}
+        pending = [f for f in files if f.status is FileStatus.pending]
+        chunks = {f.id: await repository.list_chunks(session, f.id) for f in pending}
         await session.commit()  # release the connection (and SQLite's lock) during the work
 
-    outcomes: list[tuple[UploadFile, FileValidation, str, int]] = []
-    for upload_file in files:
+    outcomes: list[_Outcome] = []
+    for upload_file in pending:
+        if not await _still_pending(sessionmaker, upload_id, upload_file.id):
+            continue  # its early job recorded it meanwhile
         outcomes.append(
             await _assemble_file(chunk_store, upload, upload_file, chunks[upload_file.id], limits)
         )
@@ -68,8 +90,120 @@ async def assemble_upload(
     if state is UploadState.rejected:
         metrics.record_upload_finished(state.value)
     await chunk_store.delete_prefix(store.chunks_prefix(upload_id))
-    log.info("upload_assembled", upload_id=str(upload_id), state=state.value)
+    log.info(
+        "upload_assembled",
+        upload_id=str(upload_id),
+        state=state.value,
+        files=len(files),
+        assembled_now=len(outcomes),
+    )
     return state
+
+
+async def _still_pending(
+    sessionmaker: async_sessionmaker[AsyncSession], upload_id: uuid.UUID, file_id: uuid.UUID
+) -> bool:
+    async with sessionmaker() as session:
+        upload_file = await repository.get_file(session, upload_id, file_id)
+        await session.commit()
+    return upload_file is not None and upload_file.status is FileStatus.pending
+
+
+async def assemble_file_early(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    chunk_store: ChunkStore,
+    upload_id: uuid.UUID,
+    file_id: uuid.UUID,
+    *,
+    limits: ZipLimits,
+) -> bool:
+    """The ``uploads.assemble_file`` job: one file whose chunks are all stored, while the
+    upload is still receiving. Returns whether the file's outcome was recorded."""
+    async with sessionmaker() as session:
+        upload = await repository.get_upload(session, upload_id)
+        upload_file = await repository.get_file(session, upload_id, file_id)
+        if (
+            upload is None
+            or upload_file is None
+            or upload.state not in _EARLY_STATES
+            or upload_file.status is not FileStatus.pending
+        ):
+            # Completed meanwhile (the final job does the rest), cancelled, or done already.
+            await session.commit()
+            return False
+        chunks = await repository.list_chunks(session, file_id)
+        await session.commit()
+    if len(chunks) != upload_file.chunk_count:
+        return False
+    outcome = await _assemble_file(chunk_store, upload, upload_file, chunks, limits, own_key=True)
+    warnings = _warnings_of(upload, [outcome])
+    recorded = False
+    async with sessionmaker() as session:
+        # Shared like a chunk insert (cancel and complete wait for it); exclusive only when the
+        # upload's warnings change.
+        locked = await repository.get_upload(
+            session, upload_id, lock="update" if warnings else "share"
+        )
+        current = await repository.get_file(session, upload_id, file_id)
+        if (
+            locked is not None
+            and locked.state in _EARLY_STATES
+            and current is not None
+            and current.status is FileStatus.pending
+        ):
+            recorded = await _record_early(session, locked, current, outcome, warnings)
+        await session.commit()
+    if not recorded:
+        await _discard_objects(sessionmaker, chunk_store, upload_id, outcome)
+    log.info(
+        "upload_file_assembled", upload_id=str(upload_id), file_id=str(file_id), recorded=recorded
+    )
+    return recorded
+
+
+async def _record_early(
+    session: AsyncSession,
+    upload: Upload,
+    upload_file: UploadFile,
+    outcome: _Outcome,
+    warnings: list[dict[str, object]],
+) -> bool:
+    _, validation, sha256, _size = outcome
+    uids = [found.header.sop_instance_uid for found in validation.instances]
+    if len(set(uids)) != len(uids) or await repository.existing_sop_instance_uids(
+        session, upload.id, uids
+    ):
+        # Which copy stays depends on the files' positions: the final job decides.
+        return False
+    await repository.add_instances(
+        session, [_instance_row(upload.id, upload_file.id, found) for found in validation.instances]
+    )
+    _set_file_outcome(upload_file, validation.instances, validation, sha256)
+    if warnings:
+        upload.warnings = merge_warnings(upload.warnings, warnings)
+    return True
+
+
+async def _discard_objects(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    chunk_store: ChunkStore,
+    upload_id: uuid.UUID,
+    outcome: _Outcome,
+) -> None:
+    """Objects stored for an outcome that was not recorded (e.g. the upload was cancelled
+    meanwhile). Its keys are its own; the check that no recorded instance uses one is a guard."""
+    upload_file, validation, _, _ = outcome
+    keys = {found.store_key for found in validation.instances}
+    if not keys:
+        return
+    async with sessionmaker() as session:
+        used = await repository.referenced_store_keys(session, upload_id, sorted(keys))
+        await session.commit()
+    try:
+        for key in sorted(keys - used):
+            await chunk_store.delete_prefix(key)
+    except (StoreUnavailable, OSError):
+        log.warning("upload_file_objects_left", file_id=str(upload_file.id))
 
 
 async def _assemble_file(
@@ -78,7 +212,12 @@ async def _assemble_file(
     upload_file: UploadFile,
     chunks: list[tuple[int, int, str]],
     limits: ZipLimits,
+    *,
+    own_key: bool = False,
 ) -> tuple[UploadFile, FileValidation, str, int]:
+    """``own_key``: store a plain instance under a key of this run's own (an early job that
+    may lose the race to record the file must be able to delete what it stored without touching
+    the file's key, which the winner may be using)."""
     if [index for index, _, _ in chunks] != list(range(upload_file.chunk_count)):
         raise AssemblyError("chunk rows do not cover the file")
     path = chunk_store.staging.new_path(".assembled")
@@ -86,7 +225,11 @@ async def _assemble_file(
         sha256, size = await _concatenate(chunk_store, upload.id, upload_file.id, chunks, path)
         if size != upload_file.size:
             raise AssemblyError("assembled size differs from the declared size")
-        key = store.file_key(upload.id, upload_file.id)
+        key = (
+            store.instance_key(upload.id, uuid.uuid4())
+            if own_key
+            else store.file_key(upload.id, upload_file.id)
+        )
         validation = await validate_file(
             store=chunk_store,
             staging=chunk_store.staging,
@@ -139,46 +282,42 @@ def _append(handle: object, digest: object, md5: object, block: bytes) -> None:
 async def _record_outcome(
     session: AsyncSession,
     upload: Upload,
-    outcomes: list[tuple[UploadFile, FileValidation, str, int]],
+    outcomes: list[_Outcome],
 ) -> UploadState:
-    await repository.delete_instances(session, upload.id)
-    seen: set[str] = set()
+    """The files assembled now, then the upload's outcome (files recorded early stay)."""
+    files = {f.id: f for f in await repository.list_files(session, upload.id)}
+    recorded = await repository.list_instances(session, upload.id)
+    # SOP Instance UID -> the row already recorded (by an early job) and its file's position.
+    holders = {row.sop_instance_uid: row for row in recorded}
     rows: list[DicomInstance] = []
-    headers: list[tuple[str, str | None, object, object, object]] = []
-    for detached, validation, sha256, _size in outcomes:
-        upload_file = await repository.get_file(session, upload.id, detached.id)
-        assert upload_file is not None
+    for detached, validation, sha256, _size in sorted(outcomes, key=lambda o: o[0].position):
+        upload_file = files[detached.id]
+        if upload_file.status is not FileStatus.pending:
+            continue  # recorded by its early job after this job read it
         kept: list[FoundInstance] = []
         for found in validation.instances:
-            if found.header.sop_instance_uid in seen:
-                validation.refuse(found.entry_name, "duplicate SOP Instance UID in this upload")
+            uid = found.header.sop_instance_uid
+            holder = holders.get(uid)
+            if holder is not None and files[holder.file_id].position <= upload_file.position:
+                validation.refuse(found.entry_name, DUPLICATE)
                 continue
-            seen.add(found.header.sop_instance_uid)
+            if holder is not None:
+                # The copy in this earlier file stays: the later file's row gives way.
+                await _give_way(session, files[holder.file_id], holder)
+            new_row = _instance_row(upload.id, upload_file.id, found)
+            holders[uid] = new_row
             kept.append(found)
-        rows.extend(_instance_row(upload.id, upload_file.id, found) for found in kept)
-        headers.extend(
-            (
-                upload_file.name,
-                found.entry_name,
-                found.header.patient_name,
-                found.header.modality,
-                found.header.study_date,
-            )
-            for found in kept
-        )
-        upload_file.sha256 = sha256
-        upload_file.store_key = next((f.store_key for f in kept if f.entry_name is None), None)
-        upload_file.problems = validation.problems
-        upload_file.status = _file_status(kept, validation)
+            rows.append(new_row)
+        _set_file_outcome(upload_file, kept, validation, sha256)
     await repository.add_instances(session, rows)
     now = utcnow()
-    upload.instance_count = len(rows)
-    upload.warnings = service.header_warnings(upload, headers)
+    upload.instance_count = await repository.count_instances(session, upload.id)
+    upload.warnings = merge_warnings(upload.warnings, _warnings_of(upload, outcomes))
     upload.updated_at = now
-    if rows:
+    if upload.instance_count:
         upload.state = UploadState.validated
         await repository.add_event(
-            session, upload.id, UploadState.validated, f"{len(rows)} instance(s)"
+            session, upload.id, UploadState.validated, f"{upload.instance_count} instance(s)"
         )
         await service.enqueue_forwarding(session, upload)
     else:
@@ -188,6 +327,66 @@ async def _record_outcome(
             session, upload.id, UploadState.rejected, "no valid DICOM instance"
         )
     return upload.state
+
+
+DUPLICATE = "duplicate SOP Instance UID in this upload"
+
+
+async def _give_way(session: AsyncSession, upload_file: UploadFile, row: DicomInstance) -> None:
+    """Refuse ``row`` (recorded early for ``upload_file``) as the duplicate of an earlier file's."""
+    await repository.delete_instance(session, row)
+    problems = [
+        *upload_file.problems,
+        {"entry": row.entry_name, "status": "invalid", "reason": DUPLICATE},
+    ]
+    upload_file.problems = problems
+    remaining = await repository.count_file_instances(session, upload_file.id)
+    upload_file.status = FileStatus.partial if remaining else FileStatus.invalid
+    if upload_file.store_key == row.store_key:
+        upload_file.store_key = None
+
+
+def _set_file_outcome(
+    upload_file: UploadFile,
+    kept: list[FoundInstance],
+    validation: FileValidation,
+    sha256: str,
+) -> None:
+    upload_file.sha256 = sha256
+    upload_file.store_key = next((f.store_key for f in kept if f.entry_name is None), None)
+    upload_file.problems = list(validation.problems)
+    upload_file.status = _file_status(kept, validation)
+
+
+def _warnings_of(upload: Upload, outcomes: list[_Outcome]) -> list[dict[str, object]]:
+    headers = [
+        (
+            upload_file.name,
+            found.entry_name,
+            found.header.patient_name,
+            found.header.modality,
+            found.header.study_date,
+        )
+        for upload_file, validation, _, _ in outcomes
+        for found in validation.instances
+    ]
+    return service.header_warnings(upload, headers)
+
+
+def merge_warnings(
+    earlier: list[dict[str, object]], later: list[dict[str, object]]
+) -> list[dict[str, object]]:
+    """Header warnings of two sets of files as one list (counts added, files listed up to 20)."""
+    merged: dict[object, dict[str, object]] = {w["code"]: dict(w) for w in earlier}
+    for warning in later:
+        into = merged.get(warning["code"])
+        if into is None:
+            merged[warning["code"]] = dict(warning)
+            continue
+        into["instances"] = int(str(into["instances"])) + int(str(warning["instances"]))
+        files = [*list(into["files"]), *list(warning["files"])]  # type: ignore[call-overload]
+        into["files"] = files[:20]
+    return list(merged.values())
 
 
 def _file_status(kept: list[FoundInstance], validation: FileValidation) -> FileStatus:

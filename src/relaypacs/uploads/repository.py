@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaypacs.db.base import utcnow
 from relaypacs.dicom.models import DicomInstance
 from relaypacs.uploads.models import (
+    FileStatus,
     Upload,
     UploadChunk,
     UploadEvent,
@@ -22,6 +23,7 @@ from relaypacs.uploads.models import (
     UploadIdempotency,
     UploadState,
 )
+from relaypacs.users.models import ServiceLevel
 
 Lock = Literal["share", "update"] | None
 
@@ -378,3 +380,67 @@ async def list_instances(session: AsyncSession, upload_id: uuid.UUID) -> list[Di
         )
     )
     return list((await session.scalars(statement)).all())
+
+
+# --- assembly ahead of `complete` (see uploads.assembly and uploads.overlap) ---
+
+
+async def files_with_all_chunks(
+    session: AsyncSession, file_ids: Sequence[uuid.UUID]
+) -> list[tuple[uuid.UUID, uuid.UUID, ServiceLevel]]:
+    """Of these files, those whose chunks are all stored and that are not assembled yet:
+    (upload id, file id, the upload's service level)."""
+    if not file_ids:
+        return []
+    stored = (
+        select(UploadChunk.file_id, func.count().label("stored"))
+        .where(UploadChunk.file_id.in_(file_ids))
+        .group_by(UploadChunk.file_id)
+        .subquery()
+    )
+    statement = (
+        select(UploadFile.upload_id, UploadFile.id, Upload.service_level)
+        .join(stored, stored.c.file_id == UploadFile.id)
+        .join(Upload, Upload.id == UploadFile.upload_id)
+        .where(
+            stored.c.stored == UploadFile.chunk_count,
+            UploadFile.status == FileStatus.pending,
+        )
+    )
+    return [(row[0], row[1], row[2]) for row in (await session.execute(statement)).all()]
+
+
+async def existing_sop_instance_uids(
+    session: AsyncSession, upload_id: uuid.UUID, uids: Sequence[str]
+) -> set[str]:
+    if not uids:
+        return set()
+    statement = select(DicomInstance.sop_instance_uid).where(
+        DicomInstance.upload_id == upload_id, DicomInstance.sop_instance_uid.in_(list(uids))
+    )
+    return set((await session.scalars(statement)).all())
+
+
+async def delete_instance(session: AsyncSession, instance: DicomInstance) -> None:
+    await session.delete(instance)
+    await session.flush()
+
+
+async def count_instances(session: AsyncSession, upload_id: uuid.UUID) -> int:
+    statement = select(func.count()).where(DicomInstance.upload_id == upload_id)
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def count_file_instances(session: AsyncSession, file_id: uuid.UUID) -> int:
+    statement = select(func.count()).where(DicomInstance.file_id == file_id)
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def referenced_store_keys(
+    session: AsyncSession, upload_id: uuid.UUID, keys: Sequence[str]
+) -> set[str]:
+    """Which of ``keys`` a recorded instance of the upload is stored under."""
+    statement = select(DicomInstance.store_key).where(
+        DicomInstance.upload_id == upload_id, DicomInstance.store_key.in_(list(keys))
+    )
+    return set((await session.scalars(statement)).all())

@@ -68,6 +68,7 @@ from relaypacs.uploads.models import (
     UploadIdempotency,
     UploadState,
 )
+from relaypacs.uploads.overlap import enqueue_complete_files
 from relaypacs.uploads.schemas import UploadCreate
 from relaypacs.uploads.store import ChunkStore, StagedChunk, StoreUnavailable
 from relaypacs.users.models import ServiceLevel, User
@@ -553,6 +554,9 @@ async def record_chunks(
                 stored_md5=base64.b64encode(bytes.fromhex(existing or "")).decode(),
             )
     if winners:
+        # Files now complete are assembled while the rest arrives (the job is visible from the
+        # commit on, when the bytes are in place).
+        await enqueue_complete_files(session, [a.target.file_id for a in winners])
         try:
             await chunk_store.commit_many([(a.staged, a.target.key) for a in winners])
         except (StoreUnavailable, OSError) as exc:

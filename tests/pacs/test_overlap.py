@@ -1,0 +1,174 @@
+"""Assembly overlaps the upload: each file is assembled and validated as soon as its last chunk
+is stored, ``complete`` leaves only the rest, and forwarding starts at once after it — but
+nothing reaches the PACS before ``complete``, and a cancelled upload never does."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from pydicom.uid import generate_uid
+from sqlalchemy import select
+
+from relaypacs.config import Settings
+from relaypacs.jobs.models import Job
+from relaypacs.uploads.overlap import ASSEMBLE_FILE_JOB
+from relaypacs.uploads.service import FORWARD_JOB
+from tests.pacs.forwarding import (
+    API,
+    FINAL_STATES,
+    ForwardingBase,
+    forwarding_base,
+    timeline,
+    wait_for_state,
+)
+from tests.support import uploads
+from tests.support.accounts import new_client, running_app, sign_in
+from tests.support.dicom_studies import instance
+
+
+@pytest.fixture(scope="module")
+def base(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardingBase]:
+    backend = "sqlite" if settings.is_sqlite else "postgresql"
+    with forwarding_base(backend, tmp_path_factory.mktemp(f"overlap-{backend}")) as made:
+        yield made
+
+
+def _series(count: int, *, rows: int = 16) -> list[bytes]:
+    study_uid, series_uid = generate_uid(), generate_uid()
+    return [
+        instance(study_uid=study_uid, series_uid=series_uid, instance_number=n, rows=rows)
+        for n in range(1, count + 1)
+    ]
+
+
+async def _send_file(client: httpx.AsyncClient, session: uploads.Session, position: int) -> None:
+    for file_position, index in session.all_chunks():
+        if file_position == position:
+            response = await uploads.put(client, session, position, index)
+            assert response.status_code == 201, response.text
+
+
+async def _until(
+    client: httpx.AsyncClient,
+    session: uploads.Session,
+    ready: Callable[[dict[str, Any]], bool],
+) -> dict[str, Any]:
+    """The upload's status once ``ready`` (early jobs are not awaited by any helper)."""
+    async with asyncio.timeout(30):
+        while True:
+            status = await uploads.status(client, session)
+            if ready(status):
+                return status
+            await asyncio.sleep(0.05)
+
+
+def _archived(base: ForwardingBase) -> set[bytes]:
+    return {
+        hashlib.sha256(path.read_bytes()).digest()
+        for path in (base.data_dir / "archive").rglob("*.dcm")
+    }
+
+
+async def test_files_are_validated_while_the_rest_arrives_and_complete_does_only_the_rest(
+    base: ForwardingBase,
+) -> None:
+    # Three files; the first is two chunks long (its chunks are assembled in order).
+    contents = [*_series(3)]
+    contents[0] = instance(rows=600, columns=600)  # ~700 KiB: two 512 KiB chunks
+    async with running_app(base.settings()) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await uploads.start(client, user.headers, contents)
+        assert session.body["files"][0]["chunk_count"] == 2
+        await _send_file(client, session, 0)
+        await _send_file(client, session, 1)
+        early = await _until(
+            client, session, lambda s: [f["status"] for f in s["files"]][:2] == ["valid"] * 2
+        )
+        # Validated ahead of `complete`: the upload still receives, the last file waits.
+        assert early["state"] == "receiving"
+        assert [f["status"] for f in early["files"]] == ["valid", "valid", "pending"]
+        assert [f["sha256"] for f in early["files"][:2]] == [
+            hashlib.sha256(data).hexdigest() for data in contents[:2]
+        ]
+        first_ids = {i["file_id"]: i["instance_id"] for i in early["instances"]}
+        assert len(first_ids) == 2
+        # Nothing went to the PACS, and no forwarding job exists before `complete`.
+        assert {i["forward_status"] for i in early["instances"]} == {"pending"}
+        assert not _archived(base) & {hashlib.sha256(d).digest() for d in contents}
+        async with app.state.sessionmaker() as db:
+            jobs = (await db.scalars(select(Job))).all()
+            ours = [j for j in jobs if j.payload.get("upload_id") == session.id]
+            assert sorted(j.kind for j in ours) == [ASSEMBLE_FILE_JOB] * 2
+            assert FORWARD_JOB not in {j.kind for j in ours}
+
+        await _send_file(client, session, 2)
+        status = await uploads.complete_and_wait(client, app, session)
+        assert status["state"] == "delivered", status
+        # The lifecycle of DESIGN.md, unchanged.
+        assert timeline(status) == [
+            "created",
+            "receiving",
+            "assembling",
+            "validated",
+            "queued",
+            "forwarding",
+            "delivered",
+        ]
+        assert status["instance_count"] == 3
+        # The files validated early were not assembled again (their instance rows stayed).
+        later_ids = {i["file_id"]: i["instance_id"] for i in status["instances"]}
+        assert {k: later_ids[k] for k in first_ids} == first_ids
+        assert [f["status"] for f in status["files"]] == ["valid"] * 3
+    assert {hashlib.sha256(d).digest() for d in contents} <= _archived(base)
+
+
+async def test_a_cancelled_upload_whose_files_were_validated_never_reaches_the_pacs(
+    base: ForwardingBase,
+) -> None:
+    contents = _series(2)
+    async with running_app(base.settings()) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await uploads.start(client, user.headers, contents)
+        await uploads.send_all(client, session)
+        await _until(client, session, lambda s: {f["status"] for f in s["files"]} == {"valid"})
+        response = await client.delete(f"{API}/uploads/{session.id}", headers=user.headers)
+        assert response.status_code in (200, 204), response.text
+        # Whatever the queue still holds for it runs, and sends nothing.
+        await app.state.job_worker.idle()
+        await asyncio.sleep(0.5)
+        await app.state.job_worker.idle()
+        status = await uploads.status(client, session)
+        assert status["state"] == "cancelled"
+        assert "validated" not in timeline(status)
+        async with app.state.sessionmaker() as db:
+            jobs = (await db.scalars(select(Job).where(Job.kind == FORWARD_JOB))).all()
+            assert session.id not in {j.payload.get("upload_id") for j in jobs}
+    assert not _archived(base) & {hashlib.sha256(d).digest() for d in contents}
+
+
+async def test_a_file_complete_before_the_earlier_copy_of_its_instance_gives_way_to_it(
+    base: ForwardingBase,
+) -> None:
+    data = instance()
+    async with running_app(base.settings()) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await uploads.start(client, user.headers, [data, data], names=["a.dcm", "b.dcm"])
+        # b.dcm arrives first and is validated early; a.dcm, earlier in the upload, then
+        # holds the same instance: the earlier file keeps it, as without overlap.
+        await _send_file(client, session, 1)
+        early = await _until(client, session, lambda s: s["files"][1]["status"] == "valid")
+        assert early["instance_count"] == 0
+        await _send_file(client, session, 0)
+        status = await uploads.complete_and_wait(client, app, session)
+        assert status["state"] in FINAL_STATES
+        assert status["instance_count"] == 1
+        assert [f["status"] for f in status["files"]] == ["valid", "invalid"]
+        assert "duplicate SOP Instance UID" in status["files"][1]["problems"][0]["reason"]
+        assert [i["file_id"] for i in status["instances"]] == [session.file_id(0)]
+        delivered = await wait_for_state(app, client, session, FINAL_STATES)
+        assert delivered["state"] == "delivered"
