@@ -251,7 +251,9 @@ export function startLiveEvents(): () => void {
     liveEvents.setOnline(network.status !== 'offline');
     const offNetwork = network.subscribe((status) => liveEvents.setOnline(status !== 'offline'));
     const offTokens = tokens.subscribe((value) => {
+      // Signed out (here or in another tab): close. Tokens that arrive later: open (idempotent).
       if (value === null) liveEvents.stop();
+      else liveEvents.start();
     });
     if (tokens.get()) liveEvents.start();
     unwire = () => {
