@@ -93,6 +93,60 @@ class Liveness:
         return time.monotonic() - self.last_progress
 
 
+class InFlightWindow:
+    """How many chunk requests may be on the wire at once (AIMD, like TCP's window).
+
+    A gateway that dies (SIGKILL, a crash, a restart) cuts every connection: each chunk in flight
+    loses the bytes it had sent. After such a cut (a refused or reset connection, or a 502/503/504
+    from a proxy in front) one chunk at a time goes out, and every success adds ``1/limit`` (one
+    more request in flight per window of successes) up to ``maximum``; so the next cut soon after
+    costs one partial chunk, not ``maximum`` of them. Stalls (no bytes moving on a lossy link) do
+    not shrink it: there more streams are what keeps the upload moving.
+    """
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = max(1, maximum)
+        self.limit = float(self.maximum)
+        self.in_flight = 0
+        self.cuts = 0
+        self._freed = asyncio.Event()
+
+    @property
+    def allowed(self) -> int:
+        return max(1, min(self.maximum, int(self.limit)))
+
+    async def acquire(self) -> None:
+        while self.in_flight >= self.allowed:
+            self._freed.clear()
+            await self._freed.wait()
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._freed.set()
+
+    def cut(self) -> None:
+        self.cuts += 1
+        self.limit = 1.0
+
+    def succeeded(self) -> None:
+        before = self.allowed
+        self.limit = min(float(self.maximum), self.limit + 1 / self.allowed)
+        if self.allowed > before:
+            self._freed.set()
+
+
+def is_cut(error: httpx.TransportError | None, status: int | None) -> bool:
+    """The far end went away (not: the link is slow or lossy)."""
+    if error is not None:
+        return isinstance(error, httpx.NetworkError | httpx.RemoteProtocolError)
+    return status in (502, 503, 504)
+
+
+def reason_of(error: httpx.TransportError | None, status: int | None) -> str:
+    return type(error).__name__ if error is not None else f"HTTP {status}"
+
+
 @dataclass
 class TransferStats:
     """Chunk body bytes put on the wire, and how many of them were wasted by failed attempts."""
@@ -152,6 +206,7 @@ class GatewayClient:
         self.stats = TransferStats()
         self._refresh_lock = asyncio.Lock()
         self._access_token: str | None = None
+        self._chunk_window: InFlightWindow | None = None
         self.must_change_password = False
         # Each timeout bounds one socket operation (connect, one 64 KiB write, the wait for the
         # next bytes of a response): together they are an idle timeout, not a request deadline.
@@ -167,6 +222,12 @@ class GatewayClient:
             transport=transport,
             headers={"User-Agent": f"relaypacs-cli/{__version__}"},
         )
+
+    def chunk_window(self, parallel: int) -> InFlightWindow:
+        """The run's window of chunks in flight, at most ``parallel`` (see InFlightWindow)."""
+        if self._chunk_window is None or self._chunk_window.maximum != max(1, parallel):
+            self._chunk_window = InFlightWindow(parallel)
+        return self._chunk_window
 
     async def __aenter__(self) -> GatewayClient:
         return self
@@ -287,8 +348,12 @@ class GatewayClient:
         md5: str,
         upload_token: str | None,
         on_bytes: Callable[[int], None] | None = None,
+        window: InFlightWindow | None = None,
     ) -> int:
-        """Send one chunk until the server has it; returns 201 (stored) or 200 (already there)."""
+        """Send one chunk until the server has it; returns 201 (stored) or 200 (already there).
+
+        With a ``window``, each attempt waits for a place in it (backoff waits do not hold one).
+        """
         url = f"{API}/uploads/{upload_id}/files/{file_id}/chunks/{index}"
         headers = {"Content-MD5": md5, "Content-Type": "application/octet-stream"}
         headers["Content-Length"] = str(len(data))
@@ -327,6 +392,7 @@ class GatewayClient:
             headers=headers,
             signed=upload_token is None,
             on_retry=rewind,
+            window=window,
         )
         return response.status_code
 
@@ -343,6 +409,7 @@ class GatewayClient:
         signed: bool = True,
         on_retry: Callable[[], None] | None = None,
         on_status: dict[int, type[ClientError]] | None = None,
+        window: InFlightWindow | None = None,
     ) -> httpx.Response:
         attempt = 0
         while True:
@@ -352,6 +419,9 @@ class GatewayClient:
                 token = await self._bearer()
                 request_headers["Authorization"] = f"Bearer {token}"
             wait: float | None = None
+            failure: httpx.TransportError | None = None
+            if window is not None:
+                await window.acquire()
             try:
                 response = await self._http.request(
                     method,
@@ -362,10 +432,21 @@ class GatewayClient:
                 )
             except httpx.TransportError as error:
                 response = None
+                failure = error
                 reason = type(error).__name__
+            finally:
+                if window is not None:
+                    window.release()
+            status = response.status_code if response is not None else None
+            if window is not None and is_cut(failure, status):
+                if window.allowed > 1:
+                    log.info("one chunk at a time after %s", reason_of(failure, status))
+                window.cut()
             if response is not None:
                 if response.status_code < 400:
                     self.liveness.touch()
+                    if window is not None:
+                        window.succeeded()
                     return response
                 if response.status_code == 401 and signed and token is not None:
                     if on_retry is not None:

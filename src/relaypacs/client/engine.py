@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from relaypacs.client.api import ApiError, ClientError, GatewayClient, content_md5
+from relaypacs.client.api import ApiError, ClientError, GatewayClient, InFlightWindow, content_md5
 
 CHECKSUM_RETRIES = 3
 
@@ -54,6 +54,8 @@ async def send_chunks(
     on_bytes: Callable[[int], None] | None = None,
 ) -> None:
     queue: asyncio.Queue[tuple[FilePlan, int]] = asyncio.Queue()
+    # One window per client (so per run): what a cut taught holds for the next study too.
+    window = client.chunk_window(parallel)
     for plan in plans:
         for index in plan.missing:
             queue.put_nowait((plan, index))
@@ -64,7 +66,9 @@ async def send_chunks(
                 plan, index = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await _send_one(client, upload_id, upload_token, chunk_size, plan, index, on_bytes)
+            await _send_one(
+                client, upload_id, upload_token, chunk_size, plan, index, on_bytes, window
+            )
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -86,12 +90,13 @@ async def _send_one(
     plan: FilePlan,
     index: int,
     on_bytes: Callable[[int], None] | None,
+    window: InFlightWindow | None = None,
 ) -> None:
     for attempt in range(CHECKSUM_RETRIES):
         data, md5 = await asyncio.to_thread(read_chunk, plan.path, index, chunk_size)
         try:
             await client.put_chunk(
-                upload_id, plan.file_id, index, data, md5, upload_token, on_bytes
+                upload_id, plan.file_id, index, data, md5, upload_token, on_bytes, window
             )
             return
         except ApiError as error:
