@@ -383,3 +383,33 @@ def test_the_stream_comes_back_after_a_network_cut_and_replays_what_was_missed(
     assert all("last_event_id=" in url for url in resumed), resumed
     tickets = {parse_qs(urlsplit(url).query)["ticket"][0] for url in streams}
     assert len(tickets) == len(streams), "a ticket was used twice"
+
+
+def test_the_minute_job_finds_a_report_the_pacs_already_holds(
+    page: Page,
+    account: tuple[str, dict[str, Any]],
+    study_dir: Path,
+    pacs_required: Orthanc,
+) -> None:
+    """No one asks: the gateway's periodic PACS look-up (every minute) makes the report ready.
+    The SR is in Orthanc before the images are delivered, so the first look-up finds it."""
+    username, tokens = account
+    write_study(study_dir, instances=1, patient_name="JOB^JUNE", patient_id="E2E-RPT-4")
+    evidence = (study_dir / "IM0001.dcm").read_bytes()
+    store_in_orthanc(
+        pacs_required,
+        structured_report(
+            evidence, findings=FINDINGS, impression=IMPRESSION, radiologist="Reader^Rosa"
+        ),
+    )
+    sign_in_with_tokens(page, username, tokens)
+    deliver(page, study_dir)
+    page.get_by_role("link", name="Reports", exact=True).click()
+    row = page.get_by_test_id("reports").locator("li").first
+    expect(row).to_contain_text("JOB JUNE")
+    expect(row.get_by_test_id("report-status")).to_have_attribute(
+        "data-status", "ready", timeout=90_000
+    )
+    row.get_by_role("link").click()
+    expect(page.get_by_test_id("report-text")).to_contain_text(FINDINGS)
+    expect(page.get_by_text("From the structured report in the PACS.")).to_be_visible()
