@@ -122,6 +122,11 @@ async def login(body: LoginRequest, service: AuthServiceDep, session: SessionDep
     "/refresh",
     response_model=TokenResponse,
     summary="Exchange a refresh token for new tokens (the old one stops working)",
+    description="Refresh tokens are single-use: presenting one again ends the whole sign-in "
+    "(`refresh_token_reused`). One exception makes a lost answer safe to retry: within "
+    "`RELAYPACS_REFRESH_REUSE_GRACE_SECONDS` (30 s) of the exchange, and while the new refresh "
+    "token has never been used, the old one gets the same new refresh token again (with a fresh "
+    "access token of the same sign-in).",
     responses=problem_responses(InvalidRefreshToken, RefreshTokenReused, AccountDisabled),
 )
 async def refresh(
