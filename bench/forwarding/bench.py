@@ -17,7 +17,9 @@ One run, one Orthanc (apt `orthanc` + `orthanc-dicomweb`, started here with its 
 
 Between runs the study is deleted from Orthanc, so every run stores the same files afresh. The
 gateway's time is split with its own timeline (upload / assemble+validate / queue / forward) and
-the forwarding job's log line (STOW-RS and QIDO-RS confirmation seconds). Results go to
+the forwarding job's log line (STOW-RS and QIDO-RS confirmation seconds); the assembly job's
+log line says how many files were left to assemble after ``complete`` (each file is assembled
+and validated as soon as its chunk is stored, while the rest of the study arrives). Results go to
 bench/results/forwarding-<time>.json and a table on stdout.
 """
 
@@ -147,7 +149,8 @@ def start_gateway(
     log_path = work / "gateway.log"
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        # This tree's package, even where another checkout's is installed in the venv.
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
         "RELAYPACS_DATA_DIR": str(work / "gateway"),
         # INFO: the forwarding job's `upload_forwarded` line carries the STOW/QIDO split.
         "RELAYPACS_LOG_LEVEL": "INFO",
@@ -293,12 +296,16 @@ async def through_gateway(port: int, paths: list[Path], connections: int) -> dic
     }
 
 
-def forwarded_line(log_path: Path, upload_id: str) -> dict[str, Any]:
+def log_record(log_path: Path, event: str, upload_id: str) -> dict[str, Any]:
     for line in log_path.read_text(errors="replace").splitlines():
-        if '"upload_forwarded"' in line and upload_id in line:
+        if f'"{event}"' in line and upload_id in line:
             record: dict[str, Any] = json.loads(line)
             return record
     return {}
+
+
+def forwarded_line(log_path: Path, upload_id: str) -> dict[str, Any]:
+    return log_record(log_path, "upload_forwarded", upload_id)
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -346,15 +353,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "confirm_qido": forwarded.get("confirm_seconds"),
                 "forward_total": at["delivered"] - at["forwarding"],
             }
+            assembled = log_record(log_path, "upload_assembled", outcome["upload_id"])
             results["gateway"] = {
                 "batching": best,
                 "connections": args.connections,
                 "seconds": round(gateway_seconds, 2),
+                # Files left to assemble after `complete` (the others were done while uploading).
+                "files_assembled_after_complete": assembled.get("assembled_now"),
                 "split_seconds": {
                     k: (round(v, 2) if v is not None else None) for k, v in split.items()
                 },
             }
             print(f"gateway ({best}, {args.connections} connections): {gateway_seconds:6.2f} s")
+            print(f"    files assembled after complete: {assembled.get('assembled_now')}")
             for name, value in results["gateway"]["split_seconds"].items():
                 print(f"    {name:18s} {value}")
             for process in processes:

@@ -1,7 +1,7 @@
 """Assembly and validation of an upload's files, as early as each file allows.
 
-Each file is assembled and validated as soon as its last chunk is stored (the
-``uploads.assemble_file`` job, enqueued by the chunk PUT that completed the file: see
+Each file is assembled and validated as soon as its last chunk is stored (the upload's
+``uploads.assemble_ready`` job, enqueued by the chunk PUT that completed a file: see
 :func:`relaypacs.uploads.overlap.enqueue_complete_files`), while the rest of the study is
 still arriving; ``complete`` then leaves only the files that are not done yet to the
 ``uploads.assemble`` job, which records the upload's outcome (``validated`` or ``rejected``) and
@@ -109,78 +109,88 @@ async def _still_pending(
     return upload_file is not None and upload_file.status is FileStatus.pending
 
 
-async def assemble_file_early(
+#: Files assembled per round of :func:`assemble_ready_files` (recorded in one transaction).
+EARLY_ROUND_FILES = 16
+
+
+async def assemble_ready_files(
     sessionmaker: async_sessionmaker[AsyncSession],
     chunk_store: ChunkStore,
     upload_id: uuid.UUID,
-    file_id: uuid.UUID,
     *,
     limits: ZipLimits,
-) -> bool:
-    """The ``uploads.assemble_file`` job: one file whose chunks are all stored, while the
-    upload is still receiving. Returns whether the file's outcome was recorded."""
-    async with sessionmaker() as session:
-        upload = await repository.get_upload(session, upload_id)
-        upload_file = await repository.get_file(session, upload_id, file_id)
-        if (
-            upload is None
-            or upload_file is None
-            or upload.state not in _EARLY_STATES
-            or upload_file.status is not FileStatus.pending
-        ):
-            # Completed meanwhile (the final job does the rest), cancelled, or done already.
+) -> int:
+    """The ``uploads.assemble_ready`` job: while the upload is still receiving, assemble the
+    files whose chunks are all stored, a round of a few at a time, each round recorded in one
+    transaction, until none is left. Returns how many files it recorded.
+
+    One job per upload at a time, and few transactions per file: on SQLite every transaction
+    takes the one write lock the chunk PUTs need too.
+    """
+    recorded_files = 0
+    deferred: set[uuid.UUID] = set()
+    while True:
+        async with sessionmaker() as session:
+            upload = await repository.get_upload(session, upload_id)
+            if upload is None or upload.state not in _EARLY_STATES:
+                # Completed meanwhile (the final job does the rest) or cancelled.
+                await session.commit()
+                return recorded_files
+            ready = await repository.ready_files(
+                session, upload_id, exclude=sorted(deferred), limit=EARLY_ROUND_FILES
+            )
+            chunks = {f.id: await repository.list_chunks(session, f.id) for f in ready}
             await session.commit()
-            return False
-        chunks = await repository.list_chunks(session, file_id)
-        await session.commit()
-    if len(chunks) != upload_file.chunk_count:
-        return False
-    outcome = await _assemble_file(chunk_store, upload, upload_file, chunks, limits, own_key=True)
-    warnings = _warnings_of(upload, [outcome])
-    recorded = False
-    async with sessionmaker() as session:
-        # Shared like a chunk insert (cancel and complete wait for it); exclusive only when the
-        # upload's warnings change.
-        locked = await repository.get_upload(
-            session, upload_id, lock="update" if warnings else "share"
-        )
-        current = await repository.get_file(session, upload_id, file_id)
-        if (
-            locked is not None
-            and locked.state in _EARLY_STATES
-            and current is not None
-            and current.status is FileStatus.pending
-        ):
-            recorded = await _record_early(session, locked, current, outcome, warnings)
-        await session.commit()
-    if not recorded:
-        await _discard_objects(sessionmaker, chunk_store, upload_id, outcome)
-    log.info(
-        "upload_file_assembled", upload_id=str(upload_id), file_id=str(file_id), recorded=recorded
-    )
-    return recorded
+        if not ready:
+            return recorded_files
+        outcomes = [
+            await _assemble_file(chunk_store, upload, f, chunks[f.id], limits, own_key=True)
+            for f in ready
+        ]
+        warnings = _warnings_of(upload, outcomes)
+        kept: list[_Outcome] = []
+        async with sessionmaker() as session:
+            # Shared like a chunk insert (cancel and complete wait for it); exclusive only when
+            # the upload's warnings change.
+            locked = await repository.get_upload(
+                session, upload_id, lock="update" if warnings else "share"
+            )
+            if locked is not None and locked.state in _EARLY_STATES:
+                for outcome in outcomes:
+                    current = await repository.get_file(session, upload_id, outcome[0].id)
+                    if current is None or current.status is not FileStatus.pending:
+                        continue
+                    if await _record_early(session, current, outcome):
+                        kept.append(outcome)
+                    else:
+                        deferred.add(current.id)
+                if kept and warnings:
+                    locked.warnings = merge_warnings(locked.warnings, _warnings_of(locked, kept))
+            await session.commit()
+        kept_ids = {id(outcome) for outcome in kept}
+        for outcome in outcomes:
+            if id(outcome) not in kept_ids:
+                await _discard_objects(sessionmaker, chunk_store, upload_id, outcome)
+        recorded_files += len(kept)
+        log.info("upload_files_assembled", upload_id=str(upload_id), files=len(kept))
 
 
-async def _record_early(
-    session: AsyncSession,
-    upload: Upload,
-    upload_file: UploadFile,
-    outcome: _Outcome,
-    warnings: list[dict[str, object]],
-) -> bool:
+async def _record_early(session: AsyncSession, upload_file: UploadFile, outcome: _Outcome) -> bool:
     _, validation, sha256, _size = outcome
     uids = [found.header.sop_instance_uid for found in validation.instances]
     if len(set(uids)) != len(uids) or await repository.existing_sop_instance_uids(
-        session, upload.id, uids
+        session, upload_file.upload_id, uids
     ):
         # Which copy stays depends on the files' positions: the final job decides.
         return False
     await repository.add_instances(
-        session, [_instance_row(upload.id, upload_file.id, found) for found in validation.instances]
+        session,
+        [
+            _instance_row(upload_file.upload_id, upload_file.id, found)
+            for found in validation.instances
+        ],
     )
     _set_file_outcome(upload_file, validation.instances, validation, sha256)
-    if warnings:
-        upload.warnings = merge_warnings(upload.warnings, warnings)
     return True
 
 

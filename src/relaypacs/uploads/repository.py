@@ -444,3 +444,29 @@ async def referenced_store_keys(
         DicomInstance.upload_id == upload_id, DicomInstance.store_key.in_(list(keys))
     )
     return set((await session.scalars(statement)).all())
+
+
+async def ready_files(
+    session: AsyncSession, upload_id: uuid.UUID, *, exclude: Sequence[uuid.UUID], limit: int
+) -> list[UploadFile]:
+    """The upload's files not assembled yet whose chunks are all stored, in upload order."""
+    stored = (
+        select(UploadChunk.file_id, func.count().label("stored"))
+        .where(UploadChunk.upload_id == upload_id)
+        .group_by(UploadChunk.file_id)
+        .subquery()
+    )
+    statement = (
+        select(UploadFile)
+        .join(stored, stored.c.file_id == UploadFile.id)
+        .where(
+            UploadFile.upload_id == upload_id,
+            UploadFile.status == FileStatus.pending,
+            stored.c.stored == UploadFile.chunk_count,
+        )
+        .order_by(UploadFile.position)
+        .limit(limit)
+    )
+    if exclude:
+        statement = statement.where(UploadFile.id.not_in(list(exclude)))
+    return list((await session.scalars(statement)).all())

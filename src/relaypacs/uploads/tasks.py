@@ -20,9 +20,9 @@ from relaypacs.jobs.registry import (
 )
 from relaypacs.operations import metrics
 from relaypacs.uploads import repository, service
-from relaypacs.uploads.assembly import AssemblyError, assemble_file_early, assemble_upload
+from relaypacs.uploads.assembly import AssemblyError, assemble_ready_files, assemble_upload
 from relaypacs.uploads.models import UploadState
-from relaypacs.uploads.overlap import ASSEMBLE_FILE_JOB
+from relaypacs.uploads.overlap import ASSEMBLE_READY_JOB
 from relaypacs.uploads.store import StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -54,24 +54,23 @@ async def assemble(ctx: JobContext, payload: dict[str, Any]) -> None:
         raise PermanentFailure(str(exc)) from exc
 
 
-@job_handler(ASSEMBLE_FILE_JOB)
-async def assemble_file(ctx: JobContext, payload: dict[str, Any]) -> None:
-    """One file, as soon as its chunks are all stored (nothing is sent anywhere yet)."""
+@job_handler(ASSEMBLE_READY_JOB)
+async def assemble_ready(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """The files whose chunks are all stored, while the rest arrives (nothing is sent yet)."""
     try:
         upload_id = uuid.UUID(str(payload["upload_id"]))
-        file_id = uuid.UUID(str(payload["file_id"]))
     except (KeyError, ValueError) as exc:
-        raise PermanentFailure("payload without a valid upload_id and file_id") from exc
+        raise PermanentFailure("payload without a valid upload_id") from exc
     limits = ZipLimits(max_total_bytes=4 * ctx.settings.max_upload_bytes)
     try:
-        await assemble_file_early(
-            ctx.sessionmaker, ctx.resources.chunk_store, upload_id, file_id, limits=limits
+        await assemble_ready_files(
+            ctx.sessionmaker, ctx.resources.chunk_store, upload_id, limits=limits
         )
     except (StoreUnavailable, OSError) as exc:
         raise RetryLater(f"chunk store: {type(exc).__name__}") from exc
     except AssemblyError as exc:
         # Left to the assembly after `complete`, which fails the upload with this reason.
-        log.warning("upload_file_not_assembled", upload_id=str(upload_id), reason=str(exc))
+        log.warning("upload_files_not_assembled", upload_id=str(upload_id), reason=str(exc))
 
 
 @job_handler(service.EXPIRE_JOB)
