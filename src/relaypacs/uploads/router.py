@@ -99,15 +99,28 @@ def _parse_idempotency_key(value: str | None) -> str | None:
     "by the same user within 24 h answers 201 with the same upload, files and upload token "
     "(and `Idempotent-Replayed: true`) instead of starting a second upload or answering "
     "`duplicate_study`; the same key with a different body is `idempotency_key_reused`.",
-    responses=problem_responses(
-        Unauthorized,
-        InvalidIdempotencyKey,
-        DuplicateStudy,
-        IdempotencyKeyInFlight,
-        IdempotencyKeyReused,
-        UploadTooLarge,
-        TooManyRequests,
-    ),
+    responses={
+        201: {
+            "description": "Started (or, for a repeated Idempotency-Key, started before)",
+            "headers": {
+                "Idempotent-Replayed": {
+                    "description": "`true` when this is the answer to an earlier request "
+                    "with the same Idempotency-Key",
+                    "schema": {"type": "string", "enum": ["true"]},
+                },
+                "Location": {"description": "The upload", "schema": {"type": "string"}},
+            },
+        },
+        **problem_responses(
+            Unauthorized,
+            InvalidIdempotencyKey,
+            DuplicateStudy,
+            IdempotencyKeyInFlight,
+            IdempotencyKeyReused,
+            UploadTooLarge,
+            TooManyRequests,
+        ),
+    },
 )
 async def start_upload(
     body: UploadCreate,
