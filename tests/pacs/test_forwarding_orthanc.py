@@ -16,7 +16,7 @@ from pydicom.uid import generate_uid
 from relaypacs.config import Settings
 from relaypacs.jobs.worker import Worker
 from relaypacs.pacs.forwarding import MISSING_AFTER_STOW
-from relaypacs.uploads.store import file_key
+from relaypacs.uploads.store import chunk_key
 from tests.pacs.forwarding import (
     API,
     DISCARDED_SERIES,
@@ -188,11 +188,12 @@ async def test_a_damaged_copy_is_refused_with_its_reason_while_the_rest_are_deli
         user = await sign_in(client, app)
         session = await send_study(client, user.headers, files)
         await assemble_without_forwarding(app.state.resources)
-        # The gateway's copy of the second file changes at rest after validation.
+        # The gateway's copy of the second file changes at rest after validation (a file sent
+        # as one chunk is kept as that chunk).
         stored = (
             base.data_dir
             / "chunks"
-            / file_key(uuid.UUID(session.id), uuid.UUID(session.file_id(1)))
+            / chunk_key(uuid.UUID(session.id), uuid.UUID(session.file_id(1)), 0)
         )
         damaged = bytearray(stored.read_bytes())
         damaged[len(damaged) // 2] ^= 0xFF

@@ -172,3 +172,24 @@ async def test_a_file_complete_before_the_earlier_copy_of_its_instance_gives_way
         assert [i["file_id"] for i in status["instances"]] == [session.file_id(0)]
         delivered = await wait_for_state(app, client, session, FINAL_STATES)
         assert delivered["state"] == "delivered"
+
+
+async def test_a_file_sent_as_one_chunk_is_kept_as_that_chunk_not_copied(
+    base: ForwardingBase,
+) -> None:
+    single, multi = instance(), instance(rows=600, columns=600)  # one chunk; two chunks
+    async with running_app(base.settings()) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await uploads.start(client, user.headers, [single, multi])
+        await uploads.send_all(client, session)
+        status = await uploads.complete_and_wait(client, app, session)
+        assert status["state"] == "delivered", status
+    root = base.data_dir / "chunks" / "uploads" / session.id
+    kept = root / "chunks" / session.file_id(0) / "00000000"
+    # The stored chunk is the instance (what reached the destination is its bytes) ...
+    assert kept.read_bytes() == single
+    assert not (root / "files" / session.file_id(0)).exists()
+    # ... while a file of two chunks is assembled into one object and its chunks are freed.
+    assert not (root / "chunks" / session.file_id(1)).exists()
+    assert any(p.is_file() and p.read_bytes() == multi for p in root.rglob("*"))
+    assert {hashlib.sha256(d).digest() for d in (single, multi)} <= _archived(base)

@@ -66,7 +66,9 @@ async def assemble_upload(
         if upload.state is not UploadState.assembling:
             if upload.state not in (UploadState.created, UploadState.receiving):
                 # A rerun after the outcome was committed: finish the clean-up it may have missed.
-                await chunk_store.delete_prefix(store.chunks_prefix(upload_id))
+                await _delete_unused_chunks(
+                    chunk_store, upload_id, await _files(sessionmaker, upload_id)
+                )
             return upload.state
         files = await repository.list_files(session, upload_id)
         pending = [f for f in files if f.status is FileStatus.pending]
@@ -85,11 +87,14 @@ async def assemble_upload(
         locked = await repository.get_upload(session, upload_id, lock="update")
         if locked is None or locked.state is not UploadState.assembling:
             return locked.state if locked else None
-        state = await _record_outcome(session, locked, outcomes)
+        skipped: list[_Outcome] = []
+        state = await _record_outcome(session, locked, outcomes, skipped)
         await session.commit()
+    for outcome in skipped:
+        await _discard_objects(sessionmaker, chunk_store, upload_id, outcome)
     if state is UploadState.rejected:
         metrics.record_upload_finished(state.value)
-    await chunk_store.delete_prefix(store.chunks_prefix(upload_id))
+    await _delete_unused_chunks(chunk_store, upload_id, await _files(sessionmaker, upload_id))
     log.info(
         "upload_assembled",
         upload_id=str(upload_id),
@@ -98,6 +103,29 @@ async def assemble_upload(
         assembled_now=len(outcomes),
     )
     return state
+
+
+async def _files(
+    sessionmaker: async_sessionmaker[AsyncSession], upload_id: uuid.UUID
+) -> list[UploadFile]:
+    async with sessionmaker() as session:
+        files = await repository.list_files(session, upload_id)
+        await session.commit()
+    return files
+
+
+async def _delete_unused_chunks(
+    chunk_store: ChunkStore, upload_id: uuid.UUID, files: list[UploadFile]
+) -> None:
+    """The chunks of each file, unless its instance is stored as that very chunk."""
+    for upload_file in files:
+        prefix = _file_chunks_prefix(upload_id, upload_file.id)
+        if upload_file.store_key is None or not upload_file.store_key.startswith(prefix):
+            await chunk_store.delete_prefix(prefix)
+
+
+def _file_chunks_prefix(upload_id: uuid.UUID, file_id: uuid.UUID) -> str:
+    return store.chunk_key(upload_id, file_id, 0).rsplit("/", 1)[0] + "/"
 
 
 async def _still_pending(
@@ -203,7 +231,9 @@ async def _discard_objects(
     """Objects stored for an outcome that was not recorded (e.g. the upload was cancelled
     meanwhile). Its keys are its own; the check that no recorded instance uses one is a guard."""
     upload_file, validation, _, _ = outcome
-    keys = {found.store_key for found in validation.instances}
+    chunk_dir = _file_chunks_prefix(upload_id, upload_file.id)
+    # A single-chunk file's instance is its chunk: never deleted here.
+    keys = {f.store_key for f in validation.instances if not f.store_key.startswith(chunk_dir)}
     if not keys:
         return
     async with sessionmaker() as session:
@@ -227,7 +257,11 @@ async def _assemble_file(
 ) -> tuple[UploadFile, FileValidation, str, int]:
     """``own_key``: store a plain instance under a key of this run's own (an early job that
     may lose the race to record the file must be able to delete what it stored without touching
-    the file's key, which the winner may be using)."""
+    the file's key, which the winner may be using).
+
+    A plain instance sent as one chunk is not copied: its chunk, stored durably and MD5-checked
+    again here, is the instance's object (the forwarding stage checks its SHA-256 as it reads).
+    """
     if [index for index, _, _ in chunks] != list(range(upload_file.chunk_count)):
         raise AssemblyError("chunk rows do not cover the file")
     path = chunk_store.staging.new_path(".assembled")
@@ -235,11 +269,12 @@ async def _assemble_file(
         sha256, size = await _concatenate(chunk_store, upload.id, upload_file.id, chunks, path)
         if size != upload_file.size:
             raise AssemblyError("assembled size differs from the declared size")
-        key = (
-            store.instance_key(upload.id, uuid.uuid4())
-            if own_key
-            else store.file_key(upload.id, upload_file.id)
-        )
+        if upload_file.chunk_count == 1:
+            key = store.chunk_key(upload.id, upload_file.id, 0)
+        elif own_key:
+            key = store.instance_key(upload.id, uuid.uuid4())
+        else:
+            key = store.file_key(upload.id, upload_file.id)
         validation = await validate_file(
             store=chunk_store,
             staging=chunk_store.staging,
@@ -250,7 +285,7 @@ async def _assemble_file(
             sha256=sha256,
             limits=limits,
         )
-        if any(instance.store_key == key for instance in validation.instances):
+        if upload_file.chunk_count > 1 and any(i.store_key == key for i in validation.instances):
             await chunk_store.put_file(key, path)
         return upload_file, validation, sha256, size
     finally:
@@ -293,6 +328,7 @@ async def _record_outcome(
     session: AsyncSession,
     upload: Upload,
     outcomes: list[_Outcome],
+    skipped: list[_Outcome],
 ) -> UploadState:
     """The files assembled now, then the upload's outcome (files recorded early stay)."""
     files = {f.id: f for f in await repository.list_files(session, upload.id)}
@@ -303,6 +339,7 @@ async def _record_outcome(
     for detached, validation, sha256, _size in sorted(outcomes, key=lambda o: o[0].position):
         upload_file = files[detached.id]
         if upload_file.status is not FileStatus.pending:
+            skipped.append((upload_file, validation, sha256, _size))
             continue  # recorded by its early job after this job read it
         kept: list[FoundInstance] = []
         for found in validation.instances:
