@@ -95,22 +95,31 @@ async def test_after_a_cut_one_chunk_goes_at_a_time_then_the_window_grows_again(
     # The four chunks cut off mid-flight do not all go again at once: one, and only after it
     # landed a second...
     assert after[:2] == [1, 1]
-    # ...and as chunks land, the window opens back up to --parallel.
-    assert max(after) == 4
+    # ...and as chunks land, the window opens up again, to half of what the cut found.
+    assert max(after) == 2
     assert client.stats.resent > 0
     assert client.chunk_window(4).cuts >= 1
 
 
-def test_the_window_adds_one_request_per_window_of_successes() -> None:
+def test_the_window_halves_its_ceiling_per_cut_and_recovers_slowly() -> None:
     window = InFlightWindow(4)
     assert window.allowed == 4
     window.succeeded()
     assert window.allowed == 4
-    window.cut()
+
+    for _ in range(5):  # the four chunks in flight, then a retry refused while it restarts
+        window.cut()
+    assert (window.cuts, window.allowed, window.ceiling) == (1, 1, 2)
     growth = []
-    for _ in range(6):
+    for _ in range(InFlightWindow.RECOVERY + 2):
         window.succeeded()
         growth.append(window.allowed)
-    assert growth == [2, 2, 3, 3, 3, 4]
+    # One more in flight per window of successes, up to the ceiling, which rises slowly.
+    assert growth[:3] == [2, 2, 2]
+    assert growth[InFlightWindow.RECOVERY - 1 :] == [2, 3, 3]
+
+    window.cut()  # cut again, with 3 in flight
+    assert (window.cuts, window.allowed, window.ceiling) == (2, 1, 1)
+    window.succeeded()
     window.cut()
-    assert window.allowed == 1
+    assert (window.cuts, window.allowed, window.ceiling) == (3, 1, 1)

@@ -94,26 +94,33 @@ class Liveness:
 
 
 class InFlightWindow:
-    """How many chunk requests may be on the wire at once (AIMD, like TCP's window).
+    """How many chunk requests may be on the wire at once (like TCP's window after a timeout).
 
     A gateway that dies (SIGKILL, a crash, a restart) cuts every connection: each chunk in flight
     loses the bytes it had sent. After such a cut (a refused or reset connection, or a 502/503/504
-    from a proxy in front) one chunk at a time goes out, and every success adds ``1/limit`` (one
-    more request in flight per window of successes) up to ``maximum``; so the next cut soon after
-    costs one partial chunk, not ``maximum`` of them. Stalls (no bytes moving on a lossy link) do
-    not shrink it: there more streams are what keeps the upload moving.
+    from a proxy in front) one chunk at a time goes out; every success adds ``1/allowed`` (one
+    more request in flight per window of successes) up to a ceiling, which each cut halves and
+    every ``RECOVERY`` successes raise by one, back to ``maximum``. So the first cut costs what
+    was in flight, and a gateway that keeps dying costs one partial chunk per cut, not
+    ``maximum``. Stalls (no bytes moving on a lossy link) do not shrink it: there more streams
+    are what keeps the upload moving.
     """
+
+    #: Chunks that must land for the ceiling to rise by one again.
+    RECOVERY = 16
 
     def __init__(self, maximum: int) -> None:
         self.maximum = max(1, maximum)
+        self.ceiling = self.maximum
         self.limit = float(self.maximum)
         self.in_flight = 0
         self.cuts = 0
+        self._successes = 0  # since the last cut
         self._freed = asyncio.Event()
 
     @property
     def allowed(self) -> int:
-        return max(1, min(self.maximum, int(self.limit)))
+        return max(1, min(self.ceiling, int(self.limit)))
 
     async def acquire(self) -> None:
         while self.in_flight >= self.allowed:
@@ -126,12 +133,20 @@ class InFlightWindow:
         self._freed.set()
 
     def cut(self) -> None:
-        self.cuts += 1
+        # Every request in flight fails at one cut, and the retries fail until the gateway is
+        # back: all of that is one cut until a chunk has landed since.
+        if self.cuts == 0 or self._successes > 0:
+            self.cuts += 1
+            self.ceiling = max(1, self.allowed // 2)
+        self._successes = 0
         self.limit = 1.0
 
     def succeeded(self) -> None:
         before = self.allowed
-        self.limit = min(float(self.maximum), self.limit + 1 / self.allowed)
+        self._successes += 1
+        if self._successes % self.RECOVERY == 0:
+            self.ceiling = min(self.maximum, self.ceiling + 1)
+        self.limit = min(float(self.ceiling), self.limit + 1 / self.allowed)
         if self.allowed > before:
             self._freed.set()
 
