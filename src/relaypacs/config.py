@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     run_worker_in_process: bool | None = Field(
         default=None, description="Run background jobs inside `serve`; default: on with SQLite"
     )
+    assemble_while_receiving: bool | None = Field(
+        default=None,
+        description="Assemble and validate each file as soon as its chunks are stored, while "
+        "the rest of the study arrives; default: on when the jobs run in another process than "
+        "`serve` (inside it, the work slows the upload down more than it saves)",
+    )
     # --- jobs (relaypacs.jobs) ---
     worker_concurrency: int = Field(default=4, ge=1, le=64, description="Jobs run at once")
     job_poll_seconds: float = Field(default=1.0, gt=0, description="Look for due jobs this often")

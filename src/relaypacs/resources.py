@@ -21,6 +21,7 @@ from relaypacs.operations.metrics import forget_process
 from relaypacs.operations.readiness import Readiness, database_check
 from relaypacs.pacs.destinations import PacsDestinations, open_destinations
 from relaypacs.ratelimit import RateLimiter
+from relaypacs.uploads.overlap import configure_overlap
 from relaypacs.uploads.store import ChunkStore, open_chunk_store
 
 
@@ -56,6 +57,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             exit_stack=stack,
         )
         # --- domain start-up (register shut-down callbacks on `stack`) ---
+        configure_overlap(resources.sessionmaker, settings)
         resources.keyring = await anyio.to_thread.run_sync(
             lambda: Keyring.open(
                 settings.resolved_jwt_key_file,

@@ -80,7 +80,10 @@ async def test_files_are_validated_while_the_rest_arrives_and_complete_does_only
     # Three files; the first is two chunks long (its chunks are assembled in order).
     contents = [*_series(3)]
     contents[0] = instance(rows=600, columns=600)  # ~700 KiB: two 512 KiB chunks
-    async with running_app(base.settings()) as app, new_client(app) as client:
+    async with (
+        running_app(base.settings(assemble_while_receiving=True)) as app,
+        new_client(app) as client,
+    ):
         user = await sign_in(client, app)
         session = await uploads.start(client, user.headers, contents)
         assert session.body["files"][0]["chunk_count"] == 2
@@ -131,7 +134,10 @@ async def test_a_cancelled_upload_whose_files_were_validated_never_reaches_the_p
     base: ForwardingBase,
 ) -> None:
     contents = _series(2)
-    async with running_app(base.settings()) as app, new_client(app) as client:
+    async with (
+        running_app(base.settings(assemble_while_receiving=True)) as app,
+        new_client(app) as client,
+    ):
         user = await sign_in(client, app)
         session = await uploads.start(client, user.headers, contents)
         await uploads.send_all(client, session)
@@ -155,7 +161,10 @@ async def test_a_file_complete_before_the_earlier_copy_of_its_instance_gives_way
     base: ForwardingBase,
 ) -> None:
     data = instance()
-    async with running_app(base.settings()) as app, new_client(app) as client:
+    async with (
+        running_app(base.settings(assemble_while_receiving=True)) as app,
+        new_client(app) as client,
+    ):
         user = await sign_in(client, app)
         session = await uploads.start(client, user.headers, [data, data], names=["a.dcm", "b.dcm"])
         # b.dcm arrives first and is validated early; a.dcm, earlier in the upload, then
@@ -178,7 +187,10 @@ async def test_a_file_sent_as_one_chunk_is_kept_as_that_chunk_not_copied(
     base: ForwardingBase,
 ) -> None:
     single, multi = instance(), instance(rows=600, columns=600)  # one chunk; two chunks
-    async with running_app(base.settings()) as app, new_client(app) as client:
+    async with (
+        running_app(base.settings(assemble_while_receiving=True)) as app,
+        new_client(app) as client,
+    ):
         user = await sign_in(client, app)
         session = await uploads.start(client, user.headers, [single, multi])
         await uploads.send_all(client, session)
@@ -193,3 +205,22 @@ async def test_a_file_sent_as_one_chunk_is_kept_as_that_chunk_not_copied(
     assert not (root / "chunks" / session.file_id(1)).exists()
     assert any(p.is_file() and p.read_bytes() == multi for p in root.rglob("*"))
     assert {hashlib.sha256(d).digest() for d in (single, multi)} <= _archived(base)
+
+
+async def test_with_the_worker_inside_serve_files_wait_for_complete_by_default(
+    base: ForwardingBase,
+) -> None:
+    # The embedded default (jobs inside `serve`): assembling while receiving measured slower.
+    contents = _series(2)
+    async with running_app(base.settings()) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await uploads.start(client, user.headers, contents)
+        await uploads.send_all(client, session)
+        await app.state.job_worker.idle()
+        status = await uploads.status(client, session)
+        assert [f["status"] for f in status["files"]] == ["pending", "pending"]
+        async with app.state.sessionmaker() as db:
+            jobs = (await db.scalars(select(Job).where(Job.kind == ASSEMBLE_READY_JOB))).all()
+            assert session.id not in {j.payload.get("upload_id") for j in jobs}
+        status = await uploads.complete_and_wait(client, app, session)
+        assert status["state"] == "delivered", status

@@ -7,6 +7,11 @@ running already (which assembles every ready file it finds, round after round). 
 call, whatever the number of chunks. A file the running job missed (it completed just as the
 job found nothing more to do, or two last chunks of one file committed at the same moment) is
 taken by the next job or, at the latest, after ``complete``: slower, never wrong.
+
+Only when the jobs run in another process than the API (``RELAYPACS_ASSEMBLE_WHILE_RECEIVING``,
+default: when ``serve`` runs no worker): inside ``serve`` (SQLite's embedded default) the
+assembly competes with the chunk PUTs for the process and the one write lock, and measured
+slower overall than assembling after ``complete`` (bench/README.md).
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaypacs.config import Settings
 from relaypacs.jobs.models import JobPriority
 from relaypacs.jobs.service import enqueue
 from relaypacs.uploads import repository
 from relaypacs.users.models import ServiceLevel
 
 ASSEMBLE_READY_JOB = "uploads.assemble_ready"
+#: ``Session.info`` key: whether this process's chunk PUTs start assembly early.
+SESSION_FLAG = "relaypacs.assemble_while_receiving"
 
 # Below the study's own jobs (assembly after `complete`, forwarding): early work must never
 # hold up a study that is ready to go.
@@ -32,8 +40,22 @@ _PRIORITY = {
 }
 
 
+def assemble_while_receiving(settings: Settings) -> bool:
+    if settings.assemble_while_receiving is not None:
+        return settings.assemble_while_receiving
+    in_process = settings.run_worker_in_process
+    return not (settings.is_sqlite if in_process is None else in_process)
+
+
+def configure_overlap(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    """Tell the sessions of this process whether chunk PUTs start assembly early."""
+    sessionmaker.configure(info={SESSION_FLAG: assemble_while_receiving(settings)})
+
+
 async def enqueue_complete_files(session: AsyncSession, file_ids: Iterable[uuid.UUID]) -> int:
     """The upload's assembly job when one of ``file_ids`` has all its chunks stored now."""
+    if not session.info.get(SESSION_FLAG, True):
+        return 0
     complete = await repository.files_with_all_chunks(session, sorted(set(file_ids)))
     uploads = {upload_id: service_level for upload_id, _, service_level in complete}
     for upload_id, service_level in sorted(uploads.items()):
