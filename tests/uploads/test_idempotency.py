@@ -100,7 +100,9 @@ async def test_a_refused_request_does_not_use_up_its_key(
         await client.post(URL, json=body, headers=_headers(user, key)), 409, "duplicate_study"
     )
     # ...and the confirmed retry may carry it.
-    forced = await client.post(URL, json={**body, "force_upload": True}, headers=_headers(user, key))
+    forced = await client.post(
+        URL, json={**body, "force_upload": True}, headers=_headers(user, key)
+    )
     assert forced.status_code == 201, forced.text
     assert len(await _uploads_of(app, user)) == 2
 
@@ -124,7 +126,9 @@ async def test_a_key_answers_for_24_hours(client: httpx.AsyncClient, app: FastAP
     # Past the window the key is forgotten: the request is judged afresh (a duplicate here).
     late = await client.post(URL, json=body, headers=_headers(user, key))
     assert_problem(late, 409, "duplicate_study")
-    forced = await client.post(URL, json={**body, "force_upload": True}, headers=_headers(user, key))
+    forced = await client.post(
+        URL, json={**body, "force_upload": True}, headers=_headers(user, key)
+    )
     assert forced.status_code == 201
     assert "idempotent-replayed" not in forced.headers
 
