@@ -11,6 +11,8 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
+from relaypacs.db.base import utcnow
+from relaypacs.jobs.service import enqueue
 from relaypacs.uploads.models import Upload, UploadIdempotency
 from relaypacs.uploads.service import hash_token
 from tests.support import uploads
@@ -179,3 +181,33 @@ async def test_neither_key_nor_token_is_stored_usable(
     stored = " ".join(str(getattr(row, c.key)) for c in UploadIdempotency.__table__.columns)
     assert key not in stored
     assert created["upload_token"] not in stored
+
+
+async def test_the_expiry_sweep_forgets_keys_past_their_window(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    old_key, fresh_key = str(uuid.uuid4()), str(uuid.uuid4())
+    old = await client.post(URL, json=_request(), headers=_headers(user, old_key))
+    assert old.status_code == 201, old.text
+    fresh = await client.post(URL, json=_request(), headers=_headers(user, fresh_key))
+    assert fresh.status_code == 201, fresh.text
+    async with app.state.sessionmaker() as db:
+        await db.execute(
+            update(UploadIdempotency)
+            .where(UploadIdempotency.upload_id == uuid.UUID(old.json()["upload_id"]))
+            .values(created_at=utcnow() - timedelta(hours=24, minutes=1))
+        )
+        await db.commit()
+
+    async with uploads.job_finished(app, "uploads.expire") as done:
+        async with app.state.sessionmaker() as db:
+            await enqueue(db, "uploads.expire", {}, dedupe_key=f"test-{uuid.uuid4()}")
+            await db.commit()
+        with anyio.fail_after(30):
+            await done.wait()
+
+    async with app.state.sessionmaker() as db:
+        kept = set(await db.scalars(select(UploadIdempotency.upload_id)))
+    assert uuid.UUID(fresh.json()["upload_id"]) in kept
+    assert uuid.UUID(old.json()["upload_id"]) not in kept

@@ -62,6 +62,16 @@ async def delete_idempotency_keys_before(
     )
 
 
+async def delete_stale_idempotency_keys(session: AsyncSession, before: datetime) -> int:
+    """Forget every user's keys past the window (each sealed upload token goes with its key)."""
+    result = await session.execute(
+        delete(UploadIdempotency)
+        .where(UploadIdempotency.created_at < before)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def claim_idempotency_key(session: AsyncSession, claim: UploadIdempotency) -> bool:
     """Insert the key's row in a savepoint; False when the key is taken.
 

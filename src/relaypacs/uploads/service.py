@@ -690,6 +690,11 @@ async def expire_sessions(
     return expired
 
 
+async def forget_stale_idempotency_keys(session: AsyncSession, now: datetime) -> int:
+    """Keys older than the window answer nothing any more: do not keep them (nor their tokens)."""
+    return await repository.delete_stale_idempotency_keys(session, now - IDEMPOTENCY_WINDOW)
+
+
 async def enqueue_forwarding(session: AsyncSession, upload: Upload) -> bool:
     """Hand a validated upload to the forwarding stage, when one is installed.
 

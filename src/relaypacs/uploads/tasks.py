@@ -75,12 +75,16 @@ async def assemble_ready(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 @job_handler(service.EXPIRE_JOB)
 async def expire(ctx: JobContext, payload: dict[str, Any]) -> None:
-    """Expire unfinished sessions past 24 h and free what cancelled/expired uploads stored."""
+    """Expire unfinished sessions past 24 h, forget Idempotency-Keys past theirs, and free what
+    cancelled/expired uploads stored."""
     async with ctx.sessionmaker() as session:
         expired = await service.expire_sessions(session, utcnow())
+        forgotten = await service.forget_stale_idempotency_keys(session, utcnow())
         await session.commit()
     if expired:
         log.info("upload_sessions_expired", count=len(expired))
+    if forgotten:
+        log.info("upload_idempotency_keys_forgotten", count=forgotten)
     for _ in expired:
         metrics.record_upload_finished(UploadState.expired.value)
     async with ctx.sessionmaker() as session:
