@@ -334,7 +334,9 @@ async def test_an_idle_stream_gets_a_heartbeat(client: httpx.AsyncClient, app: F
         user = await sign_in(client, app)
         async with open_stream(base_url, headers=user.headers) as events:
             assert (await events.next()).event == "unread_count"
-            assert await events.until_comment("ping", wait=5) == []
+            heartbeat = await events.next_heartbeat(wait=5)
+            assert heartbeat.id is None  # never moves a client's Last-Event-ID
+            assert heartbeat.data == {"every": 0.2}
 
 
 async def test_a_stream_ends_when_its_account_is_disabled(

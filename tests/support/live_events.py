@@ -34,11 +34,13 @@ class ServerEvent:
 
 
 class EventReader:
-    """Parses an SSE body as it arrives (comments are counted, not returned)."""
+    """Parses an SSE body as it arrives (comments and heartbeats are kept aside, not returned)."""
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.comments: list[str] = []
+        self.heartbeats: list[ServerEvent] = []
+        self._want_heartbeat = False
         self.retry: int | None = None
         self._lines = response.aiter_lines()
         self._pending: str | None = None
@@ -57,7 +59,10 @@ class EventReader:
         async for line in _prefixed(pending, lines):
             if line == "":
                 if data:
-                    return ServerEvent(event_id, name, json.loads("\n".join(data)))
+                    found = ServerEvent(event_id, name, json.loads("\n".join(data)))
+                    if found.event != "heartbeat" or self._want_heartbeat:
+                        return found
+                    self.heartbeats.append(found)
                 event_id, name, data = None, "message", []
                 continue
             field, _, value = line.partition(":")
@@ -85,24 +90,16 @@ class EventReader:
                 ):
                     return found
 
-    async def until_comment(self, text: str, wait: float = 10.0) -> list[ServerEvent]:
-        """Read until a comment line holding ``text``; returns the events passed on the way."""
-        passed: list[ServerEvent] = []
-        async with asyncio.timeout(wait):
-            while not any(text in c for c in self.comments):
-                passed.append(await self._next_or_comment())
-        return [e for e in passed if e is not None]
-
-    async def _next_or_comment(self) -> ServerEvent | None:
-        line = await anext(self._lines)
-        if line.startswith(":"):
-            self.comments.append(line[1:].strip())
-            return None
-        if line == "":
-            return None
-        # An event starts: read the rest of it.
-        self._pending = line
-        return await self._next()
+    async def next_heartbeat(self, wait: float = 10.0) -> ServerEvent:
+        """Read until the next heartbeat event (other events in between are dropped)."""
+        self._want_heartbeat = True
+        try:
+            async with asyncio.timeout(wait):
+                while (found := await self._next()).event != "heartbeat":
+                    pass
+                return found
+        finally:
+            self._want_heartbeat = False
 
     async def read_to_end(self) -> list[ServerEvent]:
         """Every event until the server ends the stream."""

@@ -123,7 +123,9 @@ def get_event_hub(request: Request) -> EventHub:
         "Authenticate with a one-time `?ticket=` from POST /notifications/stream-ticket (what a "
         "browser's EventSource can do) or an `Authorization: Bearer` header; an access token in "
         "the URL is refused. `Last-Event-ID` (header, or `?last_event_id=` for a new "
-        "EventSource) replays the events logged after it. A comment is sent every 15 s."
+        "EventSource) replays the events logged after it. When idle, an unnumbered `heartbeat` "
+        'event (`{"every": seconds}`, 15 s by default) lets a client tell a quiet stream from a '
+        "dead connection."
     ),
     response_class=EventSourceResponse,
     # EventSourceResponse has no default status code, which FastAPI needs to build the schema.

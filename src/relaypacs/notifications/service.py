@@ -248,6 +248,11 @@ def _comment(text: str) -> bytes:
     return f": {text}\n\n".encode()
 
 
+def _heartbeat(every_seconds: float) -> bytes:
+    # Unnumbered and never logged; `every` lets a client size its silence watchdog.
+    return f'event: heartbeat\ndata: {{"every":{every_seconds:g}}}\n\n'.encode()
+
+
 def _unnumbered(event_type: StreamEventType, data: str) -> bytes:
     # No id: a client's Last-Event-ID keeps pointing at the last logged event.
     return f"event: {event_type.value}\ndata: {data}\n\n".encode()
@@ -311,7 +316,9 @@ async def event_stream(
                 # Disabled (or deleted) since the stream opened: it ends with the account.
                 yield _comment("closed: the account is no longer active")
                 return
-            yield _comment("ping")
+            # An event, not a comment: a page's EventSource never sees comments, and only
+            # something it sees lets it tell a quiet stream from a dead connection.
+            yield _heartbeat(heartbeat_seconds)
             if not hub.uses_listen:
                 # Another process on the same SQLite file may have written events.
                 stream.resync.set()

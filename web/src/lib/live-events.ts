@@ -46,6 +46,13 @@ type StatusListener = (status: LiveStatus) => void;
 export const BACKOFF_BASE_MS = 1_000;
 export const BACKOFF_MAX_MS = 30_000;
 const REMEMBERED_IDS = 512;
+/** The gateway's heartbeat period until its first heartbeat says otherwise. */
+export const DEFAULT_HEARTBEAT_MS = 15_000;
+/**
+ * After this many heartbeat periods without any event the connection is taken for dead: a phone
+ * that changed networks can leave a stream that never errors and never delivers.
+ */
+export const SILENT_PERIODS = 3;
 
 /** The delay before reconnection attempt `attempt` (0-based): doubling, capped, half jittered. */
 export function backoffDelay(attempt: number, random: number): number {
@@ -59,6 +66,8 @@ export class LiveEvents {
   private readonly openListeners = new Set<() => void>();
   private source: SourceLike | null = null;
   private timer: unknown = null;
+  private watchdog: unknown = null;
+  private heartbeatMs = DEFAULT_HEARTBEAT_MS;
   private running = false;
   private online = true;
   private attempt = 0;
@@ -154,8 +163,10 @@ export class LiveEvents {
     if (this.lastId !== null) query.set('last_event_id', this.lastId);
     const source = this.deps.createSource(`${this.deps.url}?${query.toString()}`);
     this.source = source;
+    this.armWatchdog(source);
     source.onopen = () => {
       if (this.source !== source) return;
+      this.armWatchdog(source);
       this.attempt = 0;
       this.setStatus('open');
       for (const listener of this.openListeners) listener();
@@ -168,9 +179,31 @@ export class LiveEvents {
     };
     for (const type of LIVE_EVENT_TYPES) {
       source.addEventListener(type, (event) => {
-        if (this.source === source) this.receive(type, event);
+        if (this.source !== source) return;
+        this.armWatchdog(source);
+        this.receive(type, event);
       });
     }
+    source.addEventListener('heartbeat', (event) => {
+      if (this.source !== source) return;
+      this.heartbeatMs = heartbeatPeriod(event.data) ?? this.heartbeatMs;
+      this.armWatchdog(source);
+    });
+  }
+
+  private armWatchdog(source: SourceLike): void {
+    this.disarmWatchdog();
+    this.watchdog = this.deps.setTimer(() => {
+      this.watchdog = null;
+      if (this.source !== source) return;
+      this.closeSource();
+      if (this.running && this.online) this.retryLater();
+    }, this.heartbeatMs * SILENT_PERIODS);
+  }
+
+  private disarmWatchdog(): void {
+    if (this.watchdog !== null) this.deps.clearTimer(this.watchdog);
+    this.watchdog = null;
   }
 
   private receive(type: LiveEventType, event: MessageEvent<string>): void {
@@ -208,6 +241,7 @@ export class LiveEvents {
   }
 
   private closeSource(): void {
+    this.disarmWatchdog();
     if (!this.source) return;
     const source = this.source;
     this.source = null;
@@ -225,6 +259,17 @@ export class LiveEvents {
     if (status === this.currentStatus) return;
     this.currentStatus = status;
     for (const listener of this.statusListeners) listener(status);
+  }
+}
+
+/** The period a heartbeat announces (`{"every": seconds}`), kept within 1 s to 5 min. */
+export function heartbeatPeriod(data: string): number | null {
+  try {
+    const every = (JSON.parse(data) as { every?: unknown }).every;
+    if (typeof every !== 'number' || !Number.isFinite(every) || every <= 0) return null;
+    return Math.min(Math.max(every * 1000, 1_000), 300_000);
+  } catch {
+    return null;
   }
 }
 

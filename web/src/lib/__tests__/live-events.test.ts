@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 
-import { BACKOFF_MAX_MS, backoffDelay, LiveEvents, type LiveDeps, type SourceLike } from '../live-events';
+import {
+  BACKOFF_MAX_MS,
+  backoffDelay,
+  DEFAULT_HEARTBEAT_MS,
+  heartbeatPeriod,
+  LiveEvents,
+  SILENT_PERIODS,
+  type LiveDeps,
+  type SourceLike,
+} from '../live-events';
 
 /** An EventSource double: the test opens it, sends events, and breaks it. */
 class FakeSource implements SourceLike {
@@ -61,6 +70,9 @@ function harness(options: { tickets?: (() => Promise<string>)[] } = {}) {
     },
     clearTimer: (handle) => {
       (handle as { cleared: boolean }).cleared = true;
+      // Only live timers stay listed.
+      const at = timers.indexOf(handle as (typeof timers)[number]);
+      if (at >= 0) timers.splice(at, 1);
     },
     random: () => 1,
   };
@@ -196,6 +208,37 @@ describe('LiveEvents', () => {
     await fireTimers();
     last().open();
     expect(opens).toBe(2);
+  });
+
+  it('a stream silent for longer than its heartbeats allow is replaced, from the last event id', async () => {
+    const { live, sources, timers, flush, last } = harness();
+    live.start();
+    await flush();
+    last().open();
+    // Until told otherwise the gateway beats every 15 s: silence is judged against that.
+    expect(timers.map((t) => t.ms)).toEqual([DEFAULT_HEARTBEAT_MS * SILENT_PERIODS]);
+    last().emit('notification', { id: 'n' }, '4');
+    last().emit('heartbeat', { every: 5 });
+    // Each event re-arms the one watchdog, sized from the announced period.
+    expect(timers.map((t) => t.ms)).toEqual([5_000 * SILENT_PERIODS]);
+    const silent = last();
+    timers.shift()!.callback();
+    expect(silent.closed).toBe(true);
+    expect(live.status).toBe('waiting');
+    expect(timers).toHaveLength(1); // the reconnection's backoff, nothing else
+    timers.shift()!.callback();
+    await flush();
+    expect(sources).toHaveLength(2);
+    expect(last().params.get('last_event_id')).toBe('4');
+  });
+
+  it('a heartbeat period is read defensively', () => {
+    expect(heartbeatPeriod('{"every":15}')).toBe(15_000);
+    expect(heartbeatPeriod('{"every":0.2}')).toBe(1_000);
+    expect(heartbeatPeriod('{"every":100000}')).toBe(300_000);
+    expect(heartbeatPeriod('{"every":-1}')).toBeNull();
+    expect(heartbeatPeriod('{"every":"15"}')).toBeNull();
+    expect(heartbeatPeriod('not json')).toBeNull();
   });
 
   it('unread counts carry no id and are always delivered', async () => {
