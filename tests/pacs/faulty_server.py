@@ -14,6 +14,7 @@ import contextlib
 import socket
 import struct
 from enum import StrEnum
+from typing import Self
 
 ORTHANC_READ_FAILED = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
 
@@ -123,22 +124,20 @@ async def _apply(fault: Fault, reader: asyncio.StreamReader, writer: asyncio.Str
         writer.close()
 
 
-class FaultyStowServer:
-    """Answers every request with ``fault``."""
+class _LoopbackServer:
+    """A TCP server on a free loopback port; its connection handlers end when it does."""
 
-    def __init__(self, fault: Fault) -> None:
-        self.fault = fault
-        self.requests = 0
+    def __init__(self) -> None:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
-    def url(self) -> str:
+    def port(self) -> int:
         assert self._server is not None
-        port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/dicom-web"
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
 
-    async def __aenter__(self) -> FaultyStowServer:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         return self
 
@@ -155,57 +154,55 @@ class FaultyStowServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        self.requests += 1
         try:
-            await _apply(self.fault, reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+            await self._connection(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             writer.close()
         finally:
             self._tasks.discard(task)
 
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
 
-class FaultyProxy:
+
+class FaultyStowServer(_LoopbackServer):
+    """Answers every request with ``fault``."""
+
+    def __init__(self, fault: Fault) -> None:
+        super().__init__()
+        self.fault = fault
+        self.requests = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/dicom-web"
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.requests += 1
+        await _apply(self.fault, reader, writer)
+
+
+class FaultyProxy(_LoopbackServer):
     """In front of a real PACS: the first ``faults`` STOW-RS requests (``POST …/studies``) get
     ``fault``; every other request goes to the PACS and its answer comes back unchanged."""
 
     def __init__(self, upstream_port: int, fault: Fault, *, faults: int = 1) -> None:
+        super().__init__()
         self.upstream_port = upstream_port
         self.fault = fault
         self.faults_left = faults
         self.spoiled = 0
         self.passed = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> FaultyProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await self._serve(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
         finally:
             writer.close()
-            self._tasks.discard(task)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One request at a time (keep-alive included), each to a fresh upstream connection."""
