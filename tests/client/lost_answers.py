@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.support.threaded_server import threaded_server
 
 
 @dataclass
@@ -97,9 +98,7 @@ async def _exchange(
 @contextmanager
 def lost_answers_proxy(target: tuple[str, int], rules: list[Lose]) -> Iterator[Proxy]:
     """Run the proxy in its own thread and event loop."""
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
+    holder: dict[str, Proxy] = {}
     held: list[asyncio.StreamWriter] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -139,32 +138,7 @@ def lost_answers_proxy(target: tuple[str, int], rules: list[Lose]) -> Iterator[P
         finally:
             writer.close()
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def start() -> None:
-            server = await asyncio.start_server(handle, "127.0.0.1", 0)
-            holder["server"] = server
-            holder["proxy"] = Proxy(int(server.sockets[0].getsockname()[1]), rules)
-            ready.set()
-
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="lost-answers-proxy", daemon=True)
-    thread.start()
-    ready.wait(10)
-    try:
+    with threaded_server(handle, name="lost-answers-proxy") as port:
+        # Set before any client can connect: the port is known only now.
+        holder["proxy"] = Proxy(port, rules)
         yield holder["proxy"]
-    finally:
-
-        async def stop() -> None:
-            holder["server"].close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-
-        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()

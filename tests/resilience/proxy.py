@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from tests.support.threaded_server import Handler, threaded_server
 
 IN_FLIGHT_LIMIT = 256 * 1024
 
@@ -79,9 +80,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
             await receiving
 
 
-async def _serve(
-    listen_port: int, target: tuple[str, int], one_way_delay: float, ready: threading.Event
-) -> asyncio.Server:
+def _delaying_handler(target: tuple[str, int], one_way_delay: float) -> Handler:
     async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             server_r, server_w = await asyncio.open_connection(*target)
@@ -97,42 +96,11 @@ async def _serve(
             for w in (client_w, server_w):
                 w.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
-    ready.set()
-    return server
+    return handle
 
 
 @contextmanager
 def delay_proxy(target: tuple[str, int], one_way_delay: float) -> Iterator[int]:
     """Run the proxy in its own thread and event loop; yields the local port to connect to."""
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, asyncio.Server] = {}
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def start() -> None:
-            holder["server"] = await _serve(0, target, one_way_delay, ready)
-
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="delay-proxy", daemon=True)
-    thread.start()
-    ready.wait(10)
-    port = int(holder["server"].sockets[0].getsockname()[1])
-    try:
+    with threaded_server(_delaying_handler(target, one_way_delay), name="delay-proxy") as port:
         yield port
-    finally:
-
-        async def stop() -> None:
-            holder["server"].close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-
-        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
