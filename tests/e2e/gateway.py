@@ -39,6 +39,22 @@ class Gateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def create_user(self, username: str, role: str, password: str) -> None:
+        """An account of any role, made the way an operator would: `relaypacs admin create-user`
+        against this gateway's data directory."""
+        result = subprocess.run(
+            [str(RELAYPACS), "admin", "create-user", "--username", username,
+             "--email", f"{username}@example.org", "--role", role, "--password", password],
+            env={
+                **os.environ,
+                "RELAYPACS_DATA_DIR": str(self.data_dir),
+                "RELAYPACS_BCRYPT_ROUNDS": "4",
+                **self.extra_env,
+            },
+            cwd=self.data_dir, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+
     def start(self) -> None:
         env = {
             **os.environ,

@@ -15,9 +15,7 @@ import csv
 import hashlib
 import io
 import itertools
-import os
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +26,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from tests.e2e.conftest import PASSWORD, Api, sign_in_with_tokens
-from tests.e2e.gateway import RELAYPACS, Gateway, free_port
+from tests.e2e.gateway import Gateway, free_port
 from tests.e2e.orthanc import Orthanc
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.studies import write_study
@@ -96,28 +94,7 @@ def restart(gateway: Gateway, env: dict[str, str]) -> None:
 def make_admin(gateway: Gateway, api: Api) -> tuple[str, dict[str, Any]]:
     """An administrator, made the only way there is besides another admin: the CLI."""
     username = f"e2e-admin-{next(_numbers)}"
-    result = subprocess.run(
-        [
-            str(RELAYPACS),
-            "admin",
-            "create-user",
-            "--username",
-            username,
-            "--email",
-            f"{username}@example.org",
-            "--role",
-            "admin",
-            "--password",
-            PASSWORD,
-        ],
-        env={**os.environ, "RELAYPACS_DATA_DIR": str(gateway.data_dir)},
-        cwd=gateway.data_dir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    gateway.create_user(username, "admin", PASSWORD)
     return username, api.login(username)
 
 

@@ -8,9 +8,7 @@ import contextlib
 import csv
 import io
 import json
-import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.e2e.conftest import PASSWORD, Api, sign_in_with_tokens
-from tests.e2e.gateway import RELAYPACS, Gateway
+from tests.e2e.gateway import Gateway
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.studies import write_study
 from tests.e2e.test_pwa import WIDTHS, no_horizontal_overflow, run_axe
@@ -146,17 +144,7 @@ def chart_table(page: Page, test_id: str) -> list[list[str]]:
 
 
 def create_admin(gateway: Gateway, username: str) -> None:
-    env = {
-        **os.environ,
-        "RELAYPACS_DATA_DIR": str(gateway.data_dir),
-        "RELAYPACS_BCRYPT_ROUNDS": "4",
-        **gateway.extra_env,
-    }
-    subprocess.run(
-        [str(RELAYPACS), "admin", "create-user", "--username", username,
-         "--email", f"{username}@example.org", "--role", "admin", "--password", PASSWORD],
-        env=env, cwd=gateway.data_dir, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    gateway.create_user(username, "admin", PASSWORD)
 
 
 def test_the_dashboard_shows_what_the_user_uploaded(

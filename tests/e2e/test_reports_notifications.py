@@ -7,9 +7,7 @@ network cut the stream comes back by itself with a fresh ticket and replays what
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.e2e.conftest import PASSWORD, Api, sign_in_with_tokens
-from tests.e2e.gateway import RELAYPACS, Gateway
+from tests.e2e.gateway import Gateway
 from tests.e2e.orthanc import Orthanc
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.studies import write_study
@@ -187,27 +185,7 @@ def test_a_report_ready_in_the_pacs_arrives_live_downloads_and_reads_offline(
 
 
 def create_radiologist(gateway: Gateway, username: str) -> None:
-    result = subprocess.run(
-        [
-            str(RELAYPACS),
-            "admin",
-            "create-user",
-            "--username",
-            username,
-            "--email",
-            f"{username}@example.org",
-            "--role",
-            "radiologist",
-            "--password",
-            PASSWORD,
-        ],
-        env={**os.environ, "RELAYPACS_DATA_DIR": str(gateway.data_dir), **gateway.extra_env},
-        cwd=gateway.data_dir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    gateway.create_user(username, "radiologist", PASSWORD)
 
 
 def too_wide(page: Page) -> list[str]:
