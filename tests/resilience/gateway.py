@@ -41,6 +41,13 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def free_port_except(taken: set[int]) -> int:
+    port = free_port()
+    while port in taken:
+        port = free_port()
+    return port
+
+
 @dataclass
 class Gateway:
     data_dir: Path

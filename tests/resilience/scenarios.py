@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.client.dicom_files import GeneratedStudy, write_study
-from tests.resilience.gateway import CliUser, Gateway, sha256_of
+from tests.resilience.gateway import CliUser, Gateway, free_port_except, sha256_of
 from tests.resilience.network import Link, lossy_link
 from tests.resilience.pacs import NamespacedOrthanc
 from tests.resilience.proxy import delay_proxy
@@ -306,8 +306,11 @@ def run_scenario(scenario: Scenario, workdir: Path) -> ScenarioResult:
             stack.callback(orthanc.stop)
             if not scenario.pacs_down_s:
                 orthanc.start()
+        # Ports are probed in this namespace, where Orthanc's (inside the link's) do not show.
+        taken = {orthanc.http_port, orthanc.dicom_port} if orthanc is not None else set()
         gateway = Gateway(
             workdir / "gateway",
+            port=free_port_except(taken),
             host=link.server_ip,
             namespace=link.namespace,
             extra_env=orthanc.gateway_env() if orthanc is not None else {},

@@ -37,6 +37,12 @@ CHECKS = [
 ]
 
 
+# Message framing is the HTTP server's, not the API's: uvicorn answers a malformed
+# Content-Length in plain text before the application sees the request, so a generated one would
+# test uvicorn, not RelayPACS's OpenAPI.
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "host", "connection"})
+
+
 def create_admin(server: RelayServer, username: str) -> None:
     subprocess.run(
         [sys.executable, "-m", "relaypacs", "admin", "create-user", "--username", username,
@@ -71,6 +77,8 @@ def conformance_failures(
                 suppress_health_check=list(HealthCheck),
             )
             def exercise(case: Any) -> None:
+                for name in [n for n in case.headers or {} if n.lower() in FRAMING_HEADERS]:
+                    del case.headers[name]
                 case.call_and_validate(headers=headers_for(case.path), checks=CHECKS)
                 after(case.path)
 
