@@ -157,6 +157,10 @@ class FilesystemChunkStore:
         directory = self.path_of(prefix.rstrip("/"))
 
         def delete() -> int:
+            if directory.is_file():
+                # A prefix that names one object deletes it, as an S3 listing by prefix does.
+                directory.unlink(missing_ok=True)
+                return 1
             if not directory.exists():
                 return 0
             count = sum(1 for p in directory.rglob("*") if p.is_file())
