@@ -68,16 +68,30 @@ def test_rules_are_valid_and_their_unit_tests_pass() -> None:
     assert prometheus_problems() == []
 
 
-def test_every_alert_has_a_test_where_it_fires() -> None:
+def _seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d)", duration)
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def test_every_alert_has_a_test_where_it_fires_and_then_resolves() -> None:
+    """Firing is half of it: a test must also see the alert clear once the cause is gone."""
     tests = yaml.safe_load((PROMETHEUS_DIR / "tests" / "alerts_test.yml").read_text())
-    fired = {
-        check["alertname"]
-        for case in tests["tests"]
-        for check in case.get("alert_rule_test", [])
-        if check.get("exp_alerts")
-    }
+    fired, resolved = set(), set()
+    for case in tests["tests"]:
+        checks = sorted(case.get("alert_rule_test", []), key=lambda c: _seconds(c["eval_time"]))
+        firing_since: dict[str, float] = {}
+        for check in checks:
+            name, at = check["alertname"], _seconds(check["eval_time"])
+            if check.get("exp_alerts"):
+                fired.add(name)
+                firing_since.setdefault(name, at)
+            elif name in firing_since and at > firing_since[name]:
+                resolved.add(name)
     alerts = {rule["alert"] for rule in _rules("alerts.yml")}
-    assert alerts - fired == set()
+    assert alerts - fired == set(), "never seen firing"
+    assert alerts - resolved == set(), "never seen resolving after firing"
 
 
 def test_every_alert_has_a_runbook_entry() -> None:
