@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +17,9 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from relaypacs.config import Settings
+from relaypacs.dicom.archives import ZipLimits
 from relaypacs.jobs.models import Job
+from relaypacs.uploads.assembly import assemble_ready_files
 from relaypacs.uploads.overlap import ASSEMBLE_READY_JOB
 from relaypacs.uploads.service import FORWARD_JOB
 from tests.pacs.forwarding import (
@@ -203,8 +207,60 @@ async def test_a_file_sent_as_one_chunk_is_kept_as_that_chunk_not_copied(
     assert not (root / "files" / session.file_id(0)).exists()
     # ... while a file of two chunks is assembled into one object and its chunks are freed.
     assert not (root / "chunks" / session.file_id(1)).exists()
-    assert any(p.is_file() and p.read_bytes() == multi for p in root.rglob("*"))
+    # One stored copy of each, whichever assembly run recorded it (the other's is discarded).
+    stored = [p.read_bytes() for p in root.rglob("*") if p.is_file()]
+    assert sorted(stored) == sorted([single, multi])
     assert {hashlib.sha256(d).digest() for d in (single, multi)} <= _archived(base)
+
+
+class _StoreThatHangsAfterPut:
+    """The app's chunk store, except that its ``hang_on``-th ``put_file`` stores the object and
+    then never returns (a job cut short right there by a lost lease or a stopping worker)."""
+
+    def __init__(self, inner: Any, hang_on: int) -> None:
+        self._inner = inner
+        self._puts = 0
+        self._hang_on = hang_on
+        self.hanging = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def put_file(self, key: str, path: Path) -> None:
+        await self._inner.put_file(key, path)
+        self._puts += 1
+        if self._puts == self._hang_on:
+            self.hanging.set()
+            await asyncio.Event().wait()
+
+
+async def test_an_early_round_cut_short_leaves_none_of_its_objects(base: ForwardingBase) -> None:
+    # Two files of two chunks: each is assembled into an object of the early run's own.
+    contents = [instance(rows=600, columns=600) for _ in range(2)]
+    async with running_app(base.settings()) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await uploads.start(client, user.headers, contents)
+        await uploads.send_all(client, session)
+        instances = base.data_dir / "chunks" / "uploads" / session.id / "instances"
+        store = _StoreThatHangsAfterPut(app.state.resources.chunk_store, hang_on=2)
+        job = asyncio.create_task(
+            assemble_ready_files(
+                app.state.sessionmaker,
+                store,
+                uuid.UUID(session.id),
+                limits=ZipLimits(max_total_bytes=1 << 30),
+            )
+        )
+        await asyncio.wait_for(store.hanging.wait(), 30)
+        # Both objects exist: the first in the round's outcomes, the second still being stored.
+        assert len([p for p in instances.rglob("*") if p.is_file()]) == 2
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        assert not [p for p in instances.rglob("*") if p.is_file()]
+        # Nothing was recorded: the files wait for the next job or for `complete`.
+        status = await uploads.status(client, session)
+        assert [f["status"] for f in status["files"]] == ["pending", "pending"]
 
 
 async def test_with_the_worker_inside_serve_files_wait_for_complete_by_default(

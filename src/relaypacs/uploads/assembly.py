@@ -21,8 +21,10 @@ leaves a file that collides with what is recorded to the final job, which decide
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -171,36 +173,83 @@ async def assemble_ready_files(
             await session.commit()
         if not ready:
             return recorded_files
-        outcomes = [
-            await _assemble_file(chunk_store, upload, f, chunks[f.id], limits, own_key=True)
-            for f in ready
-        ]
-        warnings = _warnings_of(upload, outcomes)
-        kept: list[_Outcome] = []
-        async with sessionmaker() as session:
-            # Shared like a chunk insert (cancel and complete wait for it); exclusive only when
-            # the upload's warnings change.
-            locked = await repository.get_upload(
-                session, upload_id, lock="update" if warnings else "share"
-            )
-            if locked is not None and locked.state in _EARLY_STATES:
-                for outcome in outcomes:
-                    current = await repository.get_file(session, upload_id, outcome[0].id)
-                    if current is None or current.status is not FileStatus.pending:
-                        continue
-                    if await _record_early(session, current, outcome):
-                        kept.append(outcome)
-                    else:
-                        deferred.add(current.id)
-                if kept and warnings:
-                    locked.warnings = merge_warnings(locked.warnings, _warnings_of(locked, kept))
-            await session.commit()
-        kept_ids = {id(outcome) for outcome in kept}
-        for outcome in outcomes:
-            if id(outcome) not in kept_ids:
-                await _discard_objects(sessionmaker, chunk_store, upload_id, outcome)
-        recorded_files += len(kept)
-        log.info("upload_files_assembled", upload_id=str(upload_id), files=len(kept))
+        round_ = _EarlyRound()
+        try:
+            for upload_file in ready:
+                round_.outcomes.append(
+                    await _assemble_file(
+                        chunk_store,
+                        upload,
+                        upload_file,
+                        chunks[upload_file.id],
+                        limits,
+                        own_key=True,
+                    )
+                )
+            await _record_round(sessionmaker, upload_id, upload, round_, deferred)
+        except BaseException:
+            # Cancelled (lease lost, worker stopping) or failed before the round was recorded:
+            # what it stored under its own keys would otherwise stay until retention. Not when
+            # the commit itself was interrupted: whether it landed is unknown, and the objects
+            # of a landed round are in use.
+            if not round_.committing:
+                await asyncio.shield(_discard_unrecorded(sessionmaker, chunk_store, round_))
+            raise
+        await _discard_unrecorded(sessionmaker, chunk_store, round_)
+        recorded_files += len(round_.kept)
+        log.info("upload_files_assembled", upload_id=str(upload_id), files=len(round_.kept))
+
+
+@dataclass
+class _EarlyRound:
+    """The files one early round assembled, and which of them it recorded."""
+
+    outcomes: list[_Outcome] = field(default_factory=list)
+    kept: list[_Outcome] = field(default_factory=list)
+    committing: bool = False
+
+
+async def _record_round(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    upload_id: uuid.UUID,
+    upload: Upload,
+    round_: _EarlyRound,
+    deferred: set[uuid.UUID],
+) -> None:
+    """Record the round's files that are still pending, if the upload still receives."""
+    warnings = _warnings_of(upload, round_.outcomes)
+    recorded: list[_Outcome] = []
+    async with sessionmaker() as session:
+        # Shared like a chunk insert (cancel and complete wait for it); exclusive only when
+        # the upload's warnings change.
+        locked = await repository.get_upload(
+            session, upload_id, lock="update" if warnings else "share"
+        )
+        if locked is not None and locked.state in _EARLY_STATES:
+            for outcome in round_.outcomes:
+                current = await repository.get_file(session, upload_id, outcome[0].id)
+                if current is None or current.status is not FileStatus.pending:
+                    continue
+                if await _record_early(session, current, outcome):
+                    recorded.append(outcome)
+                else:
+                    deferred.add(current.id)
+            if recorded and warnings:
+                locked.warnings = merge_warnings(locked.warnings, _warnings_of(locked, recorded))
+        round_.committing = True
+        await session.commit()
+    round_.kept = recorded
+
+
+async def _discard_unrecorded(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    chunk_store: ChunkStore,
+    round_: _EarlyRound,
+) -> None:
+    kept = {id(outcome) for outcome in round_.kept}
+    for outcome in round_.outcomes:
+        if id(outcome) not in kept:
+            await _discard_objects(sessionmaker, chunk_store, outcome[0].upload_id, outcome)
 
 
 async def _record_early(session: AsyncSession, upload_file: UploadFile, outcome: _Outcome) -> bool:
@@ -286,10 +335,22 @@ async def _assemble_file(
             limits=limits,
         )
         if upload_file.chunk_count > 1 and any(i.store_key == key for i in validation.instances):
-            await chunk_store.put_file(key, path)
+            try:
+                await chunk_store.put_file(key, path)
+            except BaseException:
+                if own_key:  # nobody else uses this key: do not leave what may be stored
+                    await asyncio.shield(_forget_object(chunk_store, key))
+                raise
         return upload_file, validation, sha256, size
     finally:
         await to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+
+async def _forget_object(chunk_store: ChunkStore, key: str) -> None:
+    try:
+        await chunk_store.delete_prefix(key)
+    except (StoreUnavailable, OSError):
+        log.warning("upload_file_objects_left")
 
 
 async def _concatenate(
