@@ -1,7 +1,7 @@
 """Metrics move as they should during a real upload over HTTP (scraped and parsed).
 
-Delivery (relaypacs_upload_delivery_seconds, uploads finished as delivered) needs the PACS
-forwarding stage; until it lands, the STOW and delivery helpers are covered in test_metrics.py.
+Delivery to a real PACS (STOW, reachability, backlog, time to delivery) is in
+test_delivery_metrics.py.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ async def assemble(ctx: JobContext, payload: dict[str, Any]) -> None:
     except (StoreUnavailable, OSError) as exc:
         raise RetryLater(f"chunk store: {type(exc).__name__}") from exc
     except AssemblyError as exc:
+        failed = False
         async with ctx.sessionmaker() as session:
             upload = await repository.get_upload(session, upload_id, lock="update")
             if upload is not None and upload.state is UploadState.assembling:
@@ -50,7 +51,10 @@ async def assemble(ctx: JobContext, payload: dict[str, Any]) -> None:
                 upload.failure_reason = str(exc)
                 upload.updated_at = utcnow()
                 await repository.add_event(session, upload_id, UploadState.failed, str(exc))
+                failed = True
             await session.commit()
+        if failed:
+            metrics.record_upload_finished(UploadState.failed.value)
         raise PermanentFailure(str(exc)) from exc
 
 
