@@ -9,8 +9,6 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
-from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from relaypacs import __version__
 from relaypacs.analytics.cache import FigureCache
@@ -23,7 +21,12 @@ from relaypacs.config import Settings
 from relaypacs.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
 from relaypacs.jobs.worker import start_in_process_worker
 from relaypacs.logging import configure_logging
-from relaypacs.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from relaypacs.middleware import (
+    CORSMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+    TrustedHostMiddleware,
+)
 from relaypacs.notifications.live import start_event_hub
 from relaypacs.notifications.router import router as notifications_router
 from relaypacs.operations.router import router as operations_router

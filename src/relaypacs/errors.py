@@ -81,6 +81,16 @@ class BadRequest(RelayError):
     title = "Bad request"
 
 
+class InvalidHost(BadRequest):
+    code = "invalid_host"
+    title = "This server does not answer for that host name"
+
+
+class CorsRefused(BadRequest):
+    code = "cors_refused"
+    title = "Cross-origin request not allowed"
+
+
 class Unauthorized(RelayError):
     status = 401
     code = "not_authenticated"

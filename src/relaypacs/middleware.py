@@ -8,11 +8,17 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware as StarletteTrustedHost
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from relaypacs.errors import PROBLEM_MEDIA_TYPE, CorsRefused, InvalidHost, RelayError
 from relaypacs.operations.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 
 log = structlog.get_logger("relaypacs.access")
@@ -115,6 +121,60 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _problem(error: RelayError, path: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        error.to_problem(path), error.status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+_HOST_ADMITTED = "relaypacs.host_admitted"
+
+
+async def _admit(scope: Scope, receive: Receive, send: Send) -> None:
+    scope[_HOST_ADMITTED] = True
+
+
+async def _discard(message: Message) -> None:
+    return None
+
+
+class TrustedHostMiddleware:
+    """Starlette's ``Host`` check (same patterns), but a refusal is a problem+json like every
+    other error, not a plain-text body."""
+
+    def __init__(self, app: ASGIApp, *, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        # Starlette decides; its own plain-text answer is discarded and replaced below.
+        self._gate = StarletteTrustedHost(_admit, allowed_hosts=allowed_hosts, www_redirect=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._gate.allow_any:
+            await self.app(scope, receive, send)
+            return
+        await self._gate(scope, receive, _discard)
+        if scope.pop(_HOST_ADMITTED, False):
+            await self.app(scope, receive, send)
+            return
+        error = InvalidHost("The Host header names no host this gateway serves")
+        await _problem(error, scope["path"])(scope, receive, send)
+
+
+class CORSMiddleware(StarletteCORSMiddleware):
+    """Starlette's CORS allowlist; a refused preflight is a problem+json, not plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        detail = bytes(response.body).decode("utf-8", "replace")  # "Disallowed CORS origin"
+        kept = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in ("content-length", "content-type")
+        }
+        return _problem(CorsRefused(detail), "", kept)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
