@@ -29,8 +29,12 @@ api.interceptors.response.use(undefined, async (error: unknown) => {
   if (!isAxiosError(error) || error.response?.status !== 401 || !error.config) throw error;
   const config = error.config as RetriableConfig;
   if (config._retried || NO_REFRESH.some((path) => config.url?.endsWith(path))) throw error;
-  const fresh = await refreshAccessToken();
-  if (!fresh) throw error;
+  // The gateway refused this token although the device thinks it is still valid (a clock set
+  // wrong, a token ended on the gateway): refresh it now rather than wait for its local expiry.
+  const used = AxiosHeaders.from(config.headers).get('Authorization');
+  const refused = typeof used === 'string' ? used.replace(/^Bearer /, '') : null;
+  const fresh = await refreshAccessToken({ refused });
+  if (!fresh || fresh === refused) throw error;
   config._retried = true;
   const headers = AxiosHeaders.from(config.headers);
   headers.set('Authorization', `Bearer ${fresh}`);
@@ -50,13 +54,17 @@ let inFlight: Promise<string | null> | null = null;
 /**
  * Returns a valid access token, refreshing it if needed; null when signed out or when the gateway
  * cannot be reached (tokens are kept then, so an offline user stays signed in).
+ *
+ * `refused`: the access token the gateway just answered 401 to. It is refreshed whatever its
+ * expiry says, unless another request or tab has already replaced it.
  */
-export function refreshAccessToken(options: { force?: boolean } = {}): Promise<string | null> {
+export function refreshAccessToken(options: { force?: boolean; refused?: string | null } = {}): Promise<string | null> {
   inFlight ??= withTabLock('relaypacs-token-refresh', async () => {
     const before = tokens.get();
     if (!before) return null;
+    if (options.refused && before.access !== options.refused) return before.access;
     // Another tab may have refreshed while this one waited for the lock.
-    if (!options.force && before.expiresAt - Date.now() > REFRESH_MARGIN_MS) return before.access;
+    if (!options.force && !options.refused && before.expiresAt - Date.now() > REFRESH_MARGIN_MS) return before.access;
     try {
       const response = await axios.post<TokenPair>(`${env.apiBase}/auth/refresh`, {
         refresh_token: before.refresh,
