@@ -1,7 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
+import { env } from '@/config/env';
+
 import { dexieJobStore, RelayDatabase, type JobStore } from '../db';
-import { UploadEngine } from '../engine';
+import { UploadEngine, type EngineDeps } from '../engine';
 import { md5Base64 } from '../md5';
 import type { EngineEvent, JobView, UploadJob } from '../types';
 
@@ -51,7 +53,7 @@ interface Harness {
   latest: () => JobView[];
 }
 
-function harness(): Harness {
+function harness(options: Partial<EngineDeps> = {}): Harness {
   const events: EngineEvent[] = [];
   const engine = new UploadEngine({
     transport: gateway,
@@ -61,6 +63,7 @@ function harness(): Harness {
     backoff: { baseMs: 1, capMs: 4 },
     emitIntervalMs: 1,
     emit: (event) => events.push(event),
+    ...options,
   });
   const latest = (): JobView[] => {
     for (let i = events.length - 1; i >= 0; i -= 1) {
@@ -385,6 +388,56 @@ describe('upload engine', () => {
     expect(last.totalBytes).toBe(24);
     expect(last.sentBytes).toBe(24);
     expect(last.files.map((f) => f.sentBytes)).toEqual([16, 8]);
+  });
+
+  it('keeps its limit of chunks in flight at once, and uses all of it', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(40), 'b.dcm': 'b'.repeat(20) });
+    await store.addJob(record, blobs);
+    const original = gateway.putChunk.bind(gateway);
+    let inFlight = 0;
+    let most = 0;
+    gateway.putChunk = async (request) => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return await original(request);
+      } finally {
+        inFlight -= 1;
+      }
+    };
+    const h = harness({ parallel: 3 });
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    expect(most).toBe(3);
+    // What the app runs with: 3–4 chunks at once keeps a bad link busy without starving it.
+    expect(env.parallelChunks).toBeGreaterThanOrEqual(3);
+    expect(env.parallelChunks).toBeLessThanOrEqual(4);
+  });
+
+  it('reports the rate over time and the time left at that rate', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(40) });
+    await store.addJob(record, blobs);
+    let clock = 1_000_000;
+    const original = gateway.putChunk.bind(gateway);
+    gateway.putChunk = async (request) => {
+      await new Promise((resolve) => setTimeout(resolve, 5)); // the screens get a snapshot meanwhile
+      clock += 1_000; // every 4-byte chunk takes one second: 4 bytes/s
+      return original(request);
+    };
+    const h = harness({ parallel: 1, now: () => clock });
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    const measured = h.events
+      .flatMap((e) => (e.type === 'snapshot' ? e.jobs : []))
+      .map((j) => j.progress)
+      .filter((p) => p !== null && p.rate > 0 && p.sentBytes >= 12 && p.sentBytes < 40);
+    expect(measured.length).toBeGreaterThan(0);
+    for (const progress of measured) {
+      expect(progress!.rate).toBeGreaterThan(3);
+      expect(progress!.rate).toBeLessThan(5);
+      expect(progress!.etaSeconds).toBeCloseTo((40 - progress!.sentBytes) / progress!.rate, 6);
+    }
   });
 });
 
