@@ -132,3 +132,38 @@ async def test_rules_and_dashboards_only_query_metrics_the_gateway_exports(
         and not name.startswith(EXTERNAL_PREFIXES)
     }
     assert unknown == set()
+
+
+# Exported for people and tools, not charted: the version (a label) and a timestamp that the
+# reachability gauge beside it already summarises.
+NOT_CHARTED = {"relaypacs_build_info", "relaypacs_pacs_last_check_timestamp_seconds"}
+
+
+async def test_every_relaypacs_metric_is_on_a_dashboard(client: httpx.AsyncClient) -> None:
+    """A metric nobody can see helps no one: each one the gateway exports is charted, directly
+    or through a recording rule."""
+    exposition = (await client.get("/metrics")).text
+    families = {
+        family.name
+        for family in text_string_to_metric_families(exposition)
+        # prometheus_client's `_created` timestamps come back as families of their own.
+        if family.name.startswith("relaypacs_") and not family.name.endswith("_created")
+    }
+    recording = {rule["record"]: rule["expr"] for rule in _rules("rules.yml")}
+    charted: set[str] = set()
+    for path in sorted((GRAFANA_DIR / "dashboards").glob("*.json")):
+        for panel in iter_panels(json.loads(path.read_text())):
+            for target in panel.get("targets") or []:
+                for name in metric_names(target["expr"]):
+                    charted.add(name)
+                    if name in recording:
+                        charted |= metric_names(recording[name])
+    # Recording rules may build on each other.
+    for _ in range(len(recording)):
+        for name in list(charted & recording.keys()):
+            charted |= metric_names(recording[name])
+    suffixes = ("_total", "_bucket", "_count", "_sum")
+    charted_families = {
+        next((name[: -len(s)] for s in suffixes if name.endswith(s)), name) for name in charted
+    } | charted
+    assert families - charted_families - NOT_CHARTED == set()
