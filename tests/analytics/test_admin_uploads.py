@@ -82,6 +82,13 @@ async def test_admins_list_every_users_uploads_with_filters(
     assert recent.json()["total"] == 1
     bad = await http.get(f"{API}/admin/uploads", params={"state": "lost"}, headers=admin.headers)
     assert_problem(bad, 422, "validation_error")
+    # Each listing is a read of upload records: audited, with who read them.
+    audit = await http.get(
+        f"{API}/admin/audit",
+        params={"actor_id": str(admin.id), "action": "upload.listed"},
+        headers=admin.headers,
+    )
+    assert audit.json()["total"] == 4
 
 
 async def test_an_admin_requeues_a_failed_upload_and_it_waits_in_the_queue_again(

@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from relaypacs.analytics.repository import percentile
+from relaypacs.analytics.schemas import PERIOD_DAYS, Period
 from relaypacs.db.base import utcnow
 from relaypacs.uploads.models import UploadState
 from relaypacs.users.models import Role, ServiceLevel
@@ -151,12 +152,46 @@ def check(body: dict[str, Any], rows: list[Row]) -> None:
     assert stat["time_to_report"]["median_seconds"] == pytest.approx(
         want["stat_report_median"], abs=0.01
     )
+    assert {level["service_level"] for level in body["service_levels"]} == {
+        r.service_level.value for r in rows
+    }
     for level in body["service_levels"]:
         of_level = [r for r in rows if r.service_level.value == level["service_level"]]
         assert level["count"] == len(of_level)
         assert level["delivered"] == sum(
             r.state in (S.delivered, S.partially_delivered) for r in of_level
         )
+        level_times = [r.seconds_to_pacs for r in of_level if r.seconds_to_pacs is not None]
+        assert level["time_to_pacs"]["count"] == len(level_times)
+        _close(
+            level["time_to_pacs"]["median_seconds"],
+            statistics.median(level_times) if level_times else None,
+        )
+        _close(level["time_to_pacs"]["p95_seconds"], percentile(level_times, 0.95))
+
+
+def _close(got: float | None, want: float | None) -> None:
+    if want is None:
+        assert got is None
+    else:
+        assert got == pytest.approx(want, abs=0.01)
+
+
+def check_days(days: list[dict[str, Any]], rows: list[Row]) -> None:
+    """Each day of the series against the rows the test inserted on that (UTC) day."""
+    for day in days:
+        on_day = [r for r in rows if r.created_at.date().isoformat() == day["date"]]
+        assert day["uploads"] == len(on_day)
+        assert day["bytes"] == sum(r.total_bytes for r in on_day)
+        assert day["delivered"] == sum(
+            r.state in (S.delivered, S.partially_delivered) for r in on_day
+        )
+        assert day["failed"] == sum(r.state in (S.failed, S.rejected) for r in on_day)
+        modalities: dict[str, int] = {}
+        for r in on_day:
+            modalities[r.modality] = modalities.get(r.modality, 0) + 1
+        assert day["modalities"] == modalities
+    assert sum(d["uploads"] for d in days) == len(rows)
 
 
 @pytest.mark.parametrize(("period", "days"), [("1w", 7), ("1m", 30), ("all", None)])
@@ -236,6 +271,93 @@ async def test_trends_are_a_zero_filled_daily_series(world: World) -> None:
         == min(r.created_at for r in world.data.of(world.alice.id)).date().isoformat()
     )
     assert sum(d["uploads"] for d in series) == len(world.data.of(world.alice.id))
+
+
+@pytest.mark.parametrize("period", [p.value for p in Period])
+async def test_every_period_has_its_summary_and_a_zero_filled_daily_series(
+    world: World, period: str
+) -> None:
+    days = PERIOD_DAYS.get(Period(period))
+    today = utcnow().date()
+    async with new_client(world.app) as http:
+        # A fresh admin per period: the 10 requests/min budget is per user.
+        admin = await sign_in(http, world.app, role=Role.admin)
+        for owner in (world.alice.id, None):
+            params = {"period": period} | ({"user_id": str(owner)} if owner else {})
+            rows = world.data.of(owner, days=days)
+            summary = await http.get(
+                f"{API}/analytics/summary", params=params, headers=admin.headers
+            )
+            assert summary.status_code == 200, summary.text
+            assert summary.json()["scope"]["period"] == period
+            check(summary.json(), rows)
+            trends = await http.get(f"{API}/analytics/trends", params=params, headers=admin.headers)
+            assert trends.status_code == 200, trends.text
+            series = trends.json()["days"]
+            first = (
+                today - timedelta(days=days - 1)
+                if days is not None
+                else min(r.created_at for r in rows).date()
+            )
+            assert [d["date"] for d in series] == [
+                (first + timedelta(days=i)).isoformat() for i in range((today - first).days + 1)
+            ]
+            check_days(series, rows)
+
+
+async def test_an_admins_trends_and_export_follow_the_filters(world: World) -> None:
+    async with new_client(world.app) as http:
+        admin = await sign_in(http, world.app, role=Role.admin)
+        trends = await http.get(
+            f"{API}/analytics/trends",
+            params={"period": "all", "user_id": str(world.alice.id), "modality": "mr"},
+            headers=admin.headers,
+        )
+        assert trends.status_code == 200, trends.text
+        mr = [r for r in world.data.of(world.alice.id) if r.modality == "MR"]
+        assert mr
+        check_days(trends.json()["days"], mr)
+        levels = await http.get(
+            f"{API}/analytics/trends",
+            params={"period": "1m", "service_level": "emergency"},
+            headers=admin.headers,
+        )
+        emergency = [r for r in world.data.of(days=30) if r.service_level is L.emergency]
+        assert emergency
+        check_days(levels.json()["days"], emergency)
+        export = await http.get(
+            f"{API}/analytics/export.csv",
+            params={"period": "all", "service_level": "stat", "user_id": str(world.alice.id)},
+            headers=admin.headers,
+        )
+    assert export.status_code == 200
+    assert 'filename="relaypacs_stats_all.csv"' in export.headers["content-disposition"]
+    table = list(csv.reader(io.StringIO(export.text)))[1:]
+    stat = [r for r in world.data.of(world.alice.id) if r.service_level is L.stat]
+    assert sorted(datetime.fromisoformat(line[0]) for line in table) == sorted(
+        r.created_at for r in stat
+    )
+    assert {line[3] for line in table} == {"stat"}
+
+
+async def test_the_personal_data_export_holds_the_users_uploads_only(world: World) -> None:
+    async with new_client(world.app) as http:
+        response = await http.get(f"{API}/users/me/export", headers=world.bob.headers)
+    assert response.status_code == 200, response.text
+    export = response.json()
+    uploads = export["sections"]["uploads"]
+    mine = world.data.of(world.bob.id)
+    assert sorted(u["upload_id"] for u in uploads) == sorted(str(r.upload_id) for r in mine)
+    by_id = {str(r.upload_id): r for r in mine}
+    for item in uploads:
+        row = by_id[item["upload_id"]]
+        assert (item["state"], item["modality"], item["total_bytes"]) == (
+            row.state.value,
+            row.modality,
+            row.total_bytes,
+        )
+        assert item["patient_name"] == "TEST^ANALYTICS"
+    assert "personal_data_exported" in {e["action"] for e in export["audit_events"]}
 
 
 async def test_users_cannot_see_others_figures_nor_export(world: World) -> None:

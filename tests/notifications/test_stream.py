@@ -337,6 +337,8 @@ async def test_an_idle_stream_gets_a_heartbeat(client: httpx.AsyncClient, app: F
             heartbeat = await events.next_heartbeat(wait=5)
             assert heartbeat.id is None  # never moves a client's Last-Event-ID
             assert heartbeat.data == {"every": 0.2}
+    # What production sends unless configured otherwise: one every 15 s.
+    assert Settings.model_fields["sse_heartbeat_seconds"].default == 15
 
 
 async def test_a_stream_ends_when_its_account_is_disabled(
