@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
-from tools.check_deploy import compose_problems, load_compose
+from tools.check_deploy import DEPLOY, compose_problems, load_compose
+
+from relaypacs.config import Settings
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +112,43 @@ def test_broken_compose_files_are_refused(
     mutation(broken)
     problems = compose_problems(broken)
     assert any(expected in problem for problem in problems), problems
+
+
+def test_the_bucket_the_gateway_writes_to_is_created_at_start(compose: dict[str, Any]) -> None:
+    storage = compose["services"]["gateway"]["environment"]["RELAYPACS_STORAGE_URL"]
+    bucket = storage.removeprefix("s3://").split("/", 1)[0]
+    init = compose["services"]["minio-init"]
+    script = " ".join(init["command"])
+    assert f"mc mb --ignore-existing local/{bucket}" in script
+    assert init["restart"] == "no"
+
+
+def test_orthanc_serves_dicomweb_where_the_example_settings_point(
+    compose: dict[str, Any],
+) -> None:
+    environment = compose["services"]["orthanc"]["environment"]
+    assert environment["DICOM_WEB_PLUGIN_ENABLED"] == "true"
+    assert environment["ORTHANC__DICOM_WEB__ENABLE"] == "true"
+    root = environment["ORTHANC__DICOM_WEB__ROOT"].rstrip("/")
+    example = _env_example("relaypacs")
+    assert example["RELAYPACS_PACS_URL"] == f"http://orthanc:8042{root}"
+
+
+def test_every_retention_setting_is_in_the_env_example_and_the_runbook() -> None:
+    """PRD C-BIZ-01: an operator finds each retention period where they configure the rest."""
+    settings = {
+        f"RELAYPACS_{name.upper()}"
+        for name in Settings.model_fields
+        if name.startswith("retention_")
+    }
+    assert "RELAYPACS_RETENTION_AUDIT_DAYS" in settings
+    example = (DEPLOY / "env" / "relaypacs.env.example").read_text()
+    operations = (DEPLOY.parent / "docs" / "operations.md").read_text()
+    for name in sorted(settings):
+        assert re.search(rf"^#? ?{name}=", example, re.M), f"{name} not in relaypacs.env.example"
+        assert f"`{name}`" in operations, f"{name} not in docs/operations.md"
+
+
+def _env_example(name: str) -> dict[str, str]:
+    lines = (DEPLOY / "env" / f"{name}.env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
