@@ -256,3 +256,20 @@ async def test_old_notifications_go_recent_ones_stay(
     assert listed.status_code == 200
     assert "recent" in listed.text
     assert '"old"' not in listed.text
+
+
+async def test_audit_retention_at_exactly_the_legal_minimum_works_with_the_database_guard(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # The setting's floor and the trigger's must agree: at the floor, the job's cutoff is one
+    # the database accepts, so the run succeeds instead of failing on every record.
+    past = await _audit_event(app, days_ago=AUDIT_MINIMUM_RETENTION_DAYS + 1)
+    within = await _audit_event(app, days_ago=AUDIT_MINIMUM_RETENTION_DAYS - 1)
+    settings = app.state.settings.model_copy(
+        update={"retention_audit_days": AUDIT_MINIMUM_RETENTION_DAYS}
+    )
+    before = RETENTION_DELETED.labels(record="audit_event")._value.get()
+    await _run(app, settings)
+    assert not await _audit_event_exists(app, past)
+    assert await _audit_event_exists(app, within)
+    assert RETENTION_DELETED.labels(record="audit_event")._value.get() >= before + 1
