@@ -142,3 +142,40 @@ async def test_secrets_never_enter_the_audit_log(app: FastAPI) -> None:
             await record_audit(
                 session, "oops", request=None, actor_id=None, details={"refresh_token": "x"}
             )
+
+
+async def test_csv_export_carries_who_what_whom_where_and_when(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    user = await sign_in(client, app)
+    request_id = "csv-" + uuid.uuid4().hex
+    async with new_client(app) as http:
+        await http.post(
+            "/api/v1/auth/logout",
+            headers={**user.headers, "User-Agent": "CsvProbe/2.0", "X-Request-ID": request_id},
+        )
+    response = await client.get(
+        EXPORT, params={"actor_id": str(user.id), "action": "logout"}, headers=admin.headers
+    )
+    reader = csv.DictReader(io.StringIO(response.text))
+    assert reader.fieldnames == [
+        "occurred_at",
+        "action",
+        "actor_id",
+        "target_type",
+        "target_id",
+        "ip_address",
+        "user_agent",
+        "request_id",
+        "details",
+    ]
+    (row,) = list(reader)
+    assert row["action"] == "logout"
+    assert row["actor_id"] == str(user.id)
+    assert (row["target_type"], row["target_id"]) == ("user", str(user.id))
+    assert row["ip_address"].startswith("127.3.")
+    assert row["user_agent"] == "CsvProbe/2.0"
+    assert row["request_id"] == request_id
+    occurred = datetime.fromisoformat(row["occurred_at"])
+    assert abs(occurred - datetime.now(UTC)) < timedelta(minutes=5)
