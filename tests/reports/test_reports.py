@@ -19,6 +19,7 @@ from relaypacs.uploads.models import Upload
 from relaypacs.users.models import Role
 from tests.reports.documents import structured_report, uids_of
 from tests.reports.factories import API, deliver
+from tests.support import uploads
 from tests.support.accounts import assert_problem, sign_in
 
 
@@ -306,3 +307,24 @@ async def test_the_personal_data_export_holds_reports_and_notifications(
     sections = export.json()["sections"]
     assert [r["id"] for r in sections["reports"]] == [str(delivered.report_id)]
     assert [n["type"] for n in sections["notifications"]] == ["upload_complete"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "issue 7 / PRD FR-NOTIF-01: upload_failed is only raised by the forwarding stage; an "
+        "upload rejected (or failed) in assembly/validation tells nobody. The fix belongs in "
+        "uploads/assembly.py and uploads/tasks.py (call reports.service.on_upload_failed in the "
+        "transaction that writes the rejected/failed timeline row); remove this marker then."
+    ),
+)
+async def test_an_upload_rejected_in_validation_tells_the_uploader(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    owner = await sign_in(client, app)
+    session = await uploads.start(client, owner.headers, [b"hello, not DICOM"], names=["notes.txt"])
+    await uploads.send_all(client, session)
+    status = await uploads.complete_and_wait(client, app, session)
+    assert status["state"] == "rejected"
+    notes = await _notifications(client, owner.headers)
+    assert [(n["type"], n["upload_id"]) for n in notes] == [("upload_failed", session.id)]
