@@ -51,10 +51,19 @@ async def orthanc(tmp_path: Path) -> AsyncIterator[RecordingOrthanc]:
     await asyncio.to_thread(server.kill)
 
 
+PATIENT_NAME, PATIENT_ID = "METRICS^PATIENT", "PID-METRICS-7"
+
+
 def _study(count: int) -> list[bytes]:
     study_uid, series_uid = generate_uid(), generate_uid()
     return [
-        instance(study_uid=study_uid, series_uid=series_uid, instance_number=n)
+        instance(
+            study_uid=study_uid,
+            series_uid=series_uid,
+            instance_number=n,
+            patient_name=PATIENT_NAME,
+            patient_id=PATIENT_ID,
+        )
         for n in range(1, count + 1)
     ]
 
@@ -128,6 +137,10 @@ async def test_delivery_to_orthanc_moves_stow_reachability_backlog_and_delivery_
             value(back, "relaypacs_destination_oldest_study_age_seconds", destination=DESTINATION)
             == 0
         )
+        # Labels are fixed small sets: nothing of the studies, uploads or people appears.
+        exposition = (await client.get("/metrics")).text
+        for secret in (PATIENT_NAME, PATIENT_ID, session.id, held.id, user.id):
+            assert str(secret) not in exposition
         routine = {"service_level": "routine"}
         assert _moved(after, back, delivery + "_count", **routine) == 1
         assert _moved(after, back, "relaypacs_uploads_finished_total", state="delivered") == 1
