@@ -21,6 +21,7 @@ from tests.reports.documents import structured_report, uids_of
 from tests.reports.factories import API, deliver
 from tests.support import uploads
 from tests.support.accounts import assert_problem, sign_in
+from tests.support.dicom_studies import instance
 
 
 async def _notifications(
@@ -309,15 +310,6 @@ async def test_the_personal_data_export_holds_reports_and_notifications(
     assert [n["type"] for n in sections["notifications"]] == ["upload_complete"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 7 / PRD FR-NOTIF-01: upload_failed is only raised by the forwarding stage; an "
-        "upload rejected (or failed) in assembly/validation tells nobody. The fix belongs in "
-        "uploads/assembly.py and uploads/tasks.py (call reports.service.on_upload_failed in the "
-        "transaction that writes the rejected/failed timeline row); remove this marker then."
-    ),
-)
 async def test_an_upload_rejected_in_validation_tells_the_uploader(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
@@ -328,3 +320,24 @@ async def test_an_upload_rejected_in_validation_tells_the_uploader(
     assert status["state"] == "rejected"
     notes = await _notifications(client, owner.headers)
     assert [(n["type"], n["upload_id"]) for n in notes] == [("upload_failed", session.id)]
+
+
+async def test_an_upload_whose_stored_chunk_went_bad_fails_and_tells_the_uploader(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    owner = await sign_in(client, app)
+    session = await uploads.start(client, owner.headers, [instance()])
+    await uploads.send_all(client, session)
+    # Damaged at rest, after its MD5 was checked on arrival: assembly checks it again.
+    settings = app.state.settings
+    chunk = (
+        settings.data_dir / "chunks" / "uploads" / session.id / "chunks" / session.file_id(0)
+    ) / "00000000"
+    damaged = bytearray(chunk.read_bytes())
+    damaged[-1] ^= 0xFF
+    chunk.write_bytes(bytes(damaged))
+    status = await uploads.complete_and_wait(client, app, session)
+    assert status["state"] == "failed"
+    notes = await _notifications(client, owner.headers)
+    assert [(n["type"], n["upload_id"]) for n in notes] == [("upload_failed", session.id)]
+    assert "does not match its checksum" in notes[0]["body"]

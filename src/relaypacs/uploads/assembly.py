@@ -36,6 +36,7 @@ from relaypacs.dicom.archives import ZipLimits
 from relaypacs.dicom.models import DicomInstance, ForwardStatus
 from relaypacs.dicom.service import FileValidation, FoundInstance, validate_file
 from relaypacs.operations import metrics
+from relaypacs.reports import service as reports_service
 from relaypacs.uploads import repository, service, store
 from relaypacs.uploads.models import FileStatus, Upload, UploadFile, UploadState
 from relaypacs.uploads.store import ChunkStore, StoreUnavailable
@@ -434,6 +435,7 @@ async def _record_outcome(
         await repository.add_event(
             session, upload.id, UploadState.rejected, "no valid DICOM instance"
         )
+        await reports_service.on_upload_failed(session, upload, [upload.failure_reason])
     return upload.state
 
 

@@ -19,6 +19,7 @@ from relaypacs.jobs.registry import (
     register_periodic,
 )
 from relaypacs.operations import metrics
+from relaypacs.reports import service as reports_service
 from relaypacs.uploads import repository, service
 from relaypacs.uploads.assembly import AssemblyError, assemble_ready_files, assemble_upload
 from relaypacs.uploads.models import UploadState
@@ -51,6 +52,7 @@ async def assemble(ctx: JobContext, payload: dict[str, Any]) -> None:
                 upload.failure_reason = str(exc)
                 upload.updated_at = utcnow()
                 await repository.add_event(session, upload_id, UploadState.failed, str(exc))
+                await reports_service.on_upload_failed(session, upload, [str(exc)])
                 failed = True
             await session.commit()
         if failed:
