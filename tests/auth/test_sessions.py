@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from relaypacs.audit.models import AuditEvent
+from relaypacs.auth.models import RefreshToken
+from relaypacs.auth.tokens import hash_refresh_token
 from relaypacs.users.models import Role
 from tests.conftest import make_settings
 from tests.support.accounts import SignedIn, assert_problem, new_client, running_app, sign_in
@@ -249,3 +251,18 @@ async def test_one_time_password_must_be_changed_before_anything_else(
     assert login.json()["must_change_password"] is False
     fresh = _bearer(login.json()["access_token"])
     assert (await client.get("/api/v1/users/me", headers=fresh)).status_code == 200
+
+
+async def test_refresh_tokens_are_stored_only_as_hashes(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    rotated = (await client.post(REFRESH, json={"refresh_token": user.refresh_token})).json()
+    async with app.state.sessionmaker() as session:
+        rows = list(await session.scalars(select(RefreshToken)))
+    stored = {
+        str(getattr(row, column.key)) for row in rows for column in RefreshToken.__table__.columns
+    }
+    for token in (user.refresh_token, rotated["refresh_token"]):
+        assert hash_refresh_token(token) in stored
+        assert not any(token in value for value in stored)
