@@ -99,7 +99,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_web(app, settings.web_dir)
 
     _install_openapi(app)
-    app.add_middleware(SecurityHeadersMiddleware, hsts=_uses_https(settings))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -117,6 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After", "Location"],
         )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    # Outside the host and CORS checks: their refusals carry the same headers as any answer.
+    app.add_middleware(SecurityHeadersMiddleware, hsts=_uses_https(settings))
     app.add_middleware(RequestContextMiddleware)
     return app
 

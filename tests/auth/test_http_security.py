@@ -60,6 +60,7 @@ async def test_cors_answers_only_allowlisted_origins(database_url: str, tmp_path
 
         refused = await http.options(LOGIN, headers=_preflight(STRANGER))
         problem = assert_problem(refused, 400, "cors_refused")
+        assert refused.headers["x-content-type-options"] == "nosniff"
         assert "origin" in problem["detail"]
         assert "access-control-allow-origin" not in refused.headers
 
@@ -91,3 +92,4 @@ async def test_untrusted_host_is_refused_as_a_problem(database_url: str, tmp_pat
             response = await http.get("/api/v1/auth/me", headers={"Host": host})
             assert_problem(response, 400, "invalid_host")
             assert response.headers["x-request-id"]
+            assert response.headers["x-content-type-options"] == "nosniff"
