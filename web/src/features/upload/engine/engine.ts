@@ -29,6 +29,7 @@ export interface EngineDeps {
 }
 
 const RUNNABLE: ReadonlySet<JobState> = new Set(['waiting', 'uploading', 'completing']);
+const STOPPED_MIDWAY: ReadonlySet<JobState> = new Set(['waiting', 'uploading', 'completing', 'paused', 'failed']);
 const RATE_WINDOW_MS = 10_000;
 
 interface Live {
@@ -506,6 +507,8 @@ export class UploadEngine {
 
   private async setState(job: UploadJob, state: JobState): Promise<void> {
     job.state = state;
+    const live = this.live.get(job.id);
+    if (live) for (const file of job.files) file.confirmedBytes = live.confirmed.get(file.index) ?? file.confirmedBytes;
     await this.deps.store.putJob({ ...job, files: job.files.map((file) => ({ ...file })) });
     this.emitNow();
   }
@@ -579,7 +582,7 @@ export class UploadEngine {
 
   progressOf(job: UploadJob): JobProgress | null {
     const live = this.live.get(job.id);
-    if (!live) return null;
+    if (!live) return this.savedProgressOf(job);
     const files = job.files.map((file) => ({ index: file.index, sentBytes: live.confirmed.get(file.index) ?? 0, size: file.size }));
     for (const { fileIndex, sent } of live.inflight.values()) {
       const file = files[fileIndex];
@@ -603,6 +606,14 @@ export class UploadEngine {
       retrying: live.retrying,
       waitingFor: live.waitingFor,
     };
+  }
+
+  /** A job not running since the page (re)loaded, e.g. paused: what it had sent when saved. */
+  private savedProgressOf(job: UploadJob): JobProgress | null {
+    if (!STOPPED_MIDWAY.has(job.state) || !job.files.some((file) => file.confirmedBytes)) return null;
+    const files = job.files.map((file) => ({ index: file.index, sentBytes: Math.min(file.confirmedBytes ?? 0, file.size), size: file.size }));
+    const sentBytes = files.reduce((sum, file) => sum + file.sentBytes, 0);
+    return { sentBytes, totalBytes: job.totalBytes, rate: 0, etaSeconds: null, files, retrying: false, waitingFor: null };
   }
 
   snapshot(): JobView[] {

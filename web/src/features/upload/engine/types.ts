@@ -32,6 +32,8 @@ export interface JobFile {
   size: number;
   serverFileId?: string;
   chunkCount?: number;
+  /** bytes the gateway confirmed when the job was last saved: the progress a reload shows */
+  confirmedBytes?: number;
 }
 
 export interface UploadJob {

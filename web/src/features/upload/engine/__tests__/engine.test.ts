@@ -227,6 +227,33 @@ describe('upload engine', () => {
     expect(before.size + after.length).toBe(7);
   });
 
+  it('shows a paused job with what it had sent, after a reload too', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(20), 'b.dcm': 'b'.repeat(8) });
+    await store.addJob(record, blobs);
+    const first = harness({ parallel: 1 });
+    const original = gateway.putChunk.bind(gateway);
+    let stored = 0;
+    gateway.putChunk = async (request) => {
+      const status = await original(request);
+      stored += 1;
+      if (stored === 3) void first.engine.handle({ type: 'pause', jobId: 'j1' });
+      return status;
+    };
+    await started(first);
+    await until(async () => (await stateOf('j1')) === 'paused', 'paused');
+    await first.engine.idle();
+    const sentBefore = first.latest()[0]?.progress?.sentBytes ?? 0;
+    expect(sentBefore).toBeGreaterThanOrEqual(8);
+    // "Reload": a new engine over the same IndexedDB, the job still paused.
+    const second = harness({ parallel: 1 });
+    await started(second);
+    const progress = second.latest()[0]?.progress;
+    expect(second.latest()[0]?.state).toBe('paused');
+    expect(progress?.sentBytes).toBe(sentBefore);
+    expect(progress?.rate).toBe(0);
+    expect(progress?.etaSeconds).toBeNull();
+  });
+
   it('pauses and resumes on request', async () => {
     const [record, blobs] = job('j1', { 'a.dcm': 'abcdefgh' });
     await store.addJob(record, blobs);
