@@ -115,7 +115,8 @@ export function UploadDetailPage() {
           </>
         }
       >
-        <p>{job.message ?? 'You uploaded a study with the same patient, date and modality recently.'}</p>
+        {/* Not the gateway's problem detail: it speaks to API clients (force_upload=true). */}
+        <p>You sent a study with the same patient name, study date and modality recently.</p>
         <p>Send it anyway only if this is a different study (for example a repeat scan).</p>
         {job.duplicateOf ? (
           <p>
