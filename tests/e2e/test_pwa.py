@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 
-from tests.e2e.conftest import PASSWORD, REPO, sign_in_with_tokens
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, REPO, Api, sign_in_with_tokens
+from tests.e2e.gateway import Gateway, free_port
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.studies import write_study
-from tests.e2e.test_upload import ACCEPTED, choose_folder, send
+from tests.e2e.test_upload import ACCEPTED, big_study, choose_folder, send, wait_for_percent
 
 AXE = REPO / "web" / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS = {"phone": 375, "desktop": 1280}
@@ -44,6 +47,35 @@ def run_axe(page: Page) -> list[dict[str, Any]]:
 
 def no_horizontal_overflow(page: Page) -> bool:
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+# Every target a finger may tap, measured as laid out; a checkbox or radio counts with its label.
+# Exempt (WCAG 2.5.5): links inside a sentence, and what is not on screen (the skip link
+# before it has focus, the hidden file inputs behind their buttons).
+SMALL_TARGETS = """() => {
+    const selector = 'a[href], button, input:not([type=hidden]), select, textarea, summary';
+    const small = [];
+    for (const el of document.querySelectorAll(selector)) {
+        const style = getComputedStyle(el);
+        if (el.tagName === 'A' && style.display === 'inline') continue;
+        const target = ['checkbox', 'radio'].includes(el.type) && el.closest('label')
+            ? el.closest('label') : el;
+        const box = target.getBoundingClientRect();
+        const offScreen = box.width * box.height <= 1 || box.right <= 0;
+        if (offScreen || style.visibility === 'hidden') continue;
+        if (box.width < 44 || box.height < 44) {
+            const name = (el.getAttribute('aria-label') || el.textContent || el.name || '').trim();
+            small.push(`${el.tagName.toLowerCase()} "${name.slice(0, 40)}" `
+                + `${Math.round(box.width)}x${Math.round(box.height)}`);
+        }
+    }
+    return small;
+}"""
+
+
+def small_touch_targets(page: Page) -> list[str]:
+    small: list[str] = page.evaluate(SMALL_TARGETS)
+    return small
 
 
 @pytest.fixture
@@ -110,15 +142,37 @@ def test_manifest_and_service_worker_meet_installability(
     assert [e for e in errors if e["errorId"] != "in-incognito"] == []
 
 
+def enable_two_step_verification(api: Api, tokens: dict[str, Any]) -> pyotp.TOTP:
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    setup = api.http.post("/auth/2fa/setup", headers=auth)
+    assert setup.status_code == 200, setup.text
+    totp = pyotp.TOTP(setup.json()["secret"])
+    enabled = api.http.post("/auth/2fa/enable", headers=auth, json={"code": totp.now()})
+    assert enabled.status_code == 200, enabled.text
+    return totp
+
+
 def test_every_screen_is_accessible_fits_320_px_and_is_photographed(
     a11y_context: BrowserContext,
     account: tuple[str, dict[str, Any]],
+    api: Api,
     study_dir: Path,
+    tmp_path: Path,
+    link: ThrottlingProxy,
     screenshots: Path,
 ) -> None:
     page = a11y_context.new_page()
     write_study(study_dir, instances=3, patient_name="SCREEN^SAM")
     username, tokens = account
+    two_step_user = f"{username}-2fa"
+    enable_two_step_verification(api, api.register(two_step_user))
+
+    def code_step() -> None:
+        page.goto("/sign-in")
+        page.get_by_label("Username or email").fill(two_step_user)
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_label("Authentication code").wait_for()
 
     public = {
         "sign-in": lambda: page.goto("/sign-in"),
@@ -126,6 +180,7 @@ def test_every_screen_is_accessible_fits_320_px_and_is_photographed(
             page.goto("/register"),
             page.get_by_label("Password", exact=True).fill("Relay-2026"),
         ),
+        "sign-in-code": code_step,
     }
     for name, open_screen in public.items():
         check_screen(page, name, open_screen, screenshots)
@@ -141,9 +196,36 @@ def test_every_screen_is_accessible_fits_320_px_and_is_photographed(
         page.goto("/upload")
         choose_folder(page, study_dir)
 
+    # The same study again: the gateway calls it a duplicate and the page asks what to do.
+    review()
+    duplicate_url = send(page)
+    page.get_by_role("dialog", name="This study may already have been sent").wait_for()
+
+    # A study on its way, paused half-way: the progress screen with its controls.
+    big = tmp_path / "big"
+    big_study(api, tokens, big)
+    link.rate = 1_500_000
+    page.goto("/upload")
+    choose_folder(page, big)
+    sending_url = send(page)
+    wait_for_percent(page, 30)
+    page.get_by_role("button", name="Pause").click()
+    expect(page.get_by_test_id("job-status-line")).to_have_text("Paused")
+    link.rate = None
+
+    def paused() -> None:
+        page.goto(f"/uploads/{sending_url}")
+        expect(page.get_by_test_id("job-status-line")).to_have_text("Paused")
+
+    def duplicate() -> None:
+        page.goto(f"/uploads/{duplicate_url}")
+        page.get_by_role("dialog", name="This study may already have been sent").wait_for()
+
     private = {
         "upload": lambda: page.goto("/upload"),
         "upload-review": review,
+        "upload-sending": paused,
+        "upload-duplicate": duplicate,
         "upload-status": lambda: page.goto(f"/uploads/{job_url}"),
         "uploads": lambda: (page.goto("/uploads"), page.get_by_test_id("history").wait_for()),
         "settings": lambda: (
@@ -162,6 +244,12 @@ def check_screen(page: Page, name: str, open_screen: Any, screenshots: Path) -> 
     assert no_horizontal_overflow(page), f"{name} overflows horizontally at 320 px"
     violations = run_axe(page)
     assert violations == [], f"{name} at 320 px: {violations}"
+    assert small_touch_targets(page) == [], f"{name}: touch targets under 44 px at 320 px"
+    page.set_viewport_size({"width": 2560, "height": 1440})
+    open_screen()
+    page.wait_for_load_state("networkidle")
+    assert no_horizontal_overflow(page), f"{name} overflows horizontally at 2560 px"
+    assert small_touch_targets(page) == [], f"{name}: touch targets under 44 px at 2560 px"
     for label, width in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": 900 if width > 400 else 812})
         open_screen()
@@ -223,3 +311,63 @@ def test_every_screen_is_reachable_and_usable_by_keyboard(
         tab_to(link, "link")
         page.keyboard.press("Enter")
         expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+
+
+def test_the_install_button_appears_when_the_browser_offers_the_app(
+    playwright_driver: Playwright, link: ThrottlingProxy, tmp_path: Path
+) -> None:
+    # A normal (not incognito) profile, where Chromium fires beforeinstallprompt once the
+    # manifest and service worker qualify; the engagement heuristic is skipped for the test.
+    context = playwright_driver.chromium.launch_persistent_context(
+        str(tmp_path / "profile"),
+        executable_path=str(CHROMIUM),
+        args=[*CHROMIUM_ARGS, "--bypass-app-banner-engagement-checks"],
+        base_url=link.url,
+    )
+    try:
+        page = context.new_page()
+        page.goto("/sign-in")
+        wait_for_service_worker(page)
+        page.reload()
+        expect(page.get_by_role("button", name="Install app")).to_be_visible(timeout=30_000)
+    finally:
+        context.close()
+
+
+def test_a_new_version_is_offered_and_applied_only_when_asked(
+    browser: Browser, web_dist: Path, tmp_path: Path
+) -> None:
+    # A gateway of its own, serving a copy of the app that the test can "deploy" over.
+    web = tmp_path / "web"
+    shutil.copytree(web_dist, web)
+    server = Gateway(tmp_path, free_port(), web)
+    server.start()
+    context = browser.new_context(base_url=server.url)
+    try:
+        page = context.new_page()
+        page.goto("/sign-in")
+        wait_for_service_worker(page)
+        page.reload()
+        page.wait_for_function("!!navigator.serviceWorker.controller", timeout=15_000)
+        expect(page.get_by_text("A new version of RelayPACS is ready")).to_have_count(0)
+
+        # A deploy: the service worker script changes; the app looks for it (hourly, here now).
+        sw = web / "sw.js"
+        sw.write_text(sw.read_text() + "\n// next release\n")
+        page.evaluate("navigator.serviceWorker.getRegistration().then(r => r.update())")
+        prompt = page.get_by_role("alert").filter(has_text="A new version of RelayPACS is ready")
+        expect(prompt).to_be_visible(timeout=30_000)
+        # Nothing is swapped under the user's feet until they say so.
+        assert page.evaluate("navigator.serviceWorker.getRegistration().then(r => !!r.waiting)")
+
+        with page.expect_navigation():
+            prompt.get_by_role("button", name="Update now").click()
+        page.get_by_role("heading", name="Sign in").wait_for()
+        page.wait_for_function(
+            "navigator.serviceWorker.getRegistration().then(r => !r.waiting && !!r.active)",
+            timeout=15_000,
+        )
+        expect(page.get_by_text("A new version of RelayPACS is ready")).to_have_count(0)
+    finally:
+        context.close()
+        server.stop()
