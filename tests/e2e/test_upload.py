@@ -208,7 +208,10 @@ def test_a_server_killed_mid_upload_and_restarted_still_gets_the_whole_study(
 
     gateway.kill()
     expect(page.get_by_test_id("job-status-line")).to_contain_text("Reconnecting", timeout=15_000)
+    # The browser still says online; the header tells the truth about the gateway.
+    expect(page.get_by_test_id("network-status")).to_have_text("Reconnecting…")
     gateway.start()
+    expect(page.get_by_test_id("network-status")).to_have_text("Online", timeout=30_000)
 
     expect(page.get_by_test_id("server-status")).to_have_attribute(
         "data-state", ACCEPTED, timeout=90_000

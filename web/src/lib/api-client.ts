@@ -7,6 +7,7 @@ import axios, { AxiosHeaders, isAxiosError, type InternalAxiosRequestConfig } fr
 
 import { env } from '@/config/env';
 
+import { network } from './network';
 import { tokens, withTabLock, type TokenPair } from './tokens';
 
 export const api = axios.create({ baseURL: env.apiBase, timeout: 30_000 });
@@ -26,6 +27,9 @@ api.interceptors.request.use((config) => {
 type RetriableConfig = InternalAxiosRequestConfig & { _retried?: boolean };
 
 api.interceptors.response.use(undefined, async (error: unknown) => {
+  // No answer at all although the browser says online: the header shows "Reconnecting…" until
+  // the gateway answers again.
+  if (isAxiosError(error) && !error.response && error.code !== 'ERR_CANCELED') network.reportUnreachable();
   if (!isAxiosError(error) || error.response?.status !== 401 || !error.config) throw error;
   const config = error.config as RetriableConfig;
   if (config._retried || NO_REFRESH.some((path) => config.url?.endsWith(path))) throw error;

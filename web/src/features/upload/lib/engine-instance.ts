@@ -29,6 +29,10 @@ export function engine(): EngineClient {
   unsubscribers = [
     tokens.subscribe((value) => created.send({ type: 'token', token: value?.access ?? null })),
     network.subscribe((status) => created.send({ type: 'online', online: status !== 'offline' })),
+    // The engine's requests failing (in its worker): let the header check the gateway too.
+    created.subscribe(() => {
+      if (created.snapshot.jobs.some((job) => job.progress?.retrying)) network.reportUnreachable();
+    }),
   ];
   if ('serviceWorker' in navigator) {
     // Background Sync fired while the tab was asleep: nudge the engine to try now.
