@@ -14,6 +14,7 @@ from relaypacs import __version__
 from relaypacs.analytics.cache import FigureCache
 from relaypacs.analytics.router import admin_router as admin_uploads_router
 from relaypacs.analytics.router import router as analytics_router
+from relaypacs.api_docs import install_api_docs
 from relaypacs.audit.router import router as audit_router
 from relaypacs.auth.router import jwks_router
 from relaypacs.auth.router import router as auth_router
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Resumable DICOM uploads over bad networks, forwarded to a PACS with STOW-RS.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # relaypacs.api_docs: served from our own copy of the assets
         redoc_url="/redoc",
         openapi_url="/openapi.json",
     )
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(operations_router)
     app.include_router(jwks_router)
+    install_api_docs(app, settings.web_dir, openapi_url="/openapi.json")
     # The PWA answers only what no route above matched (see relaypacs.web).
     install_web(app, settings.web_dir)
 
