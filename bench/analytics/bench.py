@@ -412,9 +412,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if process is not None:
             process.send_signal(signal.SIGTERM)
             process.wait(30)
-        admin_connection = await asyncpg.connect(args.admin_dsn)
-        await admin_connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin_connection.close()
+        if args.keep_database:
+            print(f"kept database {name} (drop it when done)", flush=True)
+        else:
+            admin_connection = await asyncpg.connect(args.admin_dsn)
+            await admin_connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin_connection.close()
     return {"generated": generated, "results": results}
 
 
@@ -424,6 +427,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--keep-database", action="store_true", help="leave the filled database for EXPLAIN"
+    )
     parser.add_argument(
         "--admin-dsn",
         default=os.environ.get(
