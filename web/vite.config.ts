@@ -67,8 +67,9 @@ export default defineConfig({
         // The first visit is controlled at once, so the engine's worker script and the shell
         // come from the cache if the network drops before the next navigation.
         clientsClaim: true,
-        // Background Sync wake-up: tells open pages to resume queued uploads.
-        importScripts: ['/sw-sync.js'],
+        // Background Sync wake-up (open pages resume queued uploads); a notification click
+        // focuses the app on the notification's page.
+        importScripts: ['/sw-sync.js', '/sw-notifications.js'],
         maximumFileSizeToCacheInBytes: 4 * 1024 * 1024,
       },
     }),

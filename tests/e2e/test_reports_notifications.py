@@ -38,7 +38,10 @@ RECORD_NOTIFICATIONS = """
   class RecordedNotification {
     static permission = 'granted';
     static requestPermission() { return Promise.resolve('granted'); }
-    constructor(title, options) { shown.push({ title, body: options && options.body }); }
+    constructor(title, options) {
+      const data = (options && options.data) || {};
+      shown.push({ title, body: options && options.body, url: data.url });
+    }
     close() {}
   }
   window.Notification = RecordedNotification;
@@ -151,6 +154,8 @@ def test_a_report_ready_in_the_pacs_arrives_live_downloads_and_reads_offline(
     expect(page.get_by_test_id("unread-badge")).to_have_attribute("data-count", "2")
     assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
     assert [n["title"] for n in shown_notifications(page)] == ["Report ready"]
+    # The pop-up carries its target, for the service worker's click handler.
+    assert shown_notifications(page)[0]["url"] == f"/reports/{report['id']}"
 
     row.get_by_role("link").click()
     detail = page.get_by_test_id("report-detail")
@@ -182,6 +187,52 @@ def test_a_report_ready_in_the_pacs_arrives_live_downloads_and_reads_offline(
         expect(page.get_by_role("button", name="Download PDF")).to_be_disabled()
     finally:
         page.context.set_offline(False)
+
+
+def test_a_click_on_a_system_notification_closes_it_and_brings_the_app_to_its_page(
+    page: Page, account: tuple[str, dict[str, Any]]
+) -> None:
+    """Android shows notifications only through the service worker: its click handler does it."""
+    username, tokens = account
+    page.context.grant_permissions(["notifications"])
+    sign_in_with_tokens(page, username, tokens)
+    page.goto("/upload")
+    wait_for_service_worker(page)
+    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=30_000)
+    worker = page.context.service_workers[0]
+    # A real notification of the worker (what Android shows) ...
+    worker.evaluate(
+        """() => self.registration.showNotification('Report ready', {
+            tag: 'e2e-click', data: { url: '/notifications?from=click' } })"""
+    )
+    assert (
+        worker.evaluate(
+            "() => self.registration.getNotifications({ tag: 'e2e-click' }).then(n => n.length)"
+        )
+        == 1
+    )
+    # ... clicked: a synthetic event cannot waitUntil(), so the listener's own function is
+    # given the real notification, as the browser's event would give it.
+    worker.evaluate(
+        """async () => {
+            const [notification] = await self.registration.getNotifications({ tag: 'e2e-click' });
+            await self.relaypacsNotificationClick({ notification });
+        }"""
+    )
+    expect(page).to_have_url(re.compile(r"/notifications\?from=click$"))
+    expect(page.get_by_role("heading", name="Notifications", level=1)).to_be_visible()
+    assert (
+        worker.evaluate(
+            "() => self.registration.getNotifications({ tag: 'e2e-click' }).then(n => n.length)"
+        )
+        == 0
+    ), "the clicked notification stays in the tray"
+    # Another site's address is never opened: the app's start page instead.
+    worker.evaluate(
+        """() => self.relaypacsNotificationClick({
+            notification: { data: { url: 'https://example.org/x' }, close() {} } })"""
+    )
+    expect(page).to_have_url(re.compile(r"/upload$"))
 
 
 def create_radiologist(gateway: Gateway, username: str) -> None:

@@ -34,7 +34,7 @@ export async function askSystemPermission(): Promise<PermissionState> {
 /** Shows `notification` if allowed; a click focuses the app and opens `link`. */
 export async function showSystemNotification(notification: AppNotification, link: string | null, open: (path: string) => void): Promise<void> {
   if (systemPermission() !== 'granted') return;
-  const options: NotificationOptions = { body: notification.body, tag: notification.id, icon: '/icons/icon-192.png', data: { url: link } };
+  const options: NotificationOptions = { body: notification.body, tag: notification.id, icon: '/icons/icon-192.png', data: { url: link ?? '/notifications' } };
   try {
     const shown = new Notification(notification.title, options);
     shown.onclick = () => {
