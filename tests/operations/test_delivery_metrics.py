@@ -8,21 +8,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from pydicom.uid import generate_uid
 
-from relaypacs.config import Settings
 from relaypacs.uploads.store import chunk_key
 from tests.operations.test_metrics import Samples, scrape, value
 from tests.pacs.forwarding import (
     FINAL_STATES,
     ForwardingBase,
     RecordingOrthanc,
-    forwarding_base,
+    module_forwarding_base,
     pacs_settings,
+    recording_orthanc,
     send_study,
     wait_for_state,
 )
@@ -36,19 +34,8 @@ pytestmark = pytest.mark.slow
 DESTINATION = "orthanc"  # pacs_settings() names the destination
 
 
-@pytest.fixture(scope="module")
-def base(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardingBase]:
-    backend = "sqlite" if settings.is_sqlite else "postgresql"
-    with forwarding_base(backend, tmp_path_factory.mktemp(f"metrics-{backend}")) as made:
-        yield made
-
-
-@pytest.fixture
-async def orthanc(tmp_path: Path) -> AsyncIterator[RecordingOrthanc]:
-    server = RecordingOrthanc(tmp_path / "orthanc")
-    await asyncio.to_thread(server.start)
-    yield server
-    await asyncio.to_thread(server.kill)
+base = module_forwarding_base("metrics")
+orthanc = recording_orthanc  # each test gets an Orthanc of its own
 
 
 PATIENT_NAME, PATIENT_ID = "METRICS^PATIENT", "PID-METRICS-7"

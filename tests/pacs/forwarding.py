@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pydicom
+import pytest
 from fastapi import FastAPI
 
 from relaypacs.config import Settings
@@ -26,7 +27,7 @@ from relaypacs.uploads.service import ASSEMBLE_JOB, FORWARD_JOB
 from tests.conftest import make_settings
 from tests.support import uploads
 from tests.support.databases import throwaway_database
-from tests.support.orthanc import OrthancServer
+from tests.support.orthanc import OrthancServer, orthanc_available
 
 API = "/api/v1"
 #: Orthanc's filter (a PACS policy) silently discards instances of a series with this
@@ -227,3 +228,28 @@ async def assemble_without_forwarding(resources: Resources, jobs: int = 1) -> No
     finally:
         await worker.stop()
     assert outcomes == ["succeeded"] * jobs, outcomes
+
+
+def module_forwarding_base(name: str) -> Any:
+    """A module's ``base`` fixture: its own database and DATA_DIR on the session's backend."""
+
+    @pytest.fixture(scope="module")
+    def base(
+        settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[ForwardingBase]:
+        backend = "sqlite" if settings.is_sqlite else "postgresql"
+        with forwarding_base(backend, tmp_path_factory.mktemp(f"{name}-{backend}")) as made:
+            yield made
+
+    return base
+
+
+@pytest.fixture(name="orthanc")
+async def recording_orthanc(tmp_path: Path) -> AsyncIterator[RecordingOrthanc]:
+    """A :class:`RecordingOrthanc` of the test's own (import it to use it as ``orthanc``)."""
+    if not orthanc_available():
+        pytest.skip("apt orthanc + orthanc-dicomweb are not installed (make system-deps)")
+    server = RecordingOrthanc(tmp_path / "orthanc")
+    await asyncio.to_thread(server.start)
+    yield server
+    await asyncio.to_thread(server.kill)

@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
-from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
 from relaypacs.jobs import repository as jobs_repository
 from relaypacs.jobs.models import Job, JobState
@@ -30,7 +27,7 @@ from tests.pacs.forwarding import (
     FINAL_STATES,
     ForwardingBase,
     assemble_without_forwarding,
-    forwarding_base,
+    module_forwarding_base,
     send_study,
     sop_instance_uid,
     timeline,
@@ -41,12 +38,7 @@ from tests.support.accounts import SignedIn, new_client, running_app, sign_in
 from tests.support.dicom_studies import instance
 from tests.support.orthanc import free_port
 
-
-@pytest.fixture(scope="module")
-def base(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardingBase]:
-    backend = "sqlite" if settings.is_sqlite else "postgresql"
-    with forwarding_base(backend, tmp_path_factory.mktemp(f"forwarding-{backend}")) as made:
-        yield made
+base = module_forwarding_base("forwarding")
 
 
 async def _notifications(client: httpx.AsyncClient, headers: dict[str, str]) -> list[Any]:

@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from pydicom.uid import generate_uid
 
-from relaypacs.config import Settings
 from relaypacs.jobs.worker import Worker
 from relaypacs.pacs.forwarding import MISSING_AFTER_STOW
 from relaypacs.uploads.store import chunk_key
@@ -24,8 +22,9 @@ from tests.pacs.forwarding import (
     ForwardingBase,
     RecordingOrthanc,
     assemble_without_forwarding,
-    forwarding_base,
+    module_forwarding_base,
     pacs_settings,
+    recording_orthanc,
     send_study,
     sop_instance_uid,
     timeline,
@@ -44,19 +43,8 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def base(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardingBase]:
-    backend = "sqlite" if settings.is_sqlite else "postgresql"
-    with forwarding_base(backend, tmp_path_factory.mktemp(f"forwarding-{backend}")) as made:
-        yield made
-
-
-@pytest.fixture
-async def orthanc(tmp_path: Path) -> AsyncIterator[RecordingOrthanc]:
-    server = RecordingOrthanc(tmp_path / "orthanc")
-    await asyncio.to_thread(server.start)
-    yield server
-    await asyncio.to_thread(server.kill)
+base = module_forwarding_base("forwarding")
+orthanc = recording_orthanc  # each test gets an Orthanc of its own
 
 
 def _sha256(data: bytes) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,6 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
-from relaypacs.config import Settings
 from relaypacs.dicom.archives import ZipLimits
 from relaypacs.jobs.models import Job
 from relaypacs.uploads.assembly import assemble_ready_files
@@ -26,7 +25,7 @@ from tests.pacs.forwarding import (
     API,
     FINAL_STATES,
     ForwardingBase,
-    forwarding_base,
+    module_forwarding_base,
     timeline,
     wait_for_state,
 )
@@ -34,12 +33,7 @@ from tests.support import uploads
 from tests.support.accounts import new_client, running_app, sign_in
 from tests.support.dicom_studies import instance
 
-
-@pytest.fixture(scope="module")
-def base(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardingBase]:
-    backend = "sqlite" if settings.is_sqlite else "postgresql"
-    with forwarding_base(backend, tmp_path_factory.mktemp(f"overlap-{backend}")) as made:
-        yield made
+base = module_forwarding_base("overlap")
 
 
 def _series(count: int, *, rows: int = 16) -> list[bytes]:

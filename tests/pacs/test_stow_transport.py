@@ -4,16 +4,12 @@ proxy that does the same to its first STOW-RS request."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from pydicom.uid import generate_uid
 
-from relaypacs.config import Settings
 from relaypacs.pacs.destination import InstanceOutcome
 from relaypacs.pacs.destinations.dicomweb import DicomWebDestination, interpret_stow_response
 from relaypacs.pacs.exceptions import DestinationUnavailable
@@ -24,8 +20,9 @@ from tests.pacs.forwarding import (
     FINAL_STATES,
     ForwardingBase,
     RecordingOrthanc,
-    forwarding_base,
+    module_forwarding_base,
     pacs_settings,
+    recording_orthanc,
     send_study,
     sop_instance_uid,
     timeline,
@@ -33,7 +30,6 @@ from tests.pacs.forwarding import (
 )
 from tests.support.accounts import new_client, running_app, sign_in
 from tests.support.dicom_studies import instance
-from tests.support.orthanc import orthanc_available
 
 
 def _destination(url: str) -> DicomWebDestination:
@@ -79,21 +75,8 @@ def test_an_answer_that_came_before_the_request_was_sent_whole_is_no_verdict() -
 # --- through the gateway, a real Orthanc behind the faulty proxy ------------------------------
 
 
-@pytest.fixture(scope="module")
-def base(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardingBase]:
-    backend = "sqlite" if settings.is_sqlite else "postgresql"
-    with forwarding_base(backend, tmp_path_factory.mktemp(f"transport-{backend}")) as made:
-        yield made
-
-
-@pytest.fixture
-async def orthanc(tmp_path: Path) -> AsyncIterator[RecordingOrthanc]:
-    if not orthanc_available():
-        pytest.skip("apt orthanc + orthanc-dicomweb are not installed (make system-deps)")
-    server = RecordingOrthanc(tmp_path / "orthanc")
-    await asyncio.to_thread(server.start)
-    yield server
-    await asyncio.to_thread(server.kill)
+base = module_forwarding_base("transport")
+orthanc = recording_orthanc  # each test gets an Orthanc of its own
 
 
 @pytest.mark.slow
