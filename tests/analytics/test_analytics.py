@@ -246,19 +246,7 @@ async def test_trends_are_a_zero_filled_daily_series(world: World) -> None:
     assert [d["date"] for d in days] == [
         (today - timedelta(days=13 - i)).isoformat() for i in range(14)
     ]
-    rows = world.data.of(world.alice.id, days=14)
-    for day in days:
-        on_day = [r for r in rows if r.created_at.date().isoformat() == day["date"]]
-        assert day["uploads"] == len(on_day)
-        assert day["bytes"] == sum(r.total_bytes for r in on_day)
-        assert day["delivered"] == sum(
-            r.state in (S.delivered, S.partially_delivered) for r in on_day
-        )
-        assert day["failed"] == sum(r.state in (S.failed, S.rejected) for r in on_day)
-        modalities: dict[str, int] = {}
-        for r in on_day:
-            modalities[r.modality] = modalities.get(r.modality, 0) + 1
-        assert day["modalities"] == modalities
+    check_days(days, world.data.of(world.alice.id, days=14))
     assert any(d["uploads"] == 0 for d in days)
 
     async with new_client(world.app) as http:
