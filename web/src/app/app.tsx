@@ -3,7 +3,7 @@ import { createBrowserRouter, Navigate, Outlet, RouterProvider, useLocation } fr
 
 import { AdminArea, AuditPage, DeliveriesPage, UsersPage } from '@/features/admin';
 import { AuthProvider, RegisterPage, SignInPage, useAuth, type User } from '@/features/auth';
-import { NotificationsPage } from '@/features/notifications';
+import { clearNotificationCache, NotificationsPage } from '@/features/notifications';
 import { clearReportCache, ReportDetailPage, ReportsPage } from '@/features/reports';
 import { clearDeviceData, NewUploadPage, startUploadEngine, UploadDetailPage, UploadsPage } from '@/features/upload';
 import { network } from '@/lib/network';
@@ -35,9 +35,14 @@ function ReportDetailRoute() {
   return <ReportDetailPage canEdit={user?.role === 'radiologist' || user?.role === 'admin'} />;
 }
 
+function NotificationsRoute() {
+  const { user } = useAuth();
+  return <NotificationsPage userId={user?.id ?? null} />;
+}
+
 /** Everything of the signed-in user kept on this device: queued studies, history, reports. */
 async function clearAllDeviceData(): Promise<void> {
-  await Promise.all([clearDeviceData(), clearReportCache()]);
+  await Promise.all([clearDeviceData(), clearReportCache(), clearNotificationCache()]);
 }
 
 /** Admin screens: administrators only; anyone else gets a clear "not allowed". */
@@ -86,7 +91,7 @@ const router = createBrowserRouter([
           { path: '/account', element: <Navigate to="/settings" replace /> },
           { path: '/reports', element: <ReportsPage /> },
           { path: '/reports/:id', element: <ReportDetailRoute /> },
-          { path: '/notifications', element: <NotificationsPage /> },
+          { path: '/notifications', element: <NotificationsRoute /> },
         ],
       },
       { path: '*', element: <NotFoundPage /> },

@@ -17,6 +17,7 @@ import {
   type AppNotification,
   type ReadFilter,
 } from '../api/notifications';
+import { savedNotifications, saveNotifications } from '../lib/cache';
 import { belongsTo, mergeNotifications } from '../lib/list';
 import { askSystemPermission, systemPermission, type PermissionState } from '../lib/system-notifications';
 import { unread, useUnreadCount } from '../lib/unread';
@@ -45,7 +46,8 @@ function SystemNotificationsSetting() {
   );
 }
 
-export function NotificationsPage() {
+/** `userId` keys the copy kept on this device (null: nothing is saved or read back). */
+export function NotificationsPage({ userId }: { userId: string | null }) {
   useDocumentTitle('Notifications');
   const network = useNetworkStatus();
   const unreadCount = useUnreadCount();
@@ -56,14 +58,25 @@ export function NotificationsPage() {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [announcement, setAnnouncement] = useState('');
+  // When the list shown is the saved copy: when it was fetched (null: fresh from the gateway).
+  const [savedAt, setSavedAt] = useState<string | null>(null);
 
   useEffect(() => {
     let stopped = false;
+    if (userId) {
+      void savedNotifications(userId, filter).then((saved) => {
+        if (stopped || !saved) return;
+        setItems((current) => current ?? saved.items);
+        setSavedAt((current) => current ?? saved.fetched_at);
+      });
+    }
     const load = (): void => {
+      if (network === 'offline') return;
       listNotifications(filter, null)
         .then((page) => {
           if (stopped) return;
           setItems(page.items);
+          setSavedAt(null);
           setCursor(page.next_cursor);
           setError(null);
         })
@@ -85,7 +98,12 @@ export function NotificationsPage() {
       offOpen();
       offLive();
     };
-  }, [filter]);
+  }, [filter, network, userId]);
+
+  // The newest page as last seen (read marks and live arrivals included) reads offline later.
+  useEffect(() => {
+    if (userId && items && savedAt === null) void saveNotifications(userId, filter, items);
+  }, [userId, filter, items, savedAt]);
 
   const toggle = async (notification: AppNotification): Promise<void> => {
     try {
@@ -136,6 +154,7 @@ export function NotificationsPage() {
             <label htmlFor={filterId}>Show</label>
             <select id={filterId} value={filter} onChange={(event) => {
                 setItems(null);
+                setSavedAt(null);
                 setFilter(event.target.value as ReadFilter);
               }}>
               {FILTERS.map((option) => (
@@ -149,12 +168,19 @@ export function NotificationsPage() {
             Mark all as read
           </button>
         </div>
-        {network === 'offline' ? <Alert tone="info">You are offline: notifications arrive when the network is back.</Alert> : null}
-        {error ? <Alert tone="warning">{error}</Alert> : null}
+        {network === 'offline' ? (
+          <Alert tone="info">
+            {items === null
+              ? 'You are offline and no notifications were saved on this device yet; they arrive when the network is back.'
+              : `You are offline — showing saved notifications${savedAt ? ` (as of ${formatDateTime(savedAt)})` : ''}.`}
+          </Alert>
+        ) : error ? (
+          <Alert tone="warning">{error}</Alert>
+        ) : null}
         <p className="visually-hidden" role="status" aria-live="polite">
           {announcement}
         </p>
-        {items === null && !error ? <p role="status">Loading…</p> : null}
+        {items === null && !error && network !== 'offline' ? <p role="status">Loading…</p> : null}
         {items?.length === 0 ? <p>No notifications{filter === 'all' ? ' yet' : ''}.</p> : null}
         {items && items.length > 0 ? (
           <ul className="notification-list" data-testid="notifications">
@@ -181,7 +207,7 @@ export function NotificationsPage() {
             })}
           </ul>
         ) : null}
-        {cursor ? (
+        {cursor && network !== 'offline' ? (
           <p>
             <button type="button" className="button" onClick={() => void more()}>
               Show older
