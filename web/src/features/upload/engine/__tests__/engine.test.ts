@@ -87,6 +87,25 @@ async function stateOf(id: string): Promise<string | undefined> {
   return (await store.getJob(id))?.state;
 }
 
+/** Starts job j1 and pauses it once the gateway has stored `count` of its chunks. */
+async function startAndPauseAfter(h: Harness, count: number): Promise<void> {
+  const original = gateway.putChunk.bind(gateway);
+  let stored = 0;
+  gateway.putChunk = async (request) => {
+    const status = await original(request);
+    stored += 1;
+    if (stored === count) void h.engine.handle({ type: 'pause', jobId: 'j1' });
+    return status;
+  };
+  try {
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'paused', 'paused');
+    await h.engine.idle();
+  } finally {
+    gateway.putChunk = original;
+  }
+}
+
 async function started(h: Harness): Promise<void> {
   await h.engine.handle({ type: 'token', token: 'access-1' });
   await h.engine.handle({ type: 'start' });
@@ -203,18 +222,7 @@ describe('upload engine', () => {
     const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(20), 'b.dcm': 'b'.repeat(8) });
     await store.addJob(record, blobs);
     const first = harness();
-    const original = gateway.putChunk.bind(gateway);
-    let stored = 0;
-    gateway.putChunk = async (request) => {
-      const status = await original(request);
-      stored += 1;
-      if (stored === 3) void first.engine.handle({ type: 'pause', jobId: 'j1' });
-      return status;
-    };
-    await started(first);
-    await until(async () => (await stateOf('j1')) === 'paused', 'paused');
-    await first.engine.idle();
-    gateway.putChunk = original;
+    await startAndPauseAfter(first, 3);
     // "Reload": the page comes back as a new engine over the same IndexedDB, the job resumed.
     await store.putJob({ ...(await store.getJob('j1'))!, state: 'uploading' });
     const before = new Set(gateway.puts.map((p) => `${p.fileId}:${p.index}`));
@@ -231,17 +239,7 @@ describe('upload engine', () => {
     const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(20), 'b.dcm': 'b'.repeat(8) });
     await store.addJob(record, blobs);
     const first = harness({ parallel: 1 });
-    const original = gateway.putChunk.bind(gateway);
-    let stored = 0;
-    gateway.putChunk = async (request) => {
-      const status = await original(request);
-      stored += 1;
-      if (stored === 3) void first.engine.handle({ type: 'pause', jobId: 'j1' });
-      return status;
-    };
-    await started(first);
-    await until(async () => (await stateOf('j1')) === 'paused', 'paused');
-    await first.engine.idle();
+    await startAndPauseAfter(first, 3);
     const sentBefore = first.latest()[0]?.progress?.sentBytes ?? 0;
     expect(sentBefore).toBeGreaterThanOrEqual(8);
     // "Reload": a new engine over the same IndexedDB, the job still paused.
