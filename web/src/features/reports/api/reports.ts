@@ -9,20 +9,30 @@ import type { Report, ReportStatus, ReportSummary, ReportUpdate } from './types'
 export interface ReportList {
   items: ReportSummary[];
   total: number;
+  offset: number;
 }
 
-/** The newest reports (of one status, or all); kept on the device so the list reads offline. */
-export async function listReports(status: ReportStatus | null, limit = 50): Promise<ReportList> {
-  const params: Record<string, string | number> = { limit };
+/** Reports shown per page of the list. */
+export const REPORTS_PAGE_SIZE = 50;
+
+/** Where one page of one status filter is kept on the device ('' is page 1 of all). */
+export function listKey(status: ReportStatus | null, offset: number): string {
+  const filter = status ?? '';
+  return offset > 0 ? `${filter}@${offset}` : filter;
+}
+
+/** One page of reports, newest first (of one status, or all); kept on the device so it reads offline. */
+export async function listReports(status: ReportStatus | null, offset = 0, limit = REPORTS_PAGE_SIZE): Promise<ReportList> {
+  const params: Record<string, string | number> = { limit, offset };
   if (status) params.status = status;
   const page = (await api.get<ReportList>('/reports', { params })).data;
-  await reportsDb.lists.put({ key: status ?? '', items: page.items, total: page.total, fetched_at: new Date().toISOString() });
-  return { items: page.items, total: page.total };
+  await reportsDb.lists.put({ key: listKey(status, offset), items: page.items, total: page.total, fetched_at: new Date().toISOString() });
+  return { items: page.items, total: page.total, offset };
 }
 
-export async function cachedList(status: ReportStatus | null): Promise<(ReportList & { fetched_at: string }) | null> {
-  const entry = await reportsDb.lists.get(status ?? '');
-  return entry ? { items: entry.items, total: entry.total, fetched_at: entry.fetched_at } : null;
+export async function cachedList(status: ReportStatus | null, offset = 0): Promise<(ReportList & { fetched_at: string }) | null> {
+  const entry = await reportsDb.lists.get(listKey(status, offset));
+  return entry ? { items: entry.items, total: entry.total, offset, fetched_at: entry.fetched_at } : null;
 }
 
 async function remember(report: Report): Promise<Report> {

@@ -2,13 +2,15 @@ import { useEffect, useId, useState } from 'react';
 import { Link, useSearchParams } from 'react-router';
 
 import { Alert } from '@/components/alert';
+import { Pager } from '@/components/pager';
 import { useDocumentTitle } from '@/hooks/use-document-title';
 import { useNetworkStatus } from '@/hooks/use-network-status';
 import { formatDateTime } from '@/lib/format';
 import { liveEvents } from '@/lib/live-events';
+import { offsetOfPage, pageOfOffset, previousOffset } from '@/lib/paging';
 import { toUserFacingError } from '@/lib/problem';
 
-import { cachedList, listReports, type ReportList } from '../api/reports';
+import { cachedList, listReports, REPORTS_PAGE_SIZE, type ReportList } from '../api/reports';
 import { STATUS_LABEL, type ReportStatus } from '../api/types';
 import { reportIdOf } from '../lib/form';
 
@@ -26,6 +28,8 @@ export function ReportsPage() {
   const filterId = useId();
   const [params, setParams] = useSearchParams();
   const status = parseStatus(params.get('status'));
+  // The page is in the URL (?page=2), so Back and a shared link keep it.
+  const offset = offsetOfPage(params.get('page'), REPORTS_PAGE_SIZE);
   const [list, setList] = useState<ReportList | null>(null);
   const [seenAt, setSeenAt] = useState<string | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
@@ -52,13 +56,13 @@ export function ReportsPage() {
 
   useEffect(() => {
     let stopped = false;
-    void cachedList(status).then((cached) => {
+    void cachedList(status, offset).then((cached) => {
       if (stopped || !cached) return;
       setList((current) => current ?? cached);
       setSeenAt((current) => current ?? cached.fetched_at);
     });
     if (network !== 'offline') {
-      listReports(status)
+      listReports(status, offset)
         .then((fresh) => {
           if (stopped) return;
           setList(fresh);
@@ -72,11 +76,21 @@ export function ReportsPage() {
     return () => {
       stopped = true;
     };
-  }, [status, network, revision]);
+  }, [status, offset, network, revision]);
 
   const choose = (value: string): void => {
     setList(null);
     setParams(value ? { status: value } : {}, { replace: true });
+  };
+
+  const goTo = (newOffset: number): void => {
+    const next: Record<string, string> = {};
+    if (status) next.status = status;
+    const page = pageOfOffset(newOffset, REPORTS_PAGE_SIZE);
+    if (page > 1) next.page = String(page);
+    setList(null);
+    setSeenAt(null);
+    setParams(next);
   };
 
   return (
@@ -97,7 +111,7 @@ export function ReportsPage() {
           </div>
           {list ? (
             <p className="muted" data-testid="reports-total">
-              {list.items.length < list.total ? `The newest ${list.items.length} of ${list.total} reports` : `${list.total} ${list.total === 1 ? 'report' : 'reports'}`}
+              {`${list.total} ${list.total === 1 ? 'report' : 'reports'}`}
             </p>
           ) : null}
         </div>
@@ -110,7 +124,7 @@ export function ReportsPage() {
         ) : null}
         {list === null && !problem && network !== 'offline' ? <p role="status">Loading…</p> : null}
         {list === null && network === 'offline' ? <p>No reports were saved on this device yet.</p> : null}
-        {list?.items.length === 0 ? <p>{status ? 'No reports with this status.' : 'No reports yet: they appear once a study is in the PACS.'}</p> : null}
+        {list?.items.length === 0 ? <p>{offset > 0 ? 'No reports on this page.' : status ? 'No reports with this status.' : 'No reports yet: they appear once a study is in the PACS.'}</p> : null}
         {list && list.items.length > 0 ? (
           <ul className="report-list" data-testid="reports">
             {list.items.map((report) => (
@@ -128,6 +142,18 @@ export function ReportsPage() {
               </li>
             ))}
           </ul>
+        ) : null}
+        {list && (offset > 0 || list.items.length < list.total) ? (
+          <Pager
+            label="Pages of reports"
+            offset={offset}
+            shown={list.items.length}
+            total={list.total}
+            previousText="Newer"
+            nextText="Older"
+            onPrevious={() => goTo(previousOffset(offset, REPORTS_PAGE_SIZE))}
+            onNext={() => goTo(offset + REPORTS_PAGE_SIZE)}
+          />
         ) : null}
       </div>
     </section>
