@@ -169,6 +169,10 @@ def test_a_report_ready_in_the_pacs_arrives_live_downloads_and_reads_offline(
     download.save_as(saved)
     assert saved.read_bytes().startswith(b"%PDF-")
 
+    # The notifications page, seen once online, keeps its newest page on this device too.
+    page.get_by_role("link", name=re.compile(r"^Notifications")).first.click()
+    expect(page.get_by_test_id("notifications")).to_contain_text("Report ready")
+
     # Offline: the list and the report opened before still read, from this device.
     wait_for_service_worker(page)
     page.context.set_offline(True)
@@ -185,6 +189,14 @@ def test_a_report_ready_in_the_pacs_arrives_live_downloads_and_reads_offline(
         ).to_be_visible()
         expect(page.get_by_test_id("report-text")).to_contain_text(IMPRESSION)
         expect(page.get_by_role("button", name="Download PDF")).to_be_disabled()
+        page.goto("/notifications")
+        expect(page.get_by_text("You are offline — showing saved notifications")).to_be_visible()
+        saved = page.get_by_test_id("notifications")
+        expect(saved).to_contain_text("Report ready")
+        expect(saved.get_by_role("link", name="Report ready")).to_have_attribute(
+            "href", f"/reports/{report['id']}"
+        )
+        assert run_axe(page) == []
     finally:
         page.context.set_offline(False)
 
