@@ -38,6 +38,7 @@ import asyncpg
 import httpx
 
 from relaypacs.analytics import repository as analytics_repository
+from relaypacs.analytics.tasks import seal_due_days
 from relaypacs.config import Settings
 from relaypacs.db.engine import create_engine, create_sessionmaker
 from relaypacs.db.migrate import upgrade
@@ -119,9 +120,11 @@ async def _fill_upload_stats(dsn: str) -> None:
             async with create_sessionmaker(engine)() as session:
                 stale = await analytics_repository.stale_stat_upload_ids(session, 5000)
                 if not stale:
-                    return
+                    break
                 await analytics_repository.refresh_stats(session, stale)
                 await session.commit()
+        # What the product's ten-minute job has done by then: every day before yesterday sealed.
+        await seal_due_days(create_sessionmaker(engine), limit=100_000)
     finally:
         await engine.dispose()
 

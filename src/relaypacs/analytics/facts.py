@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, event, func, select
+from sqlalchemy import Connection, delete, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, UOWTransaction
 
-from relaypacs.analytics.models import UploadStat
+from relaypacs.analytics.models import RolledDay, UploadStat
 from relaypacs.reports.models import Report
 from relaypacs.uploads.models import Upload, UploadEvent, UploadState
 
@@ -113,7 +113,22 @@ def _refresh_batch(connection: Connection, ids: list[uuid.UUID]) -> int:
     connection.execute(
         statement.on_conflict_do_update(index_elements=["upload_id"], set_=updated), rows
     )
+    # A sealed day whose upload changed (a requeue, a late report) is read live again until the
+    # roll-up seals it anew. Today's and yesterday's changes never touch the roll-up.
+    newest_sealable = last_sealable_day(datetime.now(UTC).date())
+    unsealed = sorted({row["day"] for row in rows if row["day"] <= newest_sealable})
+    if unsealed:
+        connection.execute(delete(RolledDay).where(RolledDay.day.in_(unsealed)))
     return len(rows)
+
+
+#: Days this many days old or older can be sealed by the roll-up (time zones and late
+#: transitions keep the two most recent UTC days moving).
+SEAL_AFTER_DAYS = 2
+
+
+def last_sealable_day(today: date) -> date:
+    return today - timedelta(days=SEAL_AFTER_DAYS)
 
 
 def _by_upload(pairs: Iterable[Any]) -> dict[uuid.UUID, datetime]:

@@ -30,6 +30,8 @@ class UploadStat(Base):
         # Every analytics query filters on the period; PostgreSQL answers from the index alone.
         Index("upload_stat_created_at_idx", "created_at", postgresql_include=_COVERED),
         Index("upload_stat_owner_id_created_at_idx", "owner_id", "created_at"),
+        # The days the roll-up has not sealed (today, yesterday, a day changed since).
+        Index("upload_stat_day_idx", "day"),
     )
 
     upload_id: Mapped[uuid.UUID] = mapped_column(
@@ -48,3 +50,30 @@ class UploadStat(Base):
     seconds_to_pacs: Mapped[float | None] = mapped_column(Float)
     #: Upload start to the report's ready time.
     seconds_to_report: Mapped[float | None] = mapped_column(Float)
+
+
+class UploadStatDay(Base):
+    """A sealed day of ``upload_stat`` summed by modality, service level and state (no owner).
+
+    Trends over long periods for everyone read these few rows instead of every upload of the
+    period (:mod:`relaypacs.analytics.rollup`). Only the days listed in :class:`RolledDay` count;
+    a change to an upload of such a day unseals it in the same transaction (``facts``).
+    """
+
+    __tablename__ = "upload_stat_day"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    modality: Mapped[str] = mapped_column(String(16), primary_key=True)
+    service_level: Mapped[str] = mapped_column(String(20), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32), primary_key=True)
+    uploads: Mapped[int] = mapped_column(Integer)
+    total_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class RolledDay(Base):
+    """A day whose ``upload_stat_day`` rows are complete and current."""
+
+    __tablename__ = "upload_stat_rolled_day"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    rolled_at: Mapped[datetime]

@@ -13,20 +13,21 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal_column, select, text
+from sqlalchemy import ColumnElement, delete, func, insert, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.analytics.facts import refresh_sync
-from relaypacs.analytics.models import UploadStat
+from relaypacs.analytics.models import RolledDay, UploadStat, UploadStatDay
 from relaypacs.jobs.models import Job, JobState
 from relaypacs.reports.models import Report
 from relaypacs.uploads.models import Upload, UploadState
 from relaypacs.users.models import ServiceLevel, User
 
 S = UploadStat
+D = UploadStatDay
 DELIVERED_STATES = (UploadState.delivered, UploadState.partially_delivered)
 FAILED_STATES = (UploadState.failed, UploadState.rejected)
 
@@ -174,19 +175,114 @@ def _pair(values: Sequence[float | None] | None) -> tuple[float | None, float | 
 
 
 async def daily(session: AsyncSession, filters: Filters) -> list[DailyRow]:
-    """Per UTC day of the upload's start and modality: uploads, bytes, delivered, failed."""
+    """Per UTC day of the upload's start and modality: uploads, bytes, delivered, failed.
+
+    For everyone's uploads the sealed days come from the daily roll-up and only the others
+    (today, yesterday, a partial first day, days changed since they were sealed) from
+    ``upload_stat``; one user's uploads are few and always read from ``upload_stat``. One
+    snapshot for both reads, so a day is never counted from both or from neither.
+    """
+    if _postgres(session):
+        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+    sealed: list[date] = []
+    if filters.owner_id is None:
+        statement = select(RolledDay.day).order_by(RolledDay.day)
+        if filters.since is not None:
+            # The period's first day is partial: read it live.
+            statement = statement.where(RolledDay.day > filters.since.date())
+        sealed = list((await session.scalars(statement)).all())
+    if not sealed:
+        return await _daily_live(session, filters.conditions())
+    first, last = sealed[0], sealed[-1]
+    known = set(sealed)
+    gaps = [
+        first + timedelta(days=n)
+        for n in range((last - first).days)
+        if first + timedelta(days=n) not in known
+    ]
+    live = await _daily_live(
+        session, [*filters.conditions(), or_(S.day < first, S.day > last, S.day.in_(gaps))]
+    )
+    return live + await _daily_sealed(session, filters, first, last)
+
+
+async def _daily_live(
+    session: AsyncSession, conditions: Sequence[ColumnElement[bool]]
+) -> list[DailyRow]:
     delivered = func.count().filter(S.state.in_([s.value for s in DELIVERED_STATES]))
     failed = func.count().filter(S.state.in_([s.value for s in FAILED_STATES]))
     statement = (
         select(S.day, S.modality, func.count(), func.sum(S.total_bytes), delivered, failed)
-        .where(*filters.conditions())
+        .where(*conditions)
         .group_by(S.day, S.modality)
     )
+    return _daily_rows((await session.execute(statement)).all())
+
+
+async def _daily_sealed(
+    session: AsyncSession, filters: Filters, first: date, last: date
+) -> list[DailyRow]:
+    delivered = func.sum(D.uploads).filter(D.state.in_([s.value for s in DELIVERED_STATES]))
+    failed = func.sum(D.uploads).filter(D.state.in_([s.value for s in FAILED_STATES]))
+    conditions: list[ColumnElement[bool]] = [D.day >= first, D.day <= last]
+    if filters.modality is not None:
+        conditions.append(D.modality == filters.modality)
+    if filters.service_level is not None:
+        conditions.append(D.service_level == filters.service_level.value)
+    statement = (
+        select(D.day, D.modality, func.sum(D.uploads), func.sum(D.total_bytes), delivered, failed)
+        .join(RolledDay, RolledDay.day == D.day)
+        .where(*conditions)
+        .group_by(D.day, D.modality)
+    )
+    return _daily_rows((await session.execute(statement)).all())
+
+
+def _daily_rows(found: Sequence[Any]) -> list[DailyRow]:
     rows = []
-    for day, modality, n, total, ok, bad in (await session.execute(statement)).all():
+    for day, modality, n, total, ok, bad in found:
         when = day if isinstance(day, date) else date.fromisoformat(str(day))
-        rows.append(DailyRow(when, modality, int(n), int(total or 0), int(ok), int(bad)))
+        rows.append(DailyRow(when, modality, int(n), int(total or 0), int(ok or 0), int(bad or 0)))
     return rows
+
+
+# --- the daily roll-up -------------------------------------------------------------------------
+
+
+async def days_to_seal(session: AsyncSession, newest: date, limit: int) -> list[date]:
+    """Days up to ``newest`` with uploads and no current roll-up, oldest first."""
+    statement = (
+        select(S.day)
+        .where(S.day <= newest, S.day.not_in(select(RolledDay.day)))
+        .distinct()
+        .order_by(S.day)
+        .limit(limit)
+    )
+    found = (await session.scalars(statement)).all()
+    return [d if isinstance(d, date) else date.fromisoformat(str(d)) for d in found]
+
+
+async def seal_day(session: AsyncSession, day: date, now: datetime) -> None:
+    """Write ``day``'s sums and mark it sealed, in the caller's transaction.
+
+    A change to one of its uploads unseals it in its own transaction (``facts``); the two must
+    not interleave. On SQLite, writing first takes the one write lock before anything is read.
+    On PostgreSQL the day's rows are share-locked before they are summed: a change in flight is
+    waited for (and its unsealing lands after this seal), a later one waits for this commit.
+    """
+    await session.execute(delete(RolledDay).where(RolledDay.day == day))
+    await session.execute(delete(UploadStatDay).where(UploadStatDay.day == day))
+    if _postgres(session):
+        await session.execute(select(S.upload_id).where(S.day == day).with_for_update(read=True))
+    sums = (
+        select(S.day, S.modality, S.service_level, S.state, func.count(), func.sum(S.total_bytes))
+        .where(S.day == day)
+        .group_by(S.day, S.modality, S.service_level, S.state)
+    )
+    columns = ["day", "modality", "service_level", "state", "uploads", "total_bytes"]
+    await session.execute(insert(UploadStatDay).from_select(columns, sums))
+    session.add(RolledDay(day=day, rolled_at=now))
+    await session.flush()
 
 
 # --- export ------------------------------------------------------------------------------------
