@@ -53,7 +53,7 @@ class UploadStat(Base):
 
 
 class UploadStatDay(Base):
-    """A sealed day of ``upload_stat`` summed by modality, service level and state (no owner).
+    """A sealed day of ``upload_stat`` summed by modality and service level (no owner).
 
     Trends over long periods for everyone read these few rows instead of every upload of the
     period (:mod:`relaypacs.analytics.rollup`). Only the days listed in :class:`RolledDay` count;
@@ -65,9 +65,11 @@ class UploadStatDay(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     modality: Mapped[str] = mapped_column(String(16), primary_key=True)
     service_level: Mapped[str] = mapped_column(String(20), primary_key=True)
-    state: Mapped[str] = mapped_column(String(32), primary_key=True)
     uploads: Mapped[int] = mapped_column(Integer)
     total_bytes: Mapped[int] = mapped_column(BigInteger)
+    #: Of ``uploads``: delivered (fully or partly), and failed or rejected.
+    delivered: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
 
 
 class RolledDay(Base):

@@ -222,15 +222,20 @@ async def _daily_live(
 async def _daily_sealed(
     session: AsyncSession, filters: Filters, first: date, last: date
 ) -> list[DailyRow]:
-    delivered = func.sum(D.uploads).filter(D.state.in_([s.value for s in DELIVERED_STATES]))
-    failed = func.sum(D.uploads).filter(D.state.in_([s.value for s in FAILED_STATES]))
     conditions: list[ColumnElement[bool]] = [D.day >= first, D.day <= last]
     if filters.modality is not None:
         conditions.append(D.modality == filters.modality)
     if filters.service_level is not None:
         conditions.append(D.service_level == filters.service_level.value)
     statement = (
-        select(D.day, D.modality, func.sum(D.uploads), func.sum(D.total_bytes), delivered, failed)
+        select(
+            D.day,
+            D.modality,
+            func.sum(D.uploads),
+            func.sum(D.total_bytes),
+            func.sum(D.delivered),
+            func.sum(D.failed),
+        )
         .join(RolledDay, RolledDay.day == D.day)
         .where(*conditions)
         .group_by(D.day, D.modality)
@@ -275,11 +280,19 @@ async def seal_day(session: AsyncSession, day: date, now: datetime) -> None:
     if _postgres(session):
         await session.execute(select(S.upload_id).where(S.day == day).with_for_update(read=True))
     sums = (
-        select(S.day, S.modality, S.service_level, S.state, func.count(), func.sum(S.total_bytes))
+        select(
+            S.day,
+            S.modality,
+            S.service_level,
+            func.count(),
+            func.sum(S.total_bytes),
+            func.count().filter(S.state.in_([s.value for s in DELIVERED_STATES])),
+            func.count().filter(S.state.in_([s.value for s in FAILED_STATES])),
+        )
         .where(S.day == day)
-        .group_by(S.day, S.modality, S.service_level, S.state)
+        .group_by(S.day, S.modality, S.service_level)
     )
-    columns = ["day", "modality", "service_level", "state", "uploads", "total_bytes"]
+    columns = ["day", "modality", "service_level", "uploads", "total_bytes", "delivered", "failed"]
     await session.execute(insert(UploadStatDay).from_select(columns, sums))
     session.add(RolledDay(day=day, rolled_at=now))
     await session.flush()

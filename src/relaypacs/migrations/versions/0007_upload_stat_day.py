@@ -1,6 +1,6 @@
 """Daily roll-up of the analytics fact table for long trends.
 
-- ``upload_stat_day``: sealed days of ``upload_stat`` summed by modality, service level and state.
+- ``upload_stat_day``: sealed days of ``upload_stat`` summed by modality and service level.
 - ``upload_stat_rolled_day``: which days those sums are complete and current for.
 - ``upload_stat_day_idx``: the unsealed days are read from ``upload_stat`` by day.
 
@@ -25,11 +25,12 @@ def upgrade() -> None:
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("modality", sa.String(16), nullable=False),
         sa.Column("service_level", sa.String(20), nullable=False),
-        sa.Column("state", sa.String(32), nullable=False),
         sa.Column("uploads", sa.Integer(), nullable=False),
         sa.Column("total_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("delivered", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "day", "modality", "service_level", "state", name=op.f("upload_stat_day_pkey")
+            "day", "modality", "service_level", name=op.f("upload_stat_day_pkey")
         ),
     )
     op.create_table(
