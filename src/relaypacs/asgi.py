@@ -2,4 +2,4 @@
 
 from relaypacs.app import create_app
 
-app = create_app()
+app = create_app(freeze_gc_after_startup=True)
