@@ -54,12 +54,14 @@ class Dataset:
 
 @pytest.fixture(scope="module")
 def analytics_settings(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[Settings]:
+    """A module may set ``SETTINGS`` (a dict) for settings of its own."""
     backend = "sqlite" if settings.is_sqlite else "postgresql"
     directory = tmp_path_factory.mktemp(f"analytics-{backend}")
+    overrides = getattr(request.module, "SETTINGS", {})
     with throwaway_database(backend, directory) as url:
-        yield make_settings(url, directory, run_worker_in_process=False)
+        yield make_settings(url, directory, **{"run_worker_in_process": False, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ uploads themselves, including right after an upload of a sealed day changes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,27 +20,13 @@ from relaypacs.uploads.models import Upload, UploadEvent, UploadState
 from relaypacs.users.models import Role, ServiceLevel
 from tests.analytics.conftest import Dataset, Row, insert_upload
 from tests.analytics.test_analytics import check_days
-from tests.conftest import make_settings
 from tests.support.accounts import SignedIn, new_client, sign_in
-from tests.support.databases import throwaway_database
 
 API = "/api/v1"
 
 
-@pytest.fixture(scope="module")
-def analytics_settings(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Settings]:
-    backend = "sqlite" if settings.is_sqlite else "postgresql"
-    directory = tmp_path_factory.mktemp(f"rollup-{backend}")
-    with throwaway_database(backend, directory) as url:
-        yield make_settings(
-            url,
-            directory,
-            run_worker_in_process=False,
-            analytics_cache_seconds=0,
-            analytics_rate_limit="1000/minute",
-        )
+# Every request computes its figures (no cache), and the limit does not get in the way.
+SETTINGS = {"analytics_cache_seconds": 0, "analytics_rate_limit": "1000/minute"}
 
 
 def _at(days_ago: int, hour: int) -> datetime:
