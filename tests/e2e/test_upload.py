@@ -395,8 +395,14 @@ def test_the_engine_runs_in_a_worker_sends_a_few_chunks_at_once_and_obeys_pause_
     assert percent(page) == paused_at
 
     page.get_by_role("button", name="Resume").click()
+    # Resuming sends chunks again. (Progress alone is no proof: on resume the engine also counts
+    # what the gateway confirmed for requests cut short by the pause.)
+    for _ in range(300):
+        if link.chunk_puts(since=mark):
+            break
+        page.wait_for_timeout(100)
+    assert link.chunk_puts(since=mark), "no chunk sent within 30 s of Resume"
     wait_for_percent(page, paused_at + 5)
-    assert link.chunk_puts(since=mark)
 
     upload_id = server_upload_id(api, tokens)
     assert stored_blob_count(page) == 12
