@@ -6,7 +6,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveFloat, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KIB = 1024
@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     job_shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     job_modules: list[str] = Field(
         default_factory=list, description="Extra modules with job handlers to import"
+    )
+    job_periodic_seconds: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="How often a periodic job runs instead of its own period, e.g. "
+        '{"reports.sync": 15} (JSON; seconds)',
     )
     # --- PACS destinations (relaypacs.pacs) ---
     pacs_url: str | None = Field(

@@ -66,6 +66,8 @@ class Gateway:
             "RELAYPACS_LOGIN_RATE_LIMIT": "1000/minute",
             "RELAYPACS_UPLOAD_START_RATE_LIMIT": "1000/minute",
             "RELAYPACS_CHUNK_RATE_LIMIT": "100000/minute",
+            # The PACS report look-up runs every 5 s instead of every minute: a test waits less.
+            "RELAYPACS_JOB_PERIODIC_SECONDS": '{"reports.sync": 5}',
             **self.extra_env,
         }
         with self.log.open("ab") as log:

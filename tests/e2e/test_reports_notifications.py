@@ -432,8 +432,9 @@ def test_the_minute_job_finds_a_report_the_pacs_already_holds(
     study_dir: Path,
     pacs_required: Orthanc,
 ) -> None:
-    """No one asks: the gateway's periodic PACS look-up (every minute) makes the report ready.
-    The SR is in Orthanc before the images are delivered, so the first look-up finds it."""
+    """No one asks: the gateway's periodic PACS look-up (every minute; every 5 s for these
+    tests' gateway) makes the report ready. The SR is in Orthanc before the images are
+    delivered, so the first look-up finds it."""
     username, tokens = account
     write_study(study_dir, instances=1, patient_name="JOB^JUNE", patient_id="E2E-RPT-4")
     evidence = (study_dir / "IM0001.dcm").read_bytes()

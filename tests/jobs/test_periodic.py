@@ -7,6 +7,9 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from relaypacs.config import Settings
 from relaypacs.jobs.registry import JobContext, JobRegistry
 from relaypacs.resources import open_resources
@@ -46,3 +49,29 @@ async def test_periodic_job_runs_once_per_period_across_two_workers(
     jobs = await jobs_of_kind(first, kind)
     assert len({job.dedupe_key for job in jobs}) == len(jobs)
     assert sum(scheduled) == len(jobs)
+
+
+async def test_a_periodic_job_can_be_told_to_run_more_often(
+    job_settings: Settings, kind: str
+) -> None:
+    periods: list[int] = []
+    enough = asyncio.Event()
+
+    async def look_up(ctx: JobContext, payload: dict[str, Any]) -> None:
+        periods.append(payload["period"])
+        if len(periods) >= 3:
+            enough.set()
+
+    registry = JobRegistry()
+    registry.job_handler(kind)(look_up)
+    registry.register_periodic(kind, every=timedelta(hours=1))
+    settings = job_settings.model_copy(update={"job_periodic_seconds": {kind: 0.3}})
+    async with open_resources(settings) as resources, running_worker(resources, registry):
+        # Three runs in a few seconds: the 0.3 s set for this kind, not its hour.
+        await asyncio.wait_for(enough.wait(), timeout=15)
+    assert len(set(periods)) == len(periods)
+
+
+def test_a_periodic_override_must_be_a_positive_period(job_settings: Settings) -> None:
+    with pytest.raises(ValidationError):
+        Settings(job_periodic_seconds={"reports.sync": 0})

@@ -456,8 +456,12 @@ class Worker:
             self._schedules[kind].next_run_at = next_run_at
 
     async def _load_schedules(self, now: datetime) -> None:
+        overrides = self.settings.job_periodic_seconds
         self._schedules = {
-            kind: _Schedule(every=every) for kind, every in self.registry.periodic.items()
+            kind: _Schedule(
+                every=timedelta(seconds=overrides[kind]) if kind in overrides else every
+            )
+            for kind, every in self.registry.periodic.items()
         }
         async with self.resources.sessionmaker() as session:
             await repository.ensure_schedules(session, dict.fromkeys(self._schedules, now), now=now)
