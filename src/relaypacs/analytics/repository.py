@@ -209,10 +209,8 @@ async def daily(session: AsyncSession, filters: Filters) -> list[DailyRow]:
 async def _daily_live(
     session: AsyncSession, conditions: Sequence[ColumnElement[bool]]
 ) -> list[DailyRow]:
-    delivered = func.count().filter(S.state.in_([s.value for s in DELIVERED_STATES]))
-    failed = func.count().filter(S.state.in_([s.value for s in FAILED_STATES]))
     statement = (
-        select(S.day, S.modality, func.count(), func.sum(S.total_bytes), delivered, failed)
+        select(S.day, S.modality, func.count(), func.sum(S.total_bytes), *_outcome_counts())
         .where(*conditions)
         .group_by(S.day, S.modality)
     )
@@ -246,9 +244,23 @@ async def _daily_sealed(
 def _daily_rows(found: Sequence[Any]) -> list[DailyRow]:
     rows = []
     for day, modality, n, total, ok, bad in found:
-        when = day if isinstance(day, date) else date.fromisoformat(str(day))
-        rows.append(DailyRow(when, modality, int(n), int(total or 0), int(ok or 0), int(bad or 0)))
+        rows.append(
+            DailyRow(_as_date(day), modality, int(n), int(total or 0), int(ok or 0), int(bad or 0))
+        )
     return rows
+
+
+def _outcome_counts() -> tuple[ColumnElement[int], ColumnElement[int]]:
+    """Of the rows counted: delivered (fully or partly), and failed or rejected."""
+    return (
+        func.count().filter(S.state.in_([s.value for s in DELIVERED_STATES])),
+        func.count().filter(S.state.in_([s.value for s in FAILED_STATES])),
+    )
+
+
+def _as_date(value: object) -> date:
+    # SQLite hands a grouped or distinct date back as text.
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 # --- the daily roll-up -------------------------------------------------------------------------
@@ -263,8 +275,7 @@ async def days_to_seal(session: AsyncSession, newest: date, limit: int) -> list[
         .order_by(S.day)
         .limit(limit)
     )
-    found = (await session.scalars(statement)).all()
-    return [d if isinstance(d, date) else date.fromisoformat(str(d)) for d in found]
+    return [_as_date(day) for day in (await session.scalars(statement)).all()]
 
 
 async def seal_day(session: AsyncSession, day: date, now: datetime) -> None:
@@ -286,8 +297,7 @@ async def seal_day(session: AsyncSession, day: date, now: datetime) -> None:
             S.service_level,
             func.count(),
             func.sum(S.total_bytes),
-            func.count().filter(S.state.in_([s.value for s in DELIVERED_STATES])),
-            func.count().filter(S.state.in_([s.value for s in FAILED_STATES])),
+            *_outcome_counts(),
         )
         .where(S.day == day)
         .group_by(S.day, S.modality, S.service_level)
