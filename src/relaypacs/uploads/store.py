@@ -14,12 +14,15 @@ file name never becomes part of a path.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from relaypacs.config import KIB, Settings
 
@@ -200,48 +203,45 @@ async def stage_to_file(
     On any error (including :class:`ChunkTooLarge` and a client that disconnects) the file is
     removed before the exception propagates.
     """
-    import asyncio
-    import hashlib
-
-    from anyio import to_thread
-
     md5 = hashlib.md5(usedforsecurity=False)
     size = 0
     pending: list[bytes] = []
     pending_size = 0
-    handle: BinaryIO | None = None
+    descriptor: int | None = None
     written = 0
 
-    def write(data: bytes) -> BinaryIO:
-        # The file is opened by the first step that has bytes: one thread hand-off fewer.
-        nonlocal handle, written
-        if handle is None:
-            handle = path.open("wb")
-        md5.update(data)
-        handle.write(data)
-        if fsync and data:
-            handle.flush()
+    def write(pieces: list[bytes]) -> None:
+        # The file is opened by the first step that has bytes: one thread hand-off fewer. The
+        # pieces go to the kernel as they came off the socket (no joined copy on the event loop).
+        nonlocal descriptor, written
+        if descriptor is None:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        length = 0
+        for piece in pieces:
+            md5.update(piece)
+            length += len(piece)
+        _write_all(descriptor, pieces)
+        if fsync and length:
             # Start writing these pages back now, while the next batch arrives, so that the
             # fsync at the end waits for less (dirty pages stay cached; nothing is dropped).
-            os.posix_fadvise(handle.fileno(), written, len(data), os.POSIX_FADV_DONTNEED)
-        written += len(data)
-        return handle
+            os.posix_fadvise(descriptor, written, length, os.POSIX_FADV_DONTNEED)
+        written += length
 
-    def finish(data: bytes) -> None:
-        done = write(data)
-        done.flush()
+    def finish(pieces: list[bytes]) -> None:
+        write(pieces)
+        assert descriptor is not None
         if fsync:
-            os.fsync(done.fileno())
-        done.close()
+            os.fsync(descriptor)
+        os.close(descriptor)
 
     def abandon() -> None:
-        if handle is not None:
-            handle.close()
+        if descriptor is not None:
+            os.close(descriptor)
         path.unlink(missing_ok=True)
 
     # One batch is hashed and written in a thread while the next one is received (at most one
     # at a time: the MD5 sees the bytes in order, and memory stays at two batches a request).
-    writing: asyncio.Task[BinaryIO] | None = None
+    writing: asyncio.Future[None] | None = None
     try:
         async for piece in body:
             size += len(piece)
@@ -251,21 +251,48 @@ async def stage_to_file(
             pending_size += len(piece)
             # A body of max_size bytes cannot legally go on: its last batch goes with the fsync.
             if pending_size >= WRITE_BATCH_BYTES and size < max_size:
-                data = b"".join(pending)
-                pending.clear()
-                pending_size = 0
                 if writing is not None:
                     await asyncio.shield(writing)
-                writing = asyncio.create_task(to_thread.run_sync(write, data))
+                writing = _run_in_io_thread(write, pending)
+                pending = []
+                pending_size = 0
         if writing is not None:
             await asyncio.shield(writing)
-        await to_thread.run_sync(finish, b"".join(pending))
+        await _run_in_io_thread(finish, pending)
     except BaseException:
         if writing is not None:
             # A thread cannot be interrupted: the file goes only once it is done with it.
             await asyncio.wait([writing])
             if not writing.cancelled():
                 writing.exception()  # retrieved: the error that matters is propagating
-        await to_thread.run_sync(abandon)
+        await _run_in_io_thread(abandon)
         raise
     return md5.digest(), size
+
+
+def _write_all(descriptor: int, pieces: list[bytes]) -> None:
+    views = [memoryview(piece) for piece in pieces if piece]
+    while views:
+        done = os.writev(descriptor, views[:_IOV_MAX])
+        while views and done >= len(views[0]):
+            done -= len(views[0])
+            views.pop(0)
+        if done:
+            views[0] = views[0][done:]
+
+
+#: Chunk bodies are hashed, written and fsync'd here: a plain executor costs the event loop
+#: about half of what anyio's thread hand-off does (no cancel scope, no capacity limiter), and
+#: it is the hottest hand-off of the gateway (a few per chunk).
+_IO_THREADS = 16
+_IOV_MAX = 1024
+_io_executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _run_in_io_thread(function: Callable[..., None], *args: object) -> asyncio.Future[None]:
+    global _io_executor
+    if _io_executor is None:
+        _io_executor = concurrent.futures.ThreadPoolExecutor(
+            _IO_THREADS, thread_name_prefix="relaypacs-chunk-io"
+        )
+    return asyncio.get_running_loop().run_in_executor(_io_executor, function, *args)
