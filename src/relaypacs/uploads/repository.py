@@ -215,15 +215,21 @@ async def insert_chunks(
     if not rows:
         return set()
     dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    statement = (
-        module.insert(UploadChunk)
-        .values(list(rows))
-        .on_conflict_do_nothing()
-        .returning(UploadChunk.file_id, UploadChunk.chunk_index)
-    )
-    result = await session.execute(statement)
+    statement = _INSERT_CHUNKS[dialect]
+    # One statement for the whole batch (insertmanyvalues), compiled once per process: the
+    # rows are parameters, not part of the statement, so SQLAlchemy's statement cache holds.
+    connection = await session.connection()
+    result = await connection.execute(statement, list(rows))
     return {(file_id, index) for file_id, index in result.all()}
+
+
+_CHUNK_TABLE = UploadChunk.__table__
+_INSERT_CHUNKS: dict[str, Any] = {
+    module.__name__.rsplit(".", 1)[-1]: module.insert(_CHUNK_TABLE)
+    .on_conflict_do_nothing()
+    .returning(_CHUNK_TABLE.c.file_id, _CHUNK_TABLE.c.chunk_index)
+    for module in (postgresql, sqlite)
+}
 
 
 async def get_chunk_md5(session: AsyncSession, file_id: uuid.UUID, index: int) -> str | None:
