@@ -12,7 +12,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from relaypacs.db.base import utcnow
 from relaypacs.uploads.models import Upload, UploadChunk
@@ -322,6 +322,31 @@ async def test_a_remembered_route_still_needs_the_right_token(
     borrowed = await uploads.put(client, started, 0, 1, headers=other.token_headers)
     assert borrowed.status_code == 403
     assert await _stored(app, started, 0, 1) is None
+
+
+async def test_one_chunk_remembers_the_routes_of_every_file_of_the_upload(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # A study of many one-chunk files must not pay a database read per file before its body.
+    owner = await sign_in(client, app)
+    study = await uploads.start(client, owner.headers, [b"a" * 100, b"b" * 100, b"c" * 100])
+    assert (await uploads.put(client, study, 0, 0)).status_code == 201
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    engine = app.state.resources.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for position in (1, 2):
+            assert (await uploads.put(client, study, position, 0)).status_code == 201
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert statements, "the chunks were committed"
+    assert not [s for s in statements if "upload_file" in s], statements
+    for position in range(3):
+        assert await _read(app, study, position, 0) == study.chunk(position, 0)
 
 
 async def test_stored_chunk_is_durable_in_the_configured_store(

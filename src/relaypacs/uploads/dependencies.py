@@ -136,25 +136,36 @@ async def _upload_access(
     return await resolve_access(request, session, upload_id, user, x_upload_token)
 
 
+@dataclass
+class CachedUpload:
+    """The routes of every file of one upload, and whether it is known to be receiving."""
+
+    routes: dict[str, ChunkRoute]  # by file id, as the URL spells it
+    receiving: bool
+
+
 class ChunkRouteCache:
-    """Routes of recently used (upload token, upload, file) triples, least recently used out.
+    """Routes of recently used (upload token, upload) pairs, least recently used out.
 
     Only routes checked against the database with that very token are stored; see
-    :class:`relaypacs.uploads.service.ChunkRoute` for why caching them is safe.
+    :class:`relaypacs.uploads.service.ChunkRoute` for why caching them is safe. All files of an
+    upload are remembered at once: a CT study of a thousand one-chunk files would otherwise pay
+    the database round trip on every file.
     """
 
-    def __init__(self, capacity: int = 20_000) -> None:
+    def __init__(self, capacity: int = 2_000) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[tuple[str, str, str], tuple[ChunkRoute, bool]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], CachedUpload] = OrderedDict()
 
-    def get(self, key: tuple[str, str, str]) -> tuple[ChunkRoute, bool] | None:
+    def get(self, key: tuple[str, str]) -> CachedUpload | None:
+        """``key``: the upload token's hash and the upload id."""
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)
         return entry
 
-    def put(self, key: tuple[str, str, str], route: ChunkRoute, *, receiving: bool) -> None:
-        self._entries[key] = (route, receiving)
+    def put(self, key: tuple[str, str], routes: list[ChunkRoute], *, receiving: bool) -> None:
+        self._entries[key] = CachedUpload({str(r.file_id): r for r in routes}, receiving)
         self._entries.move_to_end(key)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)

@@ -21,6 +21,7 @@ from relaypacs.errors import TooManyRequests, Unauthorized, problem_responses
 from relaypacs.operations import metrics
 from relaypacs.uploads import repository, service
 from relaypacs.uploads.dependencies import (
+    CachedUpload,
     ChunkStoreDep,
     UploadAccessDep,
     UploadTokenHeader,
@@ -188,17 +189,16 @@ class _ChunkRoute(APIRoute):
             token = request.headers.get("x-upload-token")
             if token and "authorization" not in request.headers:
                 params = request.path_params
-                cache_key = (hash_token(token), params["upload_id"], params["file_id"])
-                cached = get_route_cache(request).get(cache_key)
-                if cached is not None:
-                    return await _put_remembered_chunk(request, cache_key, *cached)
+                cached = get_route_cache(request).get((hash_token(token), params["upload_id"]))
+                if cached is not None and (route := cached.routes.get(params["file_id"])):
+                    return await _put_remembered_chunk(request, cached, route)
             return await full(request)
 
         return handle
 
 
 async def _put_remembered_chunk(
-    request: Request, cache_key: tuple[str, str, str], route: service.ChunkRoute, receiving: bool
+    request: Request, cached: CachedUpload, route: service.ChunkRoute
 ) -> Response:
     resources = get_resources(request)
     request.state.user_id = str(route.owner_id)
@@ -212,7 +212,7 @@ async def _put_remembered_chunk(
     await resources.rate_limiter.hit(
         resources.settings.chunk_rate_limit, "upload_chunk", str(route.owner_id)
     )
-    return await _store_chunk(request, resources.chunk_store, target, receiving, cache_key)
+    return await _store_chunk(request, resources.chunk_store, target, cached.receiving, cached)
 
 
 async def put_chunk(
@@ -245,15 +245,18 @@ async def put_chunk(
             content_md5=content_md5,
             content_length=_content_length(request),
         )
+        siblings = []
+        if x_upload_token and access.via_token:
+            siblings = await repository.list_files(session, upload.id)
         # No transaction may stay open while a slow client sends the body.
         await session.commit()
-    cache_key = None
+    cached = None
     if x_upload_token and access.via_token:
-        cache_key = (hash_token(x_upload_token), upload_id, file_id)
-        get_route_cache(request).put(
-            cache_key, service.ChunkRoute.of(upload, upload_file), receiving=receiving
-        )
-    return await _store_chunk(request, chunk_store, target, receiving, cache_key)
+        cache = get_route_cache(request)
+        routes = [service.ChunkRoute.of(upload, f) for f in siblings]
+        cache.put((hash_token(x_upload_token), upload_id), routes, receiving=receiving)
+        cached = cache.get((hash_token(x_upload_token), upload_id))
+    return await _store_chunk(request, chunk_store, target, receiving, cached)
 
 
 async def _store_chunk(
@@ -261,7 +264,7 @@ async def _store_chunk(
     chunk_store: ChunkStore,
     target: service.ChunkTarget,
     receiving: bool,
-    cache_key: tuple[str, str, str] | None,
+    cached: CachedUpload | None,
 ) -> Response:
     try:
         staged = await service.stage_chunk(chunk_store, target, request.stream())
@@ -274,10 +277,8 @@ async def _store_chunk(
     created = await get_committer(request).record(
         service.ChunkArrival(target, staged, mark_receiving=not receiving)
     )
-    if not receiving and cache_key is not None:
-        cache = get_route_cache(request)
-        if entry := cache.get(cache_key):
-            cache.put(cache_key, entry[0], receiving=True)
+    if cached is not None:
+        cached.receiving = True  # the commit made sure of it
     if created:
         metrics.record_chunk_stored(target.expected_size)
     stored = {
