@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])
     allow_self_registration: bool = True
     login_rate_limit: str = "5/minute"
+    register_rate_limit: str = Field(
+        default="10/minute",
+        description="Self-registrations per client address (each costs a bcrypt hash)",
+    )
     login_lockout_threshold: int = Field(
         default=5, ge=1, description="Consecutive failed sign-ins that lock an account"
     )

@@ -22,6 +22,7 @@ DOCUMENTED: dict[tuple[str, str], dict[int, tuple[str, ...]]] = {
         403: ("registration_closed", "role_not_allowed"),
         409: ("username_taken", "email_taken"),
         422: (*PASSWORD_POLICY, "validation_error"),
+        429: ("rate_limited",),
     },
     ("post", "/api/v1/auth/login"): {
         401: ("invalid_credentials", "totp_required", "invalid_totp", "account_disabled"),

@@ -198,3 +198,20 @@ async def test_bcrypt_runs_off_the_event_loop(database_url: str, tmp_path: Path)
     # nearly as long as the request. Relative, so that a loaded machine (both slower) passes.
     assert elapsed >= 0.3, f"cost 13 took only {elapsed:.3f} s"
     assert longest_gap < elapsed / 3, f"event loop blocked {longest_gap:.3f} s of {elapsed:.3f} s"
+
+
+async def test_registration_is_limited_per_client_address(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # Each registration costs a bcrypt hash: an open endpoint must not be a CPU sink.
+    for _ in range(10):
+        assert (await client.post(REGISTER, json=_body())).status_code == 201
+    refused = _body()
+    limited = await client.post(REGISTER, json=refused)
+    problem = assert_problem(limited, 429, "rate_limited")
+    assert 1 <= int(limited.headers["retry-after"]) <= 60
+    assert problem["retry_after"] == int(limited.headers["retry-after"])
+    assert not await _user_exists(app, str(refused["username"]))
+    # Another address is not affected.
+    async with new_client(app, "203.0.113.9") as other:
+        assert (await other.post(REGISTER, json=_body())).status_code == 201

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaypacs.audit.service import client_ip
 from relaypacs.auth.dependencies import (
     AUTH_ERRORS,
     AccessClaimsDep,
@@ -81,13 +82,23 @@ def _tokens(pair: TokenPair) -> TokenResponse:
     response_model=UserOut,
     summary="Create an account (clinician or radiographer)",
     responses=problem_responses(
-        RegistrationClosed, RoleNotAllowed, UsernameTaken, EmailTaken, *PASSWORD_POLICY_ERRORS
+        RegistrationClosed,
+        RoleNotAllowed,
+        UsernameTaken,
+        EmailTaken,
+        TooManyRequests,
+        *PASSWORD_POLICY_ERRORS,
     ),
 )
 async def register(body: RegisterRequest, request: Request, session: SessionDep) -> UserOut:
+    resources = get_resources(request)
+    # Each registration costs a bcrypt hash: an open endpoint must not become a CPU sink.
+    await resources.rate_limiter.hit(
+        resources.settings.register_rate_limit, "register", client_ip(request) or "unknown"
+    )
     user = await users_service.register(
         session,
-        get_resources(request).settings,
+        resources.settings,
         request,
         username=body.username,
         email=str(body.email),
