@@ -57,6 +57,7 @@ def gateway(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         log_level="ERROR",
         # The fuzzer sends many wrong sign-ins: the brute-force defences would stop it.
         login_rate_limit="100000/minute",
+        register_rate_limit="100000/minute",
         login_lockout_threshold="100000",
     )
     admin = f"fuzz_admin_{uuid.uuid4().hex[:8]}"

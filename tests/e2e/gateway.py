@@ -64,6 +64,7 @@ class Gateway:
             "RELAYPACS_LOG_LEVEL": "WARNING",
             # The browser tests sign in and send chunks far faster than a person would.
             "RELAYPACS_LOGIN_RATE_LIMIT": "1000/minute",
+            "RELAYPACS_REGISTER_RATE_LIMIT": "1000/minute",
             "RELAYPACS_UPLOAD_START_RATE_LIMIT": "1000/minute",
             "RELAYPACS_CHUNK_RATE_LIMIT": "100000/minute",
             # The PACS report look-up runs every 5 s instead of every minute: a test waits less.
