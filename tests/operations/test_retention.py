@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -17,9 +18,11 @@ from relaypacs.audit.models import AuditEvent
 from relaypacs.auth.models import LoginSession, RefreshToken
 from relaypacs.config import AUDIT_MINIMUM_RETENTION_DAYS, Settings
 from relaypacs.db.base import utcnow
+from relaypacs.jobs.models import UNFINISHED_STATES, Job
 from relaypacs.jobs.registry import JobContext, default_registry, load_task_modules
 from relaypacs.notifications.models import Notification
 from relaypacs.operations.metrics import RETENTION_DELETED
+from relaypacs.operations.repository import delete_audit_events_before
 from relaypacs.operations.tasks import RETENTION_JOB, apply_retention
 from relaypacs.uploads.models import Upload, UploadState
 from relaypacs.uploads.store import upload_prefix
@@ -154,7 +157,26 @@ async def test_ended_sign_in_sessions_go_and_live_ones_stay(
     assert me.status_code == 200
 
 
+async def _periodic_retention_done(app: FastAPI) -> None:
+    """Wait until the app's own worker has run its start-up retention (default settings).
+
+    That run deletes sessions ended more than 30 days ago, whoever they belong to: a test that
+    stages such a session to see it kept must not race it.
+    """
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        async with app.state.sessionmaker() as session:
+            states = set(
+                (await session.scalars(select(Job.state).where(Job.kind == RETENTION_JOB))).all()
+            )
+        if states and not states & set(UNFINISHED_STATES):
+            return
+        assert asyncio.get_running_loop().time() < deadline, states
+        await asyncio.sleep(0.05)
+
+
 async def test_zero_days_keeps_sessions_forever(client: httpx.AsyncClient, app: FastAPI) -> None:
+    await _periodic_retention_done(app)
     user = await sign_in(client, app)
     async with app.state.sessionmaker() as session:
         await session.execute(
@@ -225,6 +247,23 @@ async def test_the_database_refuses_to_remove_or_change_a_recent_audit_record(
 def test_an_audit_retention_under_six_years_is_refused() -> None:
     with pytest.raises(ValidationError, match="six years"):
         Settings(retention_audit_days=365)
+
+
+async def test_an_application_clock_ahead_of_the_database_deletes_only_what_it_may(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # Retention at the legal minimum, with this process's clock two hours ahead of the
+    # database's: the cutoff reaches a record the database still protects. The delete must
+    # still remove what is past the minimum, not fail on the protected record.
+    past = await _audit_event(app, days_ago=AUDIT_MINIMUM_RETENTION_DAYS + 1)
+    protected = await _audit_event(app, days_ago=AUDIT_MINIMUM_RETENTION_DAYS - 1 / 24)
+    ahead = utcnow() + timedelta(hours=2)
+    async with app.state.sessionmaker() as session:
+        cutoff = ahead - timedelta(days=AUDIT_MINIMUM_RETENTION_DAYS)
+        assert await delete_audit_events_before(session, cutoff) >= 1
+        await session.commit()
+    assert not await _audit_event_exists(app, past)
+    assert await _audit_event_exists(app, protected)
 
 
 async def test_old_notifications_go_recent_ones_stay(

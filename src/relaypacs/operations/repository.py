@@ -10,11 +10,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, delete, exists, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.audit.models import AuditEvent
 from relaypacs.auth.models import LoginSession, RefreshToken, RevokedAccessToken
+from relaypacs.config import AUDIT_MINIMUM_RETENTION_DAYS
 from relaypacs.notifications.models import Notification
 from relaypacs.uploads.models import Upload, UploadState
 
@@ -78,9 +79,26 @@ async def delete_notifications_before(session: AsyncSession, before: datetime) -
 
 
 async def delete_audit_events_before(session: AsyncSession, before: datetime) -> int:
-    """The database refuses this for records younger than the legal minimum (migration 0005)."""
-    statement = delete(AuditEvent).where(AuditEvent.occurred_at < before)
+    """Audit records older than ``before`` and than the legal minimum by the database's clock.
+
+    The database refuses to delete a record younger than the legal minimum (migration 0005),
+    judged by its own clock. With the retention at that minimum, an application clock running
+    ahead of the database's would ask for records the trigger protects, and the whole delete
+    would fail, hour after hour; the second bound, the trigger's own, keeps the two in step.
+    """
+    statement = delete(AuditEvent).where(
+        AuditEvent.occurred_at < before,
+        AuditEvent.occurred_at < _legal_minimum_cutoff(session.get_bind().dialect.name),
+    )
     return _rowcount(await session.execute(statement, execution_options=_NO_SYNC))
+
+
+def _legal_minimum_cutoff(dialect: str) -> ColumnElement[Any]:
+    # The same expressions as the triggers of migration 0005 (and so the same clock and format).
+    days = AUDIT_MINIMUM_RETENTION_DAYS
+    if dialect == "postgresql":
+        return literal_column(f"now() - interval '{days} days'")
+    return literal_column(f"strftime('%Y-%m-%d %H:%M:%f', 'now', '-{days} days')")
 
 
 async def uploads_awaiting_delivery(
