@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
+from sqlalchemy import event
 
+from relaypacs.uploads import assembly
 from tests.support import uploads
 from tests.support.accounts import sign_in
 from tests.support.dicom_studies import instance
@@ -50,3 +54,46 @@ async def test_chunks_in_any_order_assemble_to_a_validated_study(
         hashlib.sha256(first).hexdigest(),
         hashlib.sha256(second).hexdigest(),
     }
+
+
+async def test_a_study_of_many_files_is_assembled_a_few_at_a_time_from_one_chunk_read(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A CT series exported as a thousand small files: no read per file, and files overlap.
+    user = await sign_in(client, app)
+    contents = [instance(rows=16, columns=16) for _ in range(12)]
+    session = await uploads.start(client, user.headers, contents)
+    for position, index in session.all_chunks():
+        assert (await uploads.put(client, session, position, index)).status_code == 201
+
+    in_flight = peak = 0
+    assemble_file = assembly._assemble_file
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await assemble_file(*args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(assembly, "_assemble_file", counted)
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    engine = app.state.resources.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        after = await uploads.complete_and_wait(client, app, session)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert after["instance_count"] == 12, after
+    assert [f["sha256"] for f in after["files"]] == [
+        hashlib.sha256(c).hexdigest() for c in contents
+    ]
+    assert 1 < peak <= assembly.ASSEMBLY_CONCURRENCY
+    chunk_listings = [s for s in statements if "upload_chunk.size, upload_chunk.md5" in s]
+    assert len(chunk_listings) == 1, chunk_listings

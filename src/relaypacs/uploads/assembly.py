@@ -75,15 +75,16 @@ async def assemble_upload(
             return upload.state
         files = await repository.list_files(session, upload_id)
         pending = [f for f in files if f.status is FileStatus.pending]
-        chunks = {f.id: await repository.list_chunks(session, f.id) for f in pending}
+        chunks = await repository.list_chunks(session, upload_id, [f.id for f in pending])
         await session.commit()  # release the connection (and SQLite's lock) during the work
 
     outcomes: list[_Outcome] = []
-    for upload_file in pending:
-        if not await _still_pending(sessionmaker, upload_id, upload_file.id):
-            continue  # its early job recorded it meanwhile
-        outcomes.append(
-            await _assemble_file(chunk_store, upload, upload_file, chunks[upload_file.id], limits)
+    for start in range(0, len(pending), EARLY_ROUND_FILES):
+        group = pending[start : start + EARLY_ROUND_FILES]
+        # Files an early job recorded meanwhile are skipped (one look per group, not per file).
+        still = await _still_pending(sessionmaker, upload_id, [f.id for f in group])
+        await _assemble_each(
+            chunk_store, upload, [f for f in group if f.id in still], chunks, limits, into=outcomes
         )
 
     async with sessionmaker() as session:
@@ -132,12 +133,61 @@ def _file_chunks_prefix(upload_id: uuid.UUID, file_id: uuid.UUID) -> str:
 
 
 async def _still_pending(
-    sessionmaker: async_sessionmaker[AsyncSession], upload_id: uuid.UUID, file_id: uuid.UUID
-) -> bool:
+    sessionmaker: async_sessionmaker[AsyncSession],
+    upload_id: uuid.UUID,
+    file_ids: list[uuid.UUID],
+) -> set[uuid.UUID]:
     async with sessionmaker() as session:
-        upload_file = await repository.get_file(session, upload_id, file_id)
+        pending = await repository.pending_file_ids(session, upload_id, file_ids)
         await session.commit()
-    return upload_file is not None and upload_file.status is FileStatus.pending
+    return pending
+
+
+#: Files of one upload assembled side by side. Each spends most of its time waiting (store
+#: reads, thread hand-offs, the database), so a few at once keep the loop and the threads busy;
+#: few enough that memory stays at a few read blocks per file.
+ASSEMBLY_CONCURRENCY = 4
+
+
+async def _assemble_each(
+    chunk_store: ChunkStore,
+    upload: Upload,
+    files: list[UploadFile],
+    chunks: dict[uuid.UUID, list[tuple[int, int, str]]],
+    limits: ZipLimits,
+    *,
+    own_key: bool = False,
+    into: list[_Outcome],
+) -> None:
+    """:func:`_assemble_file` for each file, :data:`ASSEMBLY_CONCURRENCY` at a time.
+
+    Each outcome lands in ``into`` as soon as it is ready, so a caller cut short (an error, a
+    lost lease) still knows what was stored; the first error cancels the rest.
+    """
+    slots = asyncio.Semaphore(ASSEMBLY_CONCURRENCY)
+
+    async def one(upload_file: UploadFile) -> None:
+        async with slots:
+            into.append(
+                await _assemble_file(
+                    chunk_store,
+                    upload,
+                    upload_file,
+                    chunks[upload_file.id],
+                    limits,
+                    own_key=own_key,
+                )
+            )
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for upload_file in files:
+                group.create_task(one(upload_file))
+    except BaseExceptionGroup as errors:
+        # Callers handle one error, as when files were assembled one after the other.
+        raise errors.exceptions[0] from None
+    finally:
+        into.sort(key=lambda outcome: outcome[0].position)
 
 
 #: Files assembled per round of :func:`assemble_ready_files` (recorded in one transaction).
@@ -170,23 +220,15 @@ async def assemble_ready_files(
             ready = await repository.ready_files(
                 session, upload_id, exclude=sorted(deferred), limit=EARLY_ROUND_FILES
             )
-            chunks = {f.id: await repository.list_chunks(session, f.id) for f in ready}
+            chunks = await repository.list_chunks(session, upload_id, [f.id for f in ready])
             await session.commit()
         if not ready:
             return recorded_files
         round_ = _EarlyRound()
         try:
-            for upload_file in ready:
-                round_.outcomes.append(
-                    await _assemble_file(
-                        chunk_store,
-                        upload,
-                        upload_file,
-                        chunks[upload_file.id],
-                        limits,
-                        own_key=True,
-                    )
-                )
+            await _assemble_each(
+                chunk_store, upload, ready, chunks, limits, own_key=True, into=round_.outcomes
+            )
             await _record_round(sessionmaker, upload_id, upload, round_, deferred)
         except BaseException:
             # Cancelled (lease lost, worker stopping) or failed before the round was recorded:
