@@ -264,7 +264,7 @@ async def test_a_client_that_stops_reading_is_disconnected(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     slow = _session_settings(app).model_copy(update={"sse_send_timeout_seconds": 1.0})
-    async with running_app(slow) as app, serve_app(app) as base_url:
+    async with running_app(slow) as app, serve_app(app, send_buffer_bytes=4096) as base_url:
         user = await sign_in(client, app)
         port = int(base_url.rsplit(":", 1)[1])
         sock = socket.socket()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -119,9 +120,23 @@ async def _prefixed(first: str | None, rest: AsyncIterator[str]) -> AsyncIterato
 
 
 @asynccontextmanager
-async def serve_app(app: FastAPI) -> AsyncIterator[str]:
-    """Serve an already started app over real HTTP on a free port (lifespan stays the app's)."""
-    port = free_port()
+async def serve_app(app: FastAPI, *, send_buffer_bytes: int | None = None) -> AsyncIterator[str]:
+    """Serve an already started app over real HTTP on a free port (lifespan stays the app's).
+
+    ``send_buffer_bytes`` caps the kernel's send buffer of every accepted connection. On
+    loopback it otherwise grows to megabytes, so a test of a client that never reads would
+    have to write all of that before the application sees any back-pressure.
+    """
+    sockets: list[socket.socket] | None = None
+    if send_buffer_bytes is None:
+        port = free_port()
+    else:
+        listener = socket.socket()
+        # Set before listen(): accepted connections inherit it.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+        listener.bind(("127.0.0.1", 0))
+        port = int(listener.getsockname()[1])
+        sockets = [listener]
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -131,7 +146,7 @@ async def serve_app(app: FastAPI) -> AsyncIterator[str]:
         timeout_graceful_shutdown=1,
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started:
         if task.done():
             task.result()
