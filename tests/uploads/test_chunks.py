@@ -12,7 +12,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from relaypacs.db.base import utcnow
 from relaypacs.uploads.models import Upload, UploadChunk
@@ -20,6 +20,7 @@ from relaypacs.uploads.store import chunk_key
 from tests.support import uploads
 from tests.support.accounts import sign_in
 from tests.support.dicom_studies import instance
+from tests.support.statements import captured_statements
 
 CHUNK = uploads.SMALL_CHUNK
 
@@ -331,18 +332,9 @@ async def test_one_chunk_remembers_the_routes_of_every_file_of_the_upload(
     owner = await sign_in(client, app)
     study = await uploads.start(client, owner.headers, [b"a" * 100, b"b" * 100, b"c" * 100])
     assert (await uploads.put(client, study, 0, 0)).status_code == 201
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    engine = app.state.resources.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with captured_statements(app) as statements:
         for position in (1, 2):
             assert (await uploads.put(client, study, position, 0)).status_code == 201
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     assert statements, "the chunks were committed"
     assert not [s for s in statements if "upload_file" in s], statements
     for position in range(3):

@@ -8,12 +8,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event
 
 from relaypacs.uploads import assembly
 from tests.support import uploads
 from tests.support.accounts import sign_in
 from tests.support.dicom_studies import instance
+from tests.support.statements import captured_statements
 
 
 async def test_chunks_in_any_order_assemble_to_a_validated_study(
@@ -79,17 +79,8 @@ async def test_a_study_of_many_files_is_assembled_a_few_at_a_time_from_one_chunk
             in_flight -= 1
 
     monkeypatch.setattr(assembly, "_assemble_file", counted)
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    engine = app.state.resources.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with captured_statements(app) as statements:
         after = await uploads.complete_and_wait(client, app, session)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     assert after["instance_count"] == 12, after
     assert [f["sha256"] for f in after["files"]] == [
         hashlib.sha256(c).hexdigest() for c in contents
