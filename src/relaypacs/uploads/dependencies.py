@@ -150,12 +150,14 @@ class ChunkRouteCache:
     Only routes checked against the database with that very token are stored; see
     :class:`relaypacs.uploads.service.ChunkRoute` for why caching them is safe. All files of an
     upload are remembered at once: a CT study of a thousand one-chunk files would otherwise pay
-    the database round trip on every file.
+    the database round trip on every file. ``capacity`` counts routes (files), not uploads, so
+    memory stays bounded (tens of MB) even with many uploads of 10,000 files each.
     """
 
-    def __init__(self, capacity: int = 2_000) -> None:
+    def __init__(self, capacity: int = 50_000) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[tuple[str, str], CachedUpload] = OrderedDict()
+        self._routes = 0
 
     def get(self, key: tuple[str, str]) -> CachedUpload | None:
         """``key``: the upload token's hash and the upload id."""
@@ -165,10 +167,19 @@ class ChunkRouteCache:
         return entry
 
     def put(self, key: tuple[str, str], routes: list[ChunkRoute], *, receiving: bool) -> None:
+        replaced = self._entries.pop(key, None)
+        if replaced is not None:
+            self._routes -= len(replaced.routes)
         self._entries[key] = CachedUpload({str(r.file_id): r for r in routes}, receiving)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+        self._routes += len(routes)
+        # The newest entry stays even alone over capacity: its upload is being sent right now.
+        while self._routes > self.capacity and len(self._entries) > 1:
+            _, evicted = self._entries.popitem(last=False)
+            self._routes -= len(evicted.routes)
+
+    def __len__(self) -> int:
+        """How many routes (files) are remembered."""
+        return self._routes
 
 
 def get_route_cache(request: Request) -> ChunkRouteCache:
