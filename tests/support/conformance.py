@@ -15,6 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -87,6 +88,8 @@ def conformance_failures(
             except Unsatisfiable:
                 # Nothing to get wrong: the operation takes no parameters and no body.
                 assert mode is GenerationMode.NEGATIVE
-            except Exception as exc:  # collect them all: one report per operation and mode
+            # Collect them all: one report per operation and mode. Schemathesis raises its
+            # failures as a FailureGroup, a BaseExceptionGroup that `except Exception` misses.
+            except (Exception, FailureGroup) as exc:
                 failures.append(f"{operation.label} [{mode.value}]: {exc}")
     return failures
