@@ -82,7 +82,10 @@ def test_accounts_api_conforms_to_its_openapi(gateway: Gateway) -> None:
         gateway.base_url,
         PATHS,
         gateway.headers_for,
-        max_examples=25,
+        # 10 per operation, mode and database, as in the reports run (25 took 35-46 s a
+        # database). The NUL and control-character rules this run first found have
+        # deterministic tests of their own (tests/auth/test_errors.py).
+        max_examples=10,
         min_operations=15,
         after=gateway.after,
     )
