@@ -227,16 +227,21 @@ async def stage_to_file(
             os.posix_fadvise(descriptor, written, length, os.POSIX_FADV_DONTNEED)
         written += length
 
+    def close() -> None:
+        nonlocal descriptor
+        if descriptor is not None:
+            closing, descriptor = descriptor, None
+            os.close(closing)
+
     def finish(pieces: list[bytes]) -> None:
         write(pieces)
         assert descriptor is not None
         if fsync:
             os.fsync(descriptor)
-        os.close(descriptor)
+        close()
 
     def abandon() -> None:
-        if descriptor is not None:
-            os.close(descriptor)
+        close()
         path.unlink(missing_ok=True)
 
     # One batch is hashed and written in a thread while the next one is received (at most one
@@ -258,16 +263,23 @@ async def stage_to_file(
                 pending_size = 0
         if writing is not None:
             await asyncio.shield(writing)
-        await _run_in_io_thread(finish, pending)
+        writing = _run_in_io_thread(finish, pending)
+        await asyncio.shield(writing)
     except BaseException:
-        if writing is not None:
-            # A thread cannot be interrupted: the file goes only once it is done with it.
-            await asyncio.wait([writing])
-            if not writing.cancelled():
-                writing.exception()  # retrieved: the error that matters is propagating
-        await _run_in_io_thread(abandon)
+        # A thread cannot be interrupted (and a cancelled await does not stop it): the
+        # descriptor is closed and the file removed once the thread is done with them, even if
+        # this request is cancelled again meanwhile.
+        await asyncio.shield(_abandon_after(writing, abandon))
         raise
     return md5.digest(), size
+
+
+async def _abandon_after(writing: asyncio.Future[None] | None, abandon: Callable[[], None]) -> None:
+    if writing is not None:
+        await asyncio.wait([writing])
+        if not writing.cancelled():
+            writing.exception()  # retrieved: the error that matters is propagating
+    await _run_in_io_thread(abandon)
 
 
 def _write_all(descriptor: int, pieces: list[bytes]) -> None:
