@@ -26,6 +26,11 @@ export interface EngineDeps {
   maxChecksumRetries?: number;
   /** a new Idempotency-Key (default: a random UUID) */
   newKey?: () => string;
+  /**
+   * While chunks go out, what the gateway confirmed is saved at most this often (default 1 s):
+   * a browser that dies mid-upload comes back showing what it had sent, not 0 %.
+   */
+  progressSaveMs?: number;
 }
 
 const RUNNABLE: ReadonlySet<JobState> = new Set(['waiting', 'uploading', 'completing']);
@@ -38,6 +43,8 @@ interface Live {
   samples: { at: number; bytes: number }[];
   retrying: boolean;
   waitingFor: JobProgress['waitingFor'];
+  /** when `confirmed` was last saved with the job */
+  savedAt: number;
 }
 
 interface RetryOptions {
@@ -405,6 +412,11 @@ export class UploadEngine {
     const live = this.live.get(job.id);
     if (live) live.confirmed.set(task.fileIndex, (live.confirmed.get(task.fileIndex) ?? 0) + (task.end - task.start));
     this.scheduleEmit();
+    if (live && !signal.aborted && this.now() - live.savedAt >= (this.deps.progressSaveMs ?? 1_000)) {
+      // Awaited in the lane, so a pause, cancel or forget (which wait for the run) comes after it.
+      live.savedAt = this.now();
+      await this.save(job);
+    }
   }
 
   private async retrying<T>(
@@ -507,10 +519,15 @@ export class UploadEngine {
 
   private async setState(job: UploadJob, state: JobState): Promise<void> {
     job.state = state;
+    await this.save(job);
+    this.emitNow();
+  }
+
+  /** Saves the job with what the gateway has confirmed so far. */
+  private async save(job: UploadJob): Promise<void> {
     const live = this.live.get(job.id);
     if (live) for (const file of job.files) file.confirmedBytes = live.confirmed.get(file.index) ?? file.confirmedBytes;
     await this.deps.store.putJob({ ...job, files: job.files.map((file) => ({ ...file })) });
-    this.emitNow();
   }
 
   /** A state change made by the running job: refused once the user paused or cancelled it. */
@@ -544,18 +561,24 @@ export class UploadEngine {
     for (const file of job.files) {
       file.serverFileId = undefined;
       file.chunkCount = undefined;
+      // Those bytes went to the forgotten session: a new one starts from nothing.
+      file.confirmedBytes = undefined;
     }
   }
 
   private startLive(job: UploadJob, confirmed: Map<number, number>): void {
-    this.live.set(job.id, { confirmed: new Map(confirmed), inflight: new Map(), samples: [], retrying: false, waitingFor: null });
+    // The first chunk confirmed is saved at once, then at most every progressSaveMs.
+    this.live.set(job.id, { confirmed: new Map(confirmed), inflight: new Map(), samples: [], retrying: false, waitingFor: null, savedAt: -Infinity });
     this.emitNow();
   }
 
   private liveOf(job: UploadJob): Live {
     let live = this.live.get(job.id);
     if (!live) {
-      live = { confirmed: new Map(), inflight: new Map(), samples: [], retrying: false, waitingFor: null };
+      // Until the gateway says what it holds (after a reload or a restart, or while it cannot be
+      // reached), the job shows what was last saved as confirmed, not 0.
+      const saved = new Map(job.files.map((file) => [file.index, file.confirmedBytes ?? 0]));
+      live = { confirmed: saved, inflight: new Map(), samples: [], retrying: false, waitingFor: null, savedAt: this.now() };
       this.live.set(job.id, live);
     }
     return live;

@@ -252,6 +252,61 @@ describe('upload engine', () => {
     expect(progress?.etaSeconds).toBeNull();
   });
 
+  it('shows what a job had sent after the browser died mid-upload, before the gateway answers', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(20), 'b.dcm': 'b'.repeat(8) });
+    await store.addJob(record, blobs);
+    // The browser dies once the gateway has stored 3 chunks: no pause, no state change, the
+    // 4th request never answered.
+    const original = gateway.putChunk.bind(gateway);
+    let calls = 0;
+    gateway.putChunk = async (request) => {
+      calls += 1;
+      if (calls > 3) return new Promise<number>(() => undefined);
+      return original(request);
+    };
+    const first = harness({ parallel: 1, progressSaveMs: 0 });
+    await started(first);
+    await until(() => calls === 4, 'the 4th chunk on the wire');
+    gateway.putChunk = original;
+
+    // The browser starts again with the gateway silent: the job shows its 12 bytes, not 0.
+    gateway.down = true;
+    const second = harness({ parallel: 1 });
+    await started(second);
+    await until(() => second.latest()[0]?.progress?.retrying === true, 'retrying');
+    expect(second.latest()[0]?.state).toBe('uploading');
+    expect(second.latest()[0]?.progress?.sentBytes).toBe(12);
+
+    gateway.down = false;
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    // 7 chunks: the 3 stored before the crash, then only the 4 still missing.
+    expect(new Set(gateway.puts.map((p) => `${p.fileId}:${p.index}`)).size).toBe(7);
+    expect(gateway.puts).toHaveLength(7);
+  });
+
+  it('saves what was sent at most once per progressSaveMs while chunks go out', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(40) });
+    await store.addJob(record, blobs);
+    let clock = 0;
+    const original = store.putJob.bind(store);
+    const saved: number[] = [];
+    store.putJob = async (saving) => {
+      saved.push(saving.files[0]?.confirmedBytes ?? 0);
+      return original(saving);
+    };
+    gateway.putChunk = ((put) => async (request: Parameters<FakeGateway['putChunk']>[0]) => {
+      clock += 400; // each chunk takes 0.4 s
+      return put(request);
+    })(gateway.putChunk.bind(gateway));
+    const h = harness({ parallel: 1, now: () => clock, progressSaveMs: 1_000 });
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    // 10 chunks of 4 bytes, one every 0.4 s: saved after the 1st, then the first chunks at least
+    // 1 s later (the 4th, the 7th, the 10th = all 40 bytes); each change of state is saved too.
+    const whileSending = saved.filter((bytes) => bytes > 0 && bytes < 40);
+    expect(whileSending).toEqual([4, 16, 28]);
+  });
+
   it('pauses and resumes on request', async () => {
     const [record, blobs] = job('j1', { 'a.dcm': 'abcdefgh' });
     await store.addJob(record, blobs);
