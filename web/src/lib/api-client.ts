@@ -73,7 +73,10 @@ export function refreshAccessToken(options: { force?: boolean; refused?: string 
       const response = await axios.post<TokenPair>(`${env.apiBase}/auth/refresh`, {
         refresh_token: before.refresh,
       });
-      return tokens.save(response.data).access;
+      const saved = tokens.save(response.data);
+      // On disk before the lock goes: a browser killed now must not come back with the spent one.
+      await tokens.durable();
+      return saved.access;
     } catch (error) {
       const status = isAxiosError(error) ? error.response?.status : undefined;
       if (status === 400 || status === 401 || status === 403) tokens.clear();

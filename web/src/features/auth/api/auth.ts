@@ -42,6 +42,8 @@ export async function register(input: RegisterInput): Promise<User> {
 export async function login(input: LoginInput): Promise<TokenPair> {
   const pair = (await api.post<TokenPair>('/auth/login', input)).data;
   tokens.save(pair);
+  // A browser killed right after signing in comes back signed in.
+  await tokens.durable();
   return pair;
 }
 
@@ -50,6 +52,8 @@ export async function logout(): Promise<void> {
   try {
     await api.post('/auth/logout', refresh ? { refresh_token: refresh } : {}, { timeout: 5_000 });
   } finally {
+    // Its durable copy follows within milliseconds, unawaited: the caller's state changes must
+    // land in the same render as this one, or the router takes it for a lapsed session.
     tokens.clear();
   }
 }

@@ -1,0 +1,113 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+
+import { restoreTokens, tokens, type TokenPair } from '../tokens';
+
+/** localStorage as a Map. A "crash" puts back what it held earlier: the writes not yet on disk. */
+class MemoryStorage {
+  entries = new Map<string, string>();
+  get length(): number {
+    return this.entries.size;
+  }
+  getItem(key: string): string | null {
+    return this.entries.get(key) ?? null;
+  }
+  setItem(key: string, value: string): void {
+    this.entries.set(key, value);
+  }
+  removeItem(key: string): void {
+    this.entries.delete(key);
+  }
+  clear(): void {
+    this.entries.clear();
+  }
+  key(index: number): string | null {
+    return [...this.entries.keys()][index] ?? null;
+  }
+}
+
+let storage: MemoryStorage;
+
+function pair(refresh: string): TokenPair {
+  return { access_token: `access-of-${refresh}`, refresh_token: refresh, token_type: 'bearer', expires_in: 3600 };
+}
+
+/** What localStorage holds on disk now. */
+function snapshot(): Map<string, string> {
+  return new Map(storage.entries);
+}
+
+/** The browser is killed: localStorage comes back as it was at `onDisk`; IndexedDB as committed. */
+function crash(onDisk: Map<string, string>): void {
+  storage.entries = new Map(onDisk);
+}
+
+beforeEach(async () => {
+  storage = new MemoryStorage();
+  Object.defineProperty(globalThis, 'localStorage', { value: storage, configurable: true });
+  tokens.clear();
+  await tokens.durable();
+});
+
+describe('tokens after the browser was killed', () => {
+  it('brings back a sign-in that localStorage had not written to disk', async () => {
+    const onDisk = snapshot();
+    tokens.save(pair('r1'));
+    await tokens.durable();
+    crash(onDisk);
+    expect(tokens.get()).toBeNull();
+
+    await restoreTokens();
+    expect(tokens.get()?.refresh).toBe('r1');
+    expect(tokens.access()).toBe('access-of-r1');
+  });
+
+  it('brings back the refreshed pair, not the refresh token already spent', async () => {
+    tokens.save(pair('r1'));
+    await tokens.durable();
+    const onDisk = snapshot();
+    tokens.save(pair('r2'));
+    await tokens.durable();
+    crash(onDisk);
+    expect(tokens.get()?.refresh).toBe('r1');
+
+    await restoreTokens();
+    expect(tokens.get()?.refresh).toBe('r2');
+  });
+
+  it('keeps a sign-out a sign-out', async () => {
+    tokens.save(pair('r1'));
+    await tokens.durable();
+    const onDisk = snapshot();
+    tokens.clear();
+    await tokens.durable();
+    crash(onDisk);
+    expect(tokens.get()?.refresh).toBe('r1');
+
+    await restoreTokens();
+    expect(tokens.get()).toBeNull();
+    expect(localStorage.getItem('relaypacs.tokens')).toBeNull();
+  });
+
+  it('keeps what localStorage holds when it is the newer, and makes it durable', async () => {
+    // Written without the durable copy: by the app before it kept one, for instance.
+    localStorage.setItem(
+      'relaypacs.tokens',
+      JSON.stringify({ access: 'access-of-r9', refresh: 'r9', expiresAt: Date.now() + 60_000 }),
+    );
+    await restoreTokens();
+    expect(tokens.get()?.refresh).toBe('r9');
+
+    crash(new Map()); // all of localStorage lost
+    await restoreTokens();
+    expect(tokens.get()?.refresh).toBe('r9');
+  });
+
+  it('tells subscribers about a sign-in and a sign-out as before', () => {
+    const seen: (string | null)[] = [];
+    const unsubscribe = tokens.subscribe((value) => seen.push(value?.refresh ?? null));
+    tokens.save(pair('r1'));
+    tokens.clear();
+    unsubscribe();
+    expect(seen).toEqual(['r1', null]);
+  });
+});
