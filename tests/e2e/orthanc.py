@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import shutil
@@ -73,6 +74,25 @@ class Orthanc:
         )
         response.raise_for_status()
         return len(response.json())
+
+    def instance_sha256s(self, patient_id: str) -> dict[str, str]:
+        """SOP Instance UID -> SHA-256 of the file Orthanc stored, for each of a patient."""
+        response = httpx.post(
+            f"{self.url}/tools/find",
+            auth=self.auth,
+            json={"Level": "Instance", "Query": {"PatientID": patient_id}, "Expand": True},
+            timeout=10,
+        )
+        response.raise_for_status()
+        digests: dict[str, str] = {}
+        for instance in response.json():
+            uid = instance["MainDicomTags"]["SOPInstanceUID"]
+            data = httpx.get(
+                f"{self.url}/instances/{instance['ID']}/file", auth=self.auth, timeout=30
+            )
+            data.raise_for_status()
+            digests[uid] = hashlib.sha256(data.content).hexdigest()
+        return digests
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
