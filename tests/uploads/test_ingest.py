@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import sqlite3
 import time
 import types
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any, cast
 
@@ -232,3 +233,35 @@ async def _sign_up(client: httpx.AsyncClient) -> dict[str, str]:
     )
     assert login.status_code == 200, login.text
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+async def test_a_request_waiting_for_the_sqlite_turn_holds_no_write_lock(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # The committer holds the turn while it takes SQLite's write lock. A chunk PUT signed in
+    # with a bearer token reads its user first: if that read's transaction (BEGIN IMMEDIATE)
+    # were still open while the PUT waits for the turn, the two would wait for each other
+    # until busy_timeout (30 s) and the committer's whole batch would fail.
+    settings = app.state.settings
+    if not settings.is_sqlite:
+        pytest.skip("only SQLite has one write lock and the in-process turn")
+    owner = await sign_in(client, app)
+    study = await uploads.start(client, owner.headers, [b"x" * 100])
+    turn: asyncio.Lock = app.state.uploads_sqlite_turn
+    database = settings.resolved_database_url.split("///", 1)[1]
+
+    def take_the_write_lock() -> None:
+        with closing(sqlite3.connect(database, timeout=3, isolation_level=None)) as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+
+    async with turn:  # as the committer does around its batch
+        put = asyncio.create_task(uploads.put(client, study, 0, 0, headers=owner.headers))
+        deadline = time.monotonic() + 10
+        # Private, but the only way to see the request is now queued for the turn.
+        while not getattr(turn, "_waiters", None):
+            assert time.monotonic() < deadline, "the PUT never queued for the turn"
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(take_the_write_lock)  # "database is locked" without the fix
+    response = await put
+    assert response.status_code == 201, response.text

@@ -10,7 +10,7 @@ import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -189,14 +189,23 @@ def get_route_cache(request: Request) -> ChunkRouteCache:
     return cache
 
 
-def database_turn(request: Request) -> AbstractAsyncContextManager[None]:
+@asynccontextmanager
+async def database_turn(request: Request, session: AsyncSession) -> AsyncIterator[None]:
     """Queue chunk transactions in-process on SQLite.
 
     SQLite has one writer; every transaction here begins IMMEDIATE. Concurrent requests would
     otherwise wait in SQLite's busy handler, which sleeps and polls (seconds of tail latency).
     An asyncio lock hands the turn over at once. PostgreSQL needs no turn.
+
+    The request's own transaction so far (its dependencies' reads: the signed-in user) ends
+    first: on SQLite it holds the write lock, and the chunk committer, which holds the turn
+    while it waits for that lock, would wait for it until ``busy_timeout`` (30 s) and then fail
+    its whole batch.
     """
-    return _app_database_turn(request.app)
+    if session.in_transaction():
+        await session.commit()
+    async with _app_database_turn(request.app):
+        yield
 
 
 @asynccontextmanager

@@ -143,7 +143,7 @@ async def start_upload(
     await resources.rate_limiter.hit(
         resources.settings.upload_start_rate_limit, "upload_start", str(user.id)
     )
-    async with database_turn(request):
+    async with database_turn(request, session):
         created = await service.create_upload(
             session,
             owner=user,
@@ -229,7 +229,7 @@ async def put_chunk(
     ] = None,
 ) -> Response:
     resources = get_resources(request)
-    async with database_turn(request):
+    async with database_turn(request, session):
         access, upload_file = await resolve_chunk_access(
             request, session, upload_id, file_id, user, x_upload_token
         )
