@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,25 @@ def context(browser: Browser, link: ThrottlingProxy) -> Iterator[BrowserContext]
     ctx = browser.new_context(base_url=link.url, viewport={"width": 1280, "height": 900})
     yield ctx
     ctx.close()
+
+
+def wait_until_true(page: Page, promise: str, timeout: float = 30) -> None:
+    """Poll a page expression that gives a promise until it resolves to true.
+
+    ``page.wait_for_function`` does not await a promise: it takes the promise object itself as
+    truthy and returns at once. Each look is cut off after a second, so a promise that never
+    settles (no service worker registered) fails the test instead of hanging it.
+    """
+    deadline = time.monotonic() + timeout
+    race = f"Promise.race([Promise.resolve({promise}), new Promise(r => setTimeout(r, 1000))])"
+    while page.evaluate(race) is not True:
+        assert time.monotonic() < deadline, f"not true within {timeout} s: {promise}"
+        page.wait_for_timeout(200)
+
+
+def wait_for_service_worker(page: Page) -> None:
+    """The page's service worker is installed and active (so it holds the app shell)."""
+    wait_until_true(page, "navigator.serviceWorker.ready.then(r => !!r.active)")
 
 
 def sign_in_with_tokens(page: Page, username: str, tokens: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ import pydicom
 import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, expect
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Api
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Api, wait_for_service_worker
 from tests.e2e.orthanc import Orthanc
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.studies import write_study
@@ -158,8 +158,7 @@ def test_an_upload_survives_a_killed_browser_and_resumes_without_resending_store
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("heading", name="New upload").wait_for()
     # Installed and holding the shell: the next start opens the app with the gateway silent.
-    # (evaluate awaits the promise; wait_for_function would take the promise itself as truthy.)
-    assert page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
+    wait_for_service_worker(page)
     choose_folder(page, study)
     send(page)
     # Until the app has noted on the device a chunk's worth of what the gateway confirmed.

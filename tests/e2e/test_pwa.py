@@ -13,7 +13,16 @@ import pyotp
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, REPO, Api, sign_in_with_tokens
+from tests.e2e.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORD,
+    REPO,
+    Api,
+    sign_in_with_tokens,
+    wait_for_service_worker,
+    wait_until_true,
+)
 from tests.e2e.gateway import Gateway, free_port
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.studies import write_study
@@ -21,12 +30,6 @@ from tests.e2e.test_upload import ACCEPTED, big_study, choose_folder, send, wait
 
 AXE = REPO / "web" / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS = {"phone": 375, "desktop": 1280}
-
-
-def wait_for_service_worker(page: Page) -> None:
-    page.wait_for_function(
-        "navigator.serviceWorker.ready.then(r => !!r.active)", timeout=30_000, polling=200
-    )
 
 
 def run_axe(page: Page) -> list[dict[str, Any]]:
@@ -363,9 +366,10 @@ def test_a_new_version_is_offered_and_applied_only_when_asked(
         with page.expect_navigation():
             prompt.get_by_role("button", name="Update now").click()
         page.get_by_role("heading", name="Sign in").wait_for()
-        page.wait_for_function(
+        wait_until_true(
+            page,
             "navigator.serviceWorker.getRegistration().then(r => !r.waiting && !!r.active)",
-            timeout=15_000,
+            timeout=15,
         )
         expect(page.get_by_text("A new version of RelayPACS is ready")).to_have_count(0)
     finally:

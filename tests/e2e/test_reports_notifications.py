@@ -17,12 +17,12 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.e2e.conftest import PASSWORD, Api, sign_in_with_tokens
+from tests.e2e.conftest import PASSWORD, Api, sign_in_with_tokens, wait_for_service_worker
 from tests.e2e.gateway import Gateway
 from tests.e2e.orthanc import Orthanc
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.studies import write_study
-from tests.e2e.test_pwa import no_horizontal_overflow, run_axe, wait_for_service_worker
+from tests.e2e.test_pwa import no_horizontal_overflow, run_axe
 from tests.e2e.test_upload import choose_folder, send
 from tests.reports.documents import structured_report
 

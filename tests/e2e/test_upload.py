@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import SCREENSHOTS, Api, sign_in_with_tokens
+from tests.e2e.conftest import SCREENSHOTS, Api, sign_in_with_tokens, wait_for_service_worker
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.studies import write_study
 
@@ -244,9 +244,7 @@ def test_a_study_sent_while_offline_waits_on_the_device_and_goes_when_back(
     username, tokens = account
     write_study(study_dir, instances=2, patient_id="E2E-OFFLINE-START")
     sign_in_with_tokens(page, username, tokens)
-    page.wait_for_function(
-        "navigator.serviceWorker.ready.then(r => !!r.active)", timeout=30_000, polling=200
-    )
+    wait_for_service_worker(page)
     choose_folder(page, study_dir)
     page.context.set_offline(True)
     expect(
