@@ -181,8 +181,11 @@ def wait_until_true(page: Page, promise: str, timeout: float = 30) -> None:
 
 
 def wait_for_service_worker(page: Page) -> None:
-    """The page's service worker is installed and active (so it holds the app shell)."""
-    wait_until_true(page, "navigator.serviceWorker.ready.then(r => !!r.active)")
+    """The service worker is active and controls this page: it holds the app shell and answers
+    the page's next navigation even with the network gone (it claims open pages when it
+    activates, a moment after ``ready``)."""
+    controlled = "!!navigator.serviceWorker.controller"
+    wait_until_true(page, f"navigator.serviceWorker.ready.then(r => !!r.active && {controlled})")
 
 
 def sign_in_with_tokens(page: Page, username: str, tokens: dict[str, Any]) -> None:

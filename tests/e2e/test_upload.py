@@ -165,6 +165,8 @@ def test_reload_mid_upload_resumes_without_resending_stored_chunks(
     big_study(api, tokens, study_dir)
     link.rate = 1_500_000
     sign_in_with_tokens(page, username, tokens)
+    # The reload below, with the link frozen, is answered by the service worker.
+    wait_for_service_worker(page)
     choose_folder(page, study_dir)
     send(page)
     wait_for_percent(page, 30)
