@@ -166,16 +166,19 @@ class ChunkRouteCache:
             self._entries.move_to_end(key)
         return entry
 
-    def put(self, key: tuple[str, str], routes: list[ChunkRoute], *, receiving: bool) -> None:
+    def put(
+        self, key: tuple[str, str], routes: list[ChunkRoute], *, receiving: bool
+    ) -> CachedUpload:
         replaced = self._entries.pop(key, None)
         if replaced is not None:
             self._routes -= len(replaced.routes)
-        self._entries[key] = CachedUpload({str(r.file_id): r for r in routes}, receiving)
+        entry = self._entries[key] = CachedUpload({str(r.file_id): r for r in routes}, receiving)
         self._routes += len(routes)
         # The newest entry stays even alone over capacity: its upload is being sent right now.
         while self._routes > self.capacity and len(self._entries) > 1:
             _, evicted = self._entries.popitem(last=False)
             self._routes -= len(evicted.routes)
+        return entry
 
     def __len__(self) -> int:
         """How many routes (files) are remembered."""

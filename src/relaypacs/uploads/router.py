@@ -245,17 +245,18 @@ async def put_chunk(
             content_md5=content_md5,
             content_length=_content_length(request),
         )
-        siblings = []
-        if x_upload_token and access.via_token:
-            siblings = await repository.list_files(session, upload.id)
+        # Checked with this very token: every file of the upload can be remembered for it.
+        remember = bool(x_upload_token and access.via_token)
+        siblings = await repository.list_files(session, upload.id) if remember else []
         # No transaction may stay open while a slow client sends the body.
         await session.commit()
     cached = None
-    if x_upload_token and access.via_token:
-        cache = get_route_cache(request)
-        routes = [service.ChunkRoute.of(upload, f) for f in siblings]
-        cache.put((hash_token(x_upload_token), upload_id), routes, receiving=receiving)
-        cached = cache.get((hash_token(x_upload_token), upload_id))
+    if remember and x_upload_token:
+        cached = get_route_cache(request).put(
+            (hash_token(x_upload_token), upload_id),
+            [service.ChunkRoute.of(upload, f) for f in siblings],
+            receiving=receiving,
+        )
     return await _store_chunk(request, chunk_store, target, receiving, cached)
 
 
