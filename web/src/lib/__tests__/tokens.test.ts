@@ -1,29 +1,8 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 
-import { restoreTokens, tokens, type TokenPair } from '../tokens';
+import { installMemoryStorage, type MemoryStorage } from '@/testing/memory-storage';
 
-/** localStorage as a Map. A "crash" puts back what it held earlier: the writes not yet on disk. */
-class MemoryStorage {
-  entries = new Map<string, string>();
-  get length(): number {
-    return this.entries.size;
-  }
-  getItem(key: string): string | null {
-    return this.entries.get(key) ?? null;
-  }
-  setItem(key: string, value: string): void {
-    this.entries.set(key, value);
-  }
-  removeItem(key: string): void {
-    this.entries.delete(key);
-  }
-  clear(): void {
-    this.entries.clear();
-  }
-  key(index: number): string | null {
-    return [...this.entries.keys()][index] ?? null;
-  }
-}
+import { restoreTokens, tokens, type TokenPair } from '../tokens';
 
 let storage: MemoryStorage;
 
@@ -31,29 +10,18 @@ function pair(refresh: string): TokenPair {
   return { access_token: `access-of-${refresh}`, refresh_token: refresh, token_type: 'bearer', expires_in: 3600 };
 }
 
-/** What localStorage holds on disk now. */
-function snapshot(): Map<string, string> {
-  return new Map(storage.entries);
-}
-
-/** The browser is killed: localStorage comes back as it was at `onDisk`; IndexedDB as committed. */
-function crash(onDisk: Map<string, string>): void {
-  storage.entries = new Map(onDisk);
-}
-
 beforeEach(async () => {
-  storage = new MemoryStorage();
-  Object.defineProperty(globalThis, 'localStorage', { value: storage, configurable: true });
+  storage = installMemoryStorage();
   tokens.clear();
   await tokens.durable();
 });
 
 describe('tokens after the browser was killed', () => {
   it('brings back a sign-in that localStorage had not written to disk', async () => {
-    const onDisk = snapshot();
+    const onDisk = storage.snapshot();
     tokens.save(pair('r1'));
     await tokens.durable();
-    crash(onDisk);
+    storage.crash(onDisk);
     expect(tokens.get()).toBeNull();
 
     await restoreTokens();
@@ -64,10 +32,10 @@ describe('tokens after the browser was killed', () => {
   it('brings back the refreshed pair, not the refresh token already spent', async () => {
     tokens.save(pair('r1'));
     await tokens.durable();
-    const onDisk = snapshot();
+    const onDisk = storage.snapshot();
     tokens.save(pair('r2'));
     await tokens.durable();
-    crash(onDisk);
+    storage.crash(onDisk);
     expect(tokens.get()?.refresh).toBe('r1');
 
     await restoreTokens();
@@ -77,10 +45,10 @@ describe('tokens after the browser was killed', () => {
   it('keeps a sign-out a sign-out', async () => {
     tokens.save(pair('r1'));
     await tokens.durable();
-    const onDisk = snapshot();
+    const onDisk = storage.snapshot();
     tokens.clear();
     await tokens.durable();
-    crash(onDisk);
+    storage.crash(onDisk);
     expect(tokens.get()?.refresh).toBe('r1');
 
     await restoreTokens();
@@ -97,7 +65,7 @@ describe('tokens after the browser was killed', () => {
     await restoreTokens();
     expect(tokens.get()?.refresh).toBe('r9');
 
-    crash(new Map()); // all of localStorage lost
+    storage.crash(new Map()); // all of localStorage lost
     await restoreTokens();
     expect(tokens.get()?.refresh).toBe('r9');
   });
