@@ -1,13 +1,14 @@
-import { useCallback, useEffect } from 'react';
+import { useEffect } from 'react';
 import { createBrowserRouter, Navigate, Outlet, RouterProvider, useLocation } from 'react-router';
 
 import { AdminArea, AuditPage, DeliveriesPage, UsersPage } from '@/features/admin';
-import { AuthProvider, RegisterPage, SignInPage, useAuth, type User } from '@/features/auth';
-import { clearNotificationCache, NotificationsPage } from '@/features/notifications';
-import { clearReportCache, ReportDetailPage, ReportsPage } from '@/features/reports';
-import { clearDeviceData, NewUploadPage, startUploadEngine, UploadDetailPage, UploadsPage } from '@/features/upload';
+import { AuthProvider, RegisterPage, SignInPage, useAuth } from '@/features/auth';
+import { NotificationsPage } from '@/features/notifications';
+import { ReportDetailPage, ReportsPage } from '@/features/reports';
+import { NewUploadPage, startUploadEngine, UploadDetailPage, UploadsPage } from '@/features/upload';
 import { network } from '@/lib/network';
 
+import { clearAllDeviceData, handOverDevice } from './device-data';
 import { Layout } from './layout';
 import { DashboardRoute } from './routes/dashboard-page';
 import { NotFoundPage } from './routes/not-found-page';
@@ -38,11 +39,6 @@ function ReportDetailRoute() {
 function NotificationsRoute() {
   const { user } = useAuth();
   return <NotificationsPage userId={user?.id ?? null} />;
-}
-
-/** Everything of the signed-in user kept on this device: queued studies, history, reports. */
-async function clearAllDeviceData(): Promise<void> {
-  await Promise.all([clearDeviceData(), clearReportCache(), clearNotificationCache()]);
 }
 
 /** Admin screens: administrators only; anyone else gets a clear "not allowed". */
@@ -103,12 +99,8 @@ export function App() {
   useEffect(() => network.start(), []);
 
   // Another person signing in on this device must not inherit the previous user's queue.
-  const onSignIn = useCallback(async (user: User, previousUserId: string | null) => {
-    if (previousUserId && previousUserId !== user.id) await clearAllDeviceData();
-  }, []);
-
   return (
-    <AuthProvider onSignIn={onSignIn} beforeSignOut={clearAllDeviceData}>
+    <AuthProvider beforeSignIn={handOverDevice} beforeSignOut={clearAllDeviceData}>
       <RouterProvider router={router} />
     </AuthProvider>
   );

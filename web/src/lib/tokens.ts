@@ -9,6 +9,9 @@
  * sign-in or a refresh comes back signed out, or with a refresh token already spent. Every change
  * is therefore also written to IndexedDB, whose commits are on disk when they complete, with the
  * time of the change; at start `restoreTokens()` keeps the newer of the two.
+ *
+ * The same database names the device's owner: the user whose queued studies and cached patient
+ * data this device holds (see `deviceOwner`).
  */
 import Dexie, { type Table } from 'dexie';
 
@@ -51,8 +54,14 @@ interface DurableTokens {
   changedAt: number;
 }
 
+/** Whose data the device holds; written before that user's tokens are kept. */
+interface DeviceOwnerEntry {
+  key: 'owner';
+  userId: string;
+}
+
 class SessionDatabase extends Dexie {
-  entries!: Table<DurableTokens, string>;
+  entries!: Table<DurableTokens | DeviceOwnerEntry, string>;
 
   constructor() {
     super('relaypacs-session');
@@ -86,6 +95,11 @@ function sessionDatabase(): SessionDatabase {
   return database;
 }
 
+async function durableTokens(db: SessionDatabase): Promise<DurableTokens | undefined> {
+  const entry = await db.entries.get('tokens');
+  return entry?.key === 'tokens' ? entry : undefined;
+}
+
 function changedAt(): number {
   return Number(localStorage.getItem(CHANGED_AT_KEY)) || 0;
 }
@@ -101,7 +115,7 @@ function writeDurable(tokens: StoredTokens | null, at: number): void {
     .then(async () => {
       const db = sessionDatabase();
       await db.transaction('rw', db.entries, async () => {
-        const current = await db.entries.get('tokens');
+        const current = await durableTokens(db);
         if (!current || current.changedAt <= at) await db.entries.put({ key: 'tokens', tokens, changedAt: at });
       });
     })
@@ -169,9 +183,7 @@ export async function withTabLock<T>(name: string, task: () => Promise<T>): Prom
  * the durable copy is brought up to it (tokens saved before this existed, or by another tab).
  */
 export async function restoreTokens(): Promise<void> {
-  const lookup = sessionDatabase()
-    .entries.get('tokens')
-    .then((entry) => ({ entry }));
+  const lookup = durableTokens(sessionDatabase()).then((entry) => ({ entry }));
   // No answer (no IndexedDB, or stuck): localStorage is all there is.
   const found = await atMost(lookup, DURABLE_WAIT_MS);
   if (!found) return;
@@ -195,4 +207,23 @@ export async function restoreTokens(): Promise<void> {
     return; // localStorage refused the write: the app starts with what it can read
   }
   await tokens.durable();
+}
+
+/**
+ * The user whose queued studies and cached patient data this device holds; null when not known
+ * (never recorded, or IndexedDB does not answer).
+ *
+ * localStorage is no place for it: a sign-in's writes there can be lost to a killed browser while
+ * the studies queued after it, in IndexedDB, are not, and the next person to sign in would then be
+ * taken for their owner.
+ */
+export async function deviceOwner(): Promise<string | null> {
+  const lookup = sessionDatabase().entries.get('owner');
+  const entry = await atMost(lookup, DURABLE_WAIT_MS);
+  return entry?.key === 'owner' ? entry.userId : null;
+}
+
+/** Resolves once `userId` is on disk as the device's owner (or could not be written); never rejects. */
+export async function recordDeviceOwner(userId: string): Promise<void> {
+  await atMost(sessionDatabase().entries.put({ key: 'owner', userId }), DURABLE_WAIT_MS);
 }

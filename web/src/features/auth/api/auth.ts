@@ -39,12 +39,23 @@ export async function register(input: RegisterInput): Promise<User> {
   return (await api.post<User>('/auth/register', input)).data;
 }
 
-export async function login(input: LoginInput): Promise<TokenPair> {
+/**
+ * Signs in and returns who signed in. `beforeSessionStarts` runs once the user is known and
+ * before their tokens are kept: the app is signed in (in every tab, and after a browser killed
+ * at any point) only from then on, so it can first clear what another user left on the device.
+ */
+export async function login(
+  input: LoginInput,
+  beforeSessionStarts?: (user: User) => Promise<void> | void,
+): Promise<User> {
   const pair = (await api.post<TokenPair>('/auth/login', input)).data;
-  tokens.save(pair);
+  const receivedAt = Date.now();
+  const user = (await api.get<User>('/auth/me', { headers: { Authorization: `Bearer ${pair.access_token}` } })).data;
+  await beforeSessionStarts?.(user);
+  tokens.save(pair, receivedAt);
   // A browser killed right after signing in comes back signed in.
   await tokens.durable();
-  return pair;
+  return user;
 }
 
 export async function logout(): Promise<void> {

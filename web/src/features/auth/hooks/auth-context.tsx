@@ -35,10 +35,10 @@ function remember(user: User | null): void {
   else localStorage.removeItem(USER_KEY);
 }
 
-export function AuthProvider({ children, onSignIn, beforeSignOut }: {
+export function AuthProvider({ children, beforeSignIn, beforeSignOut }: {
   children: ReactNode;
-  /** runs after every sign-in, with the previous user's id (another user may take the device) */
-  onSignIn?: (user: User, previousUserId: string | null) => Promise<void> | void;
+  /** runs at every sign-in, once the user is known and before their session starts (another user may take the device) */
+  beforeSignIn?: (user: User) => Promise<void> | void;
   beforeSignOut?: () => Promise<void> | void;
 }) {
   const [signedIn, setSignedIn] = useState(() => tokens.get() !== null);
@@ -82,18 +82,14 @@ export function AuthProvider({ children, onSignIn, beforeSignOut }: {
 
   const signIn = useCallback(
     async (input: LoginInput) => {
-      const previous = cachedUser()?.id ?? localStorage.getItem(`${USER_KEY}.last`) ?? null;
-      await login(input);
-      const fresh = await fetchMe();
+      const fresh = await login(input, beforeSignIn);
       remember(fresh);
-      localStorage.setItem(`${USER_KEY}.last`, fresh.id);
-      await onSignIn?.(fresh, previous);
       setSignedOutOnPurpose(false);
       setUser(fresh);
       setSignedIn(true);
       return fresh;
     },
-    [onSignIn],
+    [beforeSignIn],
   );
 
   const signOut = useCallback(async () => {
