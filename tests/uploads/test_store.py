@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from anyio import to_thread
 
 from relaypacs.config import Settings
-from relaypacs.uploads.store import instance_key, open_chunk_store, upload_prefix
+from relaypacs.uploads.store import chunk_key, instance_key, open_chunk_store, upload_prefix
+from relaypacs.uploads.stores import filesystem
+from relaypacs.uploads.stores.filesystem import FilesystemChunkStore
 
 
 async def test_deleting_by_one_objects_key_removes_that_object_only(
@@ -33,3 +38,40 @@ async def test_deleting_by_one_objects_key_removes_that_object_only(
         assert await store.size_of(second) is None
     finally:
         await store.close()
+
+
+async def test_a_batch_of_new_files_fsyncs_each_directory_once_after_every_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A study of one-chunk files puts every chunk in a directory of its own. Each fsync of a
+    # directory is a journal commit: the parent used to be fsync'd after every mkdir.
+    store = FilesystemChunkStore(tmp_path / "store")
+    upload_id = uuid.uuid4()
+    keys = [chunk_key(upload_id, uuid.uuid4(), 0) for _ in range(8)]
+    staged = []
+    for n in range(len(keys)):
+        staged.append(await store.stage(_body(f"chunk {n}".encode()), max_size=1024))
+
+    synced: list[str] = []
+    missing_at_sync: list[str] = []
+    real_fsync = os.fsync
+
+    def spying_fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        missing_at_sync.extend(k for k in keys if not store.path_of(k).exists())
+        real_fsync(descriptor)  # the real one: only watched, not replaced
+
+    monkeypatch.setattr(filesystem.os, "fsync", spying_fsync)
+    await store.commit_many(list(zip(staged, keys, strict=True)))
+
+    assert sorted(synced) == sorted(set(synced)), "a directory was fsync'd twice"
+    chunk_dirs = {str(store.path_of(k).parent) for k in keys}
+    assert chunk_dirs | {str(store.root / "uploads" / str(upload_id) / "chunks")} <= set(synced)
+    assert missing_at_sync == [], "fsync'd before every rename of the batch was made"
+    for n, key in enumerate(keys):
+        assert store.path_of(key).read_bytes() == f"chunk {n}".encode()
+    store.staging.close()
+
+
+async def _body(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -26,19 +26,25 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def _ensure_directory(root: Path, directory: Path) -> None:
-    """Create ``directory`` (below ``root``) and make each new entry durable in its parent."""
+def _make_directories(root: Path, directory: Path) -> list[Path]:
+    """Create ``directory`` (below ``root``); returns the parents whose entries changed.
+
+    The new entries are not durable until those parents are fsync'd: the caller does that once
+    per parent for a whole batch (see :meth:`FilesystemChunkStore.install_many`).
+    """
     missing: list[Path] = []
     current = directory
     while current != root and not current.exists():
         missing.append(current)
         current = current.parent
+    changed: list[Path] = []
     for path in reversed(missing):
         try:
             path.mkdir()
         except FileExistsError:
             continue  # another request created it at the same moment
-        _fsync_directory(path.parent)
+        changed.append(path.parent)
+    return changed
 
 
 class _StagedFile:
@@ -86,20 +92,26 @@ class FilesystemChunkStore:
         self.install_many([(source, key)])
 
     def install_many(self, items: Sequence[tuple[Path, str]]) -> None:
-        """Blocking: :meth:`install` for a batch, each directory fsync'd once after its renames."""
-        directories: dict[Path, None] = {}
+        """Blocking: :meth:`install` for a batch, each changed directory fsync'd once.
+
+        Every directory and rename of the batch is made first and only then fsync'd: the first
+        fsync commits the file system's journal with all of them, so the others find little
+        left to do. (A study of 1,000 one-chunk files puts each chunk in a new directory; an
+        fsync of the parent after each ``mkdir`` cost one journal commit per file.)
+        """
+        to_sync: dict[Path, None] = {}
         try:
             for source, key in items:
                 target = self.path_of(key)
-                if target.parent not in directories:
-                    _ensure_directory(self.root, target.parent)
-                    directories[target.parent] = None
+                if target.parent not in to_sync:
+                    to_sync.update(dict.fromkeys(_make_directories(self.root, target.parent)))
+                    to_sync[target.parent] = None
                 os.replace(source, target)
         except BaseException:
             for source, _ in items:
                 source.unlink(missing_ok=True)  # the temporaries not renamed yet
             raise
-        for directory in directories:
+        for directory in to_sync:
             _fsync_directory(directory)
 
     async def commit_many(self, items: Sequence[tuple[StagedChunk, str]]) -> None:
