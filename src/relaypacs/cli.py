@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
-import uvicorn
 
 from relaypacs.client.commands import register as register_client_commands
-from relaypacs.config import Settings, UnsafeConfigurationError
-from relaypacs.db.migrate import upgrade
-from relaypacs.jobs.worker import run_worker_process
-from relaypacs.operations.metrics import prepare_multiprocess_dir, start_worker_metrics_server
-from relaypacs.operations.sentry import init_sentry
-from relaypacs.users.commands import announce_first_admin
 from relaypacs.users.commands import register as register_admin_commands
+
+# The server's modules (uvicorn, alembic, the ORM, the jobs worker, sentry, pydantic settings) are
+# imported inside the commands that use them: a script running `relaypacs upload` once per study
+# would otherwise pay over a second of imports each time for nothing.
+if TYPE_CHECKING:
+    from relaypacs.config import Settings
 
 app = typer.Typer(help="RelayPACS gateway", no_args_is_help=True, add_completion=False)
 admin_app = typer.Typer(help="Administration", no_args_is_help=True)
@@ -22,6 +23,8 @@ register_client_commands(app)
 
 
 def load_settings() -> Settings:
+    from relaypacs.config import Settings, UnsafeConfigurationError
+
     try:
         return Settings()
     except UnsafeConfigurationError as exc:
@@ -35,6 +38,8 @@ register_admin_commands(admin_app, load_settings)
 @app.command()
 def migrate() -> None:
     """Apply database migrations up to the newest."""
+    from relaypacs.db.migrate import upgrade
+
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
@@ -48,6 +53,11 @@ def worker(
     ),
 ) -> None:
     """Apply migrations, then run background jobs (no API) until SIGTERM/SIGINT."""
+    from relaypacs.db.migrate import upgrade
+    from relaypacs.jobs.worker import run_worker_process
+    from relaypacs.operations.metrics import start_worker_metrics_server
+    from relaypacs.operations.sentry import init_sentry
+
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
@@ -64,6 +74,12 @@ def serve(
     workers: int = typer.Option(1, help="Worker processes (PostgreSQL only)"),
 ) -> None:
     """Apply migrations, then serve the API (and, with the embedded defaults, the jobs)."""
+    import uvicorn
+
+    from relaypacs.db.migrate import upgrade
+    from relaypacs.operations.metrics import prepare_multiprocess_dir
+    from relaypacs.users.commands import announce_first_admin
+
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)

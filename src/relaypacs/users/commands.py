@@ -6,23 +6,26 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaypacs.auth.keys import rotate_keys
-from relaypacs.config import Settings
-from relaypacs.db.engine import create_engine, create_sessionmaker
-from relaypacs.db.migrate import upgrade
-from relaypacs.errors import RelayError
-from relaypacs.users import service
-from relaypacs.users.models import Role
+from relaypacs.users.roles import Role
+
+# Only what listing the commands needs is imported here: `relaypacs.cli` imports this module for
+# every command, the uploader's included, and SQLAlchemy with alembic take about a second.
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from relaypacs.config import Settings
 
 T = TypeVar("T")
 
 
 def _run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from relaypacs.db.engine import create_engine, create_sessionmaker
+    from relaypacs.db.migrate import upgrade
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Admin commands may be the first thing run on a new machine: bring the schema up first.
     upgrade(settings.resolved_database_url)
@@ -42,6 +45,7 @@ def _run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable
 
 def announce_first_admin(settings: Settings) -> None:
     """On a database without any admin, create `admin` and print its one-time password once."""
+    from relaypacs.users import service
 
     async def work(session: AsyncSession) -> tuple[str, str] | None:
         created = await service.ensure_first_admin(session, settings)
@@ -71,6 +75,9 @@ def register(admin_app: typer.Typer, load_settings: Callable[[], Settings]) -> N
         ),
     ) -> None:
         """Create an account of any role (the only way, with the admin API, to make an admin)."""
+        from relaypacs.errors import RelayError
+        from relaypacs.users import service
+
         settings = load_settings()
         generated = False
         if password is None:
@@ -106,6 +113,8 @@ def register(admin_app: typer.Typer, load_settings: Callable[[], Settings]) -> N
     @admin_app.command("rotate-keys")
     def rotate_signing_keys() -> None:
         """Start signing tokens with a new key; tokens signed before stay valid until expiry."""
+        from relaypacs.auth.keys import rotate_keys
+
         settings = load_settings()
         old_kid, new_kid = rotate_keys(
             settings.resolved_jwt_key_file,

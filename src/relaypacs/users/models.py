@@ -11,12 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from relaypacs.config import KIB, MIB
 from relaypacs.db.base import Base, IdMixin, TimestampMixin, utcnow
 
-
-class Role(StrEnum):
-    clinician = "clinician"
-    radiographer = "radiographer"
-    radiologist = "radiologist"
-    admin = "admin"
+# Lives without SQLAlchemy for the CLI's sake; re-exported: the rest of the code imports it here.
+from relaypacs.users.roles import Role as Role
 
 
 class ServiceLevel(StrEnum):
