@@ -58,6 +58,42 @@ MIB = 1024 * 1024
 CHUNK = MIB
 PASSWORD = "Vq8#relay-Pacs!"  # noqa: S105 (a throwaway benchmark account)
 DEFAULT_BATCHINGS = ("50x4", "20x8")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- CPU time: whether a ratio is possible at all on this machine's cores ----------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, all its threads (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class CpuMeter:
+    """CPU seconds each process (and this bench client) spent between start and :meth:`read`.
+
+    Wall time alone cannot tell a slow design from a full machine: if the CPU the processes
+    need, divided by the cores, already exceeds a target, no overlap or scheduling can meet it.
+    """
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self._processes = processes
+        self._start = {name: cpu_seconds(pid) for name, pid in processes.items()}
+        self._own = _own_cpu_seconds()
+
+    def read(self) -> dict[str, float]:
+        spent = {
+            name: round(cpu_seconds(pid) - self._start[name], 2)
+            for name, pid in self._processes.items()
+        }
+        spent["bench_client"] = round(_own_cpu_seconds() - self._own, 2)
+        return spent
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def write_study(directory: Path, count: int) -> tuple[str, list[Path]]:
@@ -102,7 +138,9 @@ def stow_instances(paths: list[Path], study_uid: str) -> list[StowInstance]:
     ]
 
 
-async def direct(orthanc: OrthancServer, paths: list[Path], study_uid: str, plan: str) -> float:
+async def direct(
+    orthanc: OrthancServer, paths: list[Path], study_uid: str, plan: str
+) -> tuple[float, dict[str, float]]:
     destination = DicomWebDestination(
         "orthanc",
         orthanc.dicomweb_url,
@@ -111,17 +149,20 @@ async def direct(orthanc: OrthancServer, paths: list[Path], study_uid: str, plan
         password=orthanc.password,
         max_connections=32,
     )
+    assert orthanc.process is not None
     try:
+        meter = CpuMeter({"orthanc": orthanc.process.pid})
         started = time.perf_counter()
         result = await store_in_batches(
             destination, stow_instances(paths, study_uid), batching(plan)
         )
         seconds = time.perf_counter() - started
+        cpu = meter.read()
     finally:
         await destination.close()
     assert not result.failed, [r.reason for r in result.failed][:3]
     assert not result.refused, [r.reason for r in result.refused][:3]
-    return seconds
+    return seconds, cpu
 
 
 def forget_study(orthanc: OrthancServer, study_uid: str, expected: int) -> None:
@@ -329,18 +370,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "study": {"instances": len(paths), "bytes": total, "mib": round(total / MIB, 1)},
             "database": args.database_url or "sqlite (embedded default)",
             "direct": {},
+            "cpu_seconds": {"direct": {}},
         }
         processes: list[subprocess.Popen[bytes]] = []
         try:
             for plan in args.batchings:
-                seconds = await direct(orthanc, paths, study_uid, plan)
+                seconds, cpu = await direct(orthanc, paths, study_uid, plan)
                 results["direct"][plan] = round(seconds, 2)
+                results["cpu_seconds"]["direct"][plan] = cpu
                 print(f"direct {plan:>6}: {seconds:6.2f} s  {total / MIB / seconds:6.1f} MiB/s")
                 await asyncio.to_thread(forget_study, orthanc, study_uid, len(paths))
             best = min(results["direct"], key=results["direct"].get)
 
             port, processes, log_path = start_gateway(work, orthanc, best, args.database_url)
+            assert orthanc.process is not None
+            meter = CpuMeter(
+                {
+                    "orthanc": orthanc.process.pid,
+                    **{f"gateway_{n}": p.pid for n, p in enumerate(processes)},
+                }
+            )
             outcome = await through_gateway(port, paths, args.connections)
+            gateway_cpu = meter.read()
             at = outcome["timeline"]
             forwarded = forwarded_line(log_path, outcome["upload_id"])
             gateway_seconds = at["delivered"] - outcome["first_chunk_at"]
@@ -374,12 +425,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             processes = []
             await asyncio.to_thread(forget_study, orthanc, study_uid, len(paths))
 
-            again = await direct(orthanc, paths, study_uid, best)
+            again, _ = await direct(orthanc, paths, study_uid, best)
             results["direct_again"] = {best: round(again, 2)}
             print(f"direct {best:>6} again: {again:6.2f} s")
             best_direct = min(results["direct"][best], again)
             results["ratio_gateway_to_best_direct"] = round(gateway_seconds / best_direct, 2)
             print(f"gateway / best direct = {results['ratio_gateway_to_best_direct']}")
+            results["cpu_seconds"]["gateway"] = gateway_cpu
+            results["cpu_bound"] = cpu_bound(
+                gateway_cpu, results["cpu_seconds"]["direct"][best], best_direct, len(paths)
+            )
+            for name, value in results["cpu_bound"].items():
+                print(f"    {name:40s} {value}")
         finally:
             for process in processes:
                 process.kill()
@@ -389,6 +446,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         )
         return results
+
+
+def cpu_bound(
+    gateway: dict[str, float], direct: dict[str, float], best_direct: float, instances: int
+) -> dict[str, float]:
+    """What the CPU alone allows: the gateway run cannot take less than its CPU / the cores."""
+    cores = os.cpu_count() or 1
+    gateway_total = sum(gateway.values())
+    gateway_own = sum(v for k, v in gateway.items() if k.startswith("gateway_"))
+    return {
+        "cores": cores,
+        "direct_cpu_seconds_all_processes": round(sum(direct.values()), 2),
+        "gateway_run_cpu_seconds_all_processes": round(gateway_total, 2),
+        "gateway_processes_cpu_ms_per_instance": round(1000 * gateway_own / instances, 2),
+        # Even with every process overlapped perfectly on every core.
+        "shortest_possible_gateway_seconds": round(gateway_total / cores, 2),
+        "shortest_possible_ratio": round(gateway_total / cores / best_direct, 2),
+        # The gateway processes' CPU that would fit the 1.25x target, all else unchanged.
+        "gateway_cpu_seconds_allowed_at_1_25x": round(
+            max(0.0, 1.25 * best_direct * cores - (gateway_total - gateway_own)), 2
+        ),
+    }
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,6 +267,41 @@ def start_tus(work: Path) -> Target:
     return Target("tus", port, process, begin, send, parallel=False)
 
 
+def start_floor(work: Path) -> Target:
+    """The floor (``bench.uploads.floor``): promise 1's durable steps on a bare ASGI app."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.uploads.floor:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env={**os.environ, "FLOOR_DIR": str(work / "floor")},
+        stdout=(work / "floor.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    wait_listening(port, process)
+
+    async def begin(connection: Connection, chunks: int) -> Any:
+        return uuid.uuid4().hex
+
+    async def send(connection: Connection, upload: Any, index: int, data: bytes, md5: str) -> int:
+        status, _, text = await connection.request(
+            "PUT", f"/{upload}/{index}", {"Content-MD5": md5}, data
+        )
+        assert status == 201, (status, text)
+        return status
+
+    return Target("floor", port, process, begin, send, parallel=True)
+
+
 # --- scenarios -------------------------------------------------------------------------------
 
 
@@ -411,6 +447,8 @@ async def big_upload_rss(target: Target, total_chunks: int, in_flight: int) -> d
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="relaypacs-bench-", dir=args.work_dir))
     targets = [start_relaypacs(work, args.database_url, args.workers), start_tus(work)]
+    if not args.no_floor:
+        targets.append(start_floor(work))
     scale = 0.2 if args.quick else 1.0
     report: dict[str, Any] = {
         "machine": {
@@ -439,6 +477,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(target.name, f"{rate} MiB/s", result.summary(), flush=True)
         if not args.skip_big:
             # Fresh processes: the peak must belong to the big upload, not to the overload above.
+            # (The floor keeps whole chunks in memory: its peak would say nothing.)
             for target in targets:
                 _stop(target)
             # A fresh data directory too: a restarted gateway's start-up jobs would otherwise
@@ -455,7 +494,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(target.name, "big", report["big_upload"][target.name], flush=True)
         report["machine"]["load_average_at_end"] = os.getloadavg()
     except BaseException:
-        for log in ("relaypacs.log", "tus.log"):
+        for log in ("relaypacs.log", "tus.log", "floor.log"):
             lines = (work / log).read_text(errors="replace").splitlines()[-20:]
             print(f"--- {log} (last lines)", *lines, sep="\n", file=sys.stderr)
         raise
@@ -478,28 +517,42 @@ def _stop(target: Target) -> None:
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = ["| scenario | RelayPACS | @tus/server | ratio |", "|---|---|---|---|"]
+    floor = any("floor" in pair for pair in report["closed_loop"].values())
+    head = "| scenario | RelayPACS | @tus/server | ratio |"
+    rule = "|---|---|---|---|"
+    if floor:
+        head += " floor | floor / tus | RelayPACS / floor |"
+        rule += "---|---|---|"
+    lines = [head, rule]
     for in_flight, pair in report["closed_loop"].items():
         ours, tus = pair["relaypacs"], pair["tus"]
-        lines.append(
+        line = (
             f"| {in_flight} in flight: MiB/s | {ours['mib_per_s']} | {tus['mib_per_s']} | "
             f"{ours['mib_per_s'] / tus['mib_per_s']:.2f}x |"
         )
+        if "floor" in pair:
+            low = pair["floor"]["mib_per_s"]
+            line += f" {low} | {low / tus['mib_per_s']:.2f}x | {ours['mib_per_s'] / low:.2f}x |"
+        lines.append(line)
         lines.append(
             f"| {in_flight} in flight: P50/P95/P99 ms | {ours['p50_ms']}/{ours['p95_ms']}/"
             f"{ours['p99_ms']} | {tus['p50_ms']}/{tus['p95_ms']}/{tus['p99_ms']} | |"
+            + (" | | |" if floor else "")
         )
     for rate, pair in report["open_loop"].items():
         ours, tus = pair["relaypacs"], pair["tus"]
-        lines.append(
+        line = (
             f"| offered {rate} MiB/s: P95 ms (achieved MiB/s) | {ours['p95_ms']} "
             f"({ours['mib_per_s']}) | {tus['p95_ms']} ({tus['mib_per_s']}) | |"
         )
+        if "floor" in pair:
+            line += f" {pair['floor']['p95_ms']} ({pair['floor']['mib_per_s']}) | | |"
+        lines.append(line)
     for name, big in report["big_upload"].items():
         lines.append(
             f"| {big['gib']:.0f} GiB upload, {name}: peak RSS MiB (before / 1/4 / end) | "
             f"{big['peak_rss_mib']} ({big['rss_before_mib']} / {big['rss_at_quarter_mib']} / "
-            f"{big['rss_at_end_mib']}) | | {big['seconds']} s |"
+            f"{big['rss_at_end_mib']}) | | {big['seconds']} s |" + (" | | |" if floor else "")
         )
     return "\n".join(lines)
 
@@ -512,6 +565,9 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: embedded SQLite")
     parser.add_argument("--work-dir", default=None, help="where the servers store (a disk)")
     parser.add_argument("--workers", type=int, default=1, help="serve --workers (PostgreSQL)")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the floor (bench/uploads/floor.py)"
+    )
     args = parser.parse_args()
     report = asyncio.run(run(args))
     results = ROOT / "bench" / "results"
