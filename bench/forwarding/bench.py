@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -260,7 +260,9 @@ async def control_request(
     return status, content.decode()
 
 
-async def through_gateway(port: int, paths: list[Path], connections: int) -> dict[str, Any]:
+async def through_gateway(
+    port: int, paths: list[Path], connections: int, at_uploaded: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
     auth = await sign_in(port)
     body = json.dumps(
         {
@@ -307,6 +309,7 @@ async def through_gateway(port: int, paths: list[Path], connections: int) -> dic
     first_chunk_at = time.time()
     await asyncio.gather(*(sender() for _ in range(connections)))
     uploaded_at = time.time()
+    at_uploaded()
     status, text = await control_request(
         port, "POST", f"/api/v1/uploads/{upload_id}/complete", {"X-Upload-Token": token}
     )
@@ -390,7 +393,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     **{f"gateway_{n}": p.pid for n, p in enumerate(processes)},
                 }
             )
-            outcome = await through_gateway(port, paths, args.connections)
+            cpu_at_uploaded: dict[str, float] = {}
+            outcome = await through_gateway(
+                port, paths, args.connections, lambda: cpu_at_uploaded.update(meter.read())
+            )
             gateway_cpu = meter.read()
             at = outcome["timeline"]
             forwarded = forwarded_line(log_path, outcome["upload_id"])
@@ -432,6 +438,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["ratio_gateway_to_best_direct"] = round(gateway_seconds / best_direct, 2)
             print(f"gateway / best direct = {results['ratio_gateway_to_best_direct']}")
             results["cpu_seconds"]["gateway"] = gateway_cpu
+            results["cpu_seconds"]["gateway_until_uploaded"] = cpu_at_uploaded
+            print(f"    CPU seconds until the last chunk: {cpu_at_uploaded}")
+            print(f"    CPU seconds until delivered:      {gateway_cpu}")
             results["cpu_bound"] = cpu_bound(
                 gateway_cpu, results["cpu_seconds"]["direct"][best], best_direct, len(paths)
             )
