@@ -4,6 +4,8 @@
  * gateway's list of missing chunks. It knows nothing of React, workers or the DOM: the network,
  * the storage, the hasher and the clock are handed to it, so tests drive it directly.
  */
+import { userOfToken } from '@/lib/session-user';
+
 import { backoffDelay, classifyFailure, DEFAULT_BACKOFF, retryAfterMs, type BackoffOptions } from './backoff';
 import type { ChunkTask } from './chunking';
 import type { JobStore } from './db';
@@ -60,6 +62,10 @@ export class UploadEngine {
   private online = true;
   private token: string | null = null;
   private started = false;
+  /** whose queue this is: a sign-in token of anyone else is never used for it */
+  private owner: string | null = null;
+  /** another user's token arrived: this engine has let go of its queue and does nothing more */
+  private stopped = false;
   private active: { jobId: string; controller: AbortController; done: Promise<void> } | null = null;
   private emitTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly parallel: number;
@@ -76,15 +82,17 @@ export class UploadEngine {
   }
 
   async handle(command: EngineCommand): Promise<void> {
+    if (this.stopped) return;
     switch (command.type) {
       case 'start':
-        return this.start();
+        return this.start(command.owner ?? null);
       case 'online':
         this.online = command.online;
         this.wake();
         if (this.online) this.pump();
         return;
       case 'token':
+        if (this.owner && command.token && userOfToken(command.token) !== this.owner) return this.stop();
         this.token = command.token;
         this.wake();
         this.pump();
@@ -105,9 +113,13 @@ export class UploadEngine {
     }
   }
 
-  private async start(): Promise<void> {
+  private async start(owner: string | null): Promise<void> {
     if (this.started) return;
-    for (const job of await this.deps.store.listJobs()) this.jobs.set(job.id, job);
+    this.owner = owner;
+    if (owner && this.token && userOfToken(this.token) !== owner) return this.stop();
+    const stored = await this.deps.store.listJobs();
+    if (this.stopped) return;
+    for (const job of stored) this.jobs.set(job.id, job);
     this.started = true;
     this.emitNow();
     this.pump();
@@ -191,8 +203,24 @@ export class UploadEngine {
     this.pump();
   }
 
+  /**
+   * Another user's sign-in token: the device changed hands in another tab while this engine held
+   * its owner's queue in memory. The token is not used, the running job is abandoned where it
+   * stands (its saved state stays: whether it is deleted is the hand-over's decision) and the
+   * engine takes no more commands; the tab stops it and reloads.
+   */
+  private async stop(): Promise<void> {
+    this.stopped = true;
+    this.token = null;
+    this.active?.controller.abort();
+    await this.idle();
+    this.jobs.clear();
+    this.live.clear();
+    this.emitNow();
+  }
+
   private pump(): void {
-    if (!this.started || this.active) return;
+    if (!this.started || this.active || this.stopped) return;
     const next = [...this.jobs.values()].filter((job) => RUNNABLE.has(job.state)).sort(queueOrder)[0];
     if (!next) return;
     const controller = new AbortController();

@@ -91,7 +91,8 @@ export interface JobProgress {
 export type JobView = Omit<UploadJob, 'uploadToken' | 'idempotencyKey'> & { progress: JobProgress | null };
 
 export type EngineCommand =
-  | { type: 'start' }
+  /** `owner`: the user whose queue this is (the tab's signed-in user); null when not known */
+  | { type: 'start'; owner?: string | null }
   | { type: 'enqueue'; jobId: string }
   | { type: 'pause'; jobId: string }
   | { type: 'resume'; jobId: string }

@@ -34,18 +34,18 @@ self.onmessage = (message: MessageEvent<EngineCommand>) => {
     return;
   }
   if (command.type === 'start') {
-    void becomeLeader();
+    void becomeLeader(command);
     return;
   }
   void engine.handle(command);
 };
 
-async function becomeLeader(): Promise<void> {
+async function becomeLeader(start: EngineCommand & { type: 'start' }): Promise<void> {
   if (leader) return;
   post({ type: 'snapshot', jobs: [], standby: true });
   const run = async (): Promise<void> => {
     leader = true;
-    await engine.handle({ type: 'start' });
+    await engine.handle(start);
     for (const command of early.splice(0)) await engine.handle(command);
     // Hold the lock for the worker's whole life; it is released when the tab goes away.
     await new Promise<never>(() => undefined);

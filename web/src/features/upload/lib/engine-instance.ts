@@ -4,6 +4,7 @@
  */
 import { refreshAccessToken } from '@/lib/api-client';
 import { network } from '@/lib/network';
+import { userOfToken } from '@/lib/session-user';
 import { tokens } from '@/lib/tokens';
 
 import { database } from '../api/uploads';
@@ -24,8 +25,11 @@ export function engine(): EngineClient {
   });
   client = created;
   created.send({ type: 'online', online: network.status !== 'offline' });
-  created.send({ type: 'token', token: tokens.access() });
-  created.send({ type: 'start' });
+  const access = tokens.access();
+  created.send({ type: 'token', token: access });
+  // The queue is the signed-in user's (the sign-in's hand-over saw to it): the engine refuses to
+  // send it with anyone else's token, should one reach it.
+  created.send({ type: 'start', owner: userOfToken(access) });
   unsubscribers = [
     tokens.subscribe((value) => created.send({ type: 'token', token: value?.access ?? null })),
     network.subscribe((status) => created.send({ type: 'online', online: status !== 'offline' })),

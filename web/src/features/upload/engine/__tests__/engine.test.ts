@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { env } from '@/config/env';
+import { accessTokenOf } from '@/testing/access-token';
 
 import { dexieJobStore, RelayDatabase, type JobStore } from '../db';
 import { UploadEngine, type EngineDeps } from '../engine';
@@ -540,5 +541,54 @@ describe('queue persistence', () => {
     await store.deleteJob('j1');
     expect(await db.jobs.count()).toBe(0);
     expect(await db.blobs.count()).toBe(0);
+  });
+});
+
+describe('a device that changes hands while the engine runs', () => {
+  /** Alice's engine, her study queued, her session ended elsewhere: the study waits for a token. */
+  async function aliceWaitingForSignIn(): Promise<Harness> {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a study of alice' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    await h.engine.handle({ type: 'start', owner: 'alice' });
+    await until(() => h.latest()[0]?.progress?.waitingFor === 'sign-in', 'waiting for a sign-in');
+    return h;
+  }
+
+  it("sends nothing of the queue with another user's sign-in token, and lets go of the queue", async () => {
+    const h = await aliceWaitingForSignIn();
+
+    await h.engine.handle({ type: 'token', token: accessTokenOf('bob') });
+    await h.engine.idle();
+    expect(gateway.sessions.size).toBe(0);
+    expect(gateway.puts).toEqual([]);
+    expect(h.latest()).toEqual([]);
+    // Not even her own token starts it again: the tab is reloaded into whoever holds the device.
+    await h.engine.handle({ type: 'token', token: accessTokenOf('alice', 2) });
+    await h.engine.handle({ type: 'resume', jobId: 'j1' });
+    await h.engine.idle();
+    expect(gateway.sessions.size).toBe(0);
+    // The study itself stays where it is: deleting it is the hand-over's decision, not the engine's.
+    expect(await stateOf('j1')).toBe('waiting');
+  });
+
+  it('refuses a token of another user that arrived before the queue was loaded', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a study of alice' });
+    await store.addJob(record, blobs);
+    const h = harness();
+
+    await h.engine.handle({ type: 'token', token: accessTokenOf('bob') });
+    await h.engine.handle({ type: 'start', owner: 'alice' });
+    await h.engine.idle();
+    expect(gateway.sessions.size).toBe(0);
+    expect(h.latest()).toEqual([]);
+  });
+
+  it("carries on with the owner's own fresh token (a refresh)", async () => {
+    const h = await aliceWaitingForSignIn();
+
+    await h.engine.handle({ type: 'token', token: accessTokenOf('alice', 2) });
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    expect(gateway.sessions.size).toBe(1);
   });
 });
