@@ -8,7 +8,7 @@ import { ReportDetailPage, ReportsPage } from '@/features/reports';
 import { NewUploadPage, startUploadEngine, UploadDetailPage, UploadsPage } from '@/features/upload';
 import { network } from '@/lib/network';
 
-import { clearAllDeviceData, handOverDevice } from './device-data';
+import { clearAllDeviceData, handOverDevice, leaveWhenSessionReplacedElsewhere } from './device-data';
 import { Layout } from './layout';
 import { DashboardRoute } from './routes/dashboard-page';
 import { NotFoundPage } from './routes/not-found-page';
@@ -97,6 +97,8 @@ const router = createBrowserRouter([
 
 export function App() {
   useEffect(() => network.start(), []);
+  // Nor may a tab still holding the previous user's queue carry on under the next user's sign-in.
+  useEffect(() => leaveWhenSessionReplacedElsewhere(), []);
 
   // Another person signing in on this device must not inherit the previous user's queue.
   return (

@@ -4,8 +4,8 @@
  */
 import { clearNotificationCache } from '@/features/notifications';
 import { clearReportCache } from '@/features/reports';
-import { clearDeviceData } from '@/features/upload';
-import { deviceOwner, recordDeviceOwner } from '@/lib/tokens';
+import { clearDeviceData, stopUploadEngine } from '@/features/upload';
+import { deviceOwner, recordDeviceOwner, tokens } from '@/lib/tokens';
 
 /** Everything of the signed-in user kept on this device: queued studies, history, reports. */
 export async function clearAllDeviceData(): Promise<void> {
@@ -21,4 +21,19 @@ export async function clearAllDeviceData(): Promise<void> {
 export async function handOverDevice(user: { id: string }): Promise<void> {
   if ((await deviceOwner()) !== user.id) await clearAllDeviceData();
   await recordDeviceOwner(user.id);
+}
+
+/**
+ * The same rule across tabs. A sign-in (or a sign-out) in another tab is this tab's session too,
+ * through the shared localStorage, but this tab's memory is still the previous user's: their
+ * upload engine with their queue, their screens and cached pages. So when another tab replaces
+ * the session this tab holds, the engine is stopped before the next user's token can reach it and
+ * the tab reloads into the session as it now is. Its data on the device is left alone: the other
+ * tab's hand-over (or sign-out) has decided about it. Returns the function that stops watching.
+ */
+export function leaveWhenSessionReplacedElsewhere(reload: () => void = () => window.location.reload()): () => void {
+  return tokens.onReplacedElsewhere(() => {
+    stopUploadEngine();
+    reload();
+  });
 }

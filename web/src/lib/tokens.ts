@@ -12,8 +12,16 @@
  *
  * The same database names the device's owner: the user whose queued studies and cached patient
  * data this device holds (see `deviceOwner`).
+ *
+ * Because every tab reads the same localStorage, a sign-out or another user's sign-in in one tab
+ * is also the current session of every other tab, whose memory (upload engine, screens) still
+ * holds the previous user's data. A tab therefore remembers whose session it holds, and when
+ * another tab replaces it with someone else's (or with none) it stops acting for anyone: see
+ * `tokens.onReplacedElsewhere`.
  */
 import Dexie, { type Table } from 'dexie';
+
+import { userOfToken } from './session-user';
 
 export interface TokenPair {
   access_token: string;
@@ -34,8 +42,17 @@ const KEY = 'relaypacs.tokens';
 const CHANGED_AT_KEY = 'relaypacs.tokens.changed-at';
 type Listener = (tokens: StoredTokens | null) => void;
 const listeners = new Set<Listener>();
+const replacedListeners = new Set<() => void>();
+
+/**
+ * Set once another tab replaced the session this tab holds state for; from then on this tab reads
+ * no tokens at all, so nothing left running in it (a request, a refresh, the engine) can act with
+ * the next user's tokens before it has reloaded.
+ */
+let replaced = false;
 
 function read(): StoredTokens | null {
+  if (replaced) return null;
   try {
     const raw = localStorage.getItem(KEY);
     if (!raw) return null;
@@ -128,10 +145,36 @@ function notify(value: StoredTokens | null): void {
   for (const listener of listeners) listener(value);
 }
 
+/**
+ * The user this tab last held a session of (null: none known). A sign-out does not reset it: after
+ * a lapsed session the tab's engine still holds that user's queue, waiting for their next token.
+ */
+let tabUser: string | null = userOfToken(read()?.access);
+
+function holdSessionOf(value: StoredTokens | null): void {
+  const user = userOfToken(value?.access);
+  if (user) tabUser = user;
+}
+
+/** Another tab changed the tokens (`key` null: it cleared localStorage). */
+function changedElsewhere(key: string | null): void {
+  if (replaced || (key !== KEY && key !== null)) return;
+  const value = read();
+  const user = userOfToken(value?.access);
+  if (tabUser !== null && user !== tabUser) {
+    // Before this tab's listeners hear of the new tokens: the engine must be stopped before a
+    // token of the next user could reach it.
+    replaced = true;
+    for (const listener of [...replacedListeners]) listener();
+    notify(null);
+    return;
+  }
+  holdSessionOf(value);
+  notify(value);
+}
+
 if (typeof window !== 'undefined') {
-  window.addEventListener('storage', (event) => {
-    if (event.key === KEY) notify(read());
-  });
+  window.addEventListener('storage', (event) => changedElsewhere(event.key));
 }
 
 export const tokens = {
@@ -145,14 +188,19 @@ export const tokens = {
       refresh: pair.refresh_token,
       expiresAt: now + pair.expires_in * 1000,
     };
+    // A refresh this tab had in flight for the previous user must not replace the next one's.
+    if (replaced) return value;
     const at = nextChangedAt();
     localStorage.setItem(KEY, JSON.stringify(value));
     localStorage.setItem(CHANGED_AT_KEY, String(at));
     writeDurable(value, at);
+    holdSessionOf(value);
     notify(value);
     return value;
   },
   clear(): void {
+    // Nor may its refusal sign the next user out.
+    if (replaced) return;
     const at = nextChangedAt();
     localStorage.removeItem(KEY);
     localStorage.setItem(CHANGED_AT_KEY, String(at));
@@ -166,6 +214,16 @@ export const tokens = {
   subscribe(listener: Listener): () => void {
     listeners.add(listener);
     return () => listeners.delete(listener);
+  },
+  /**
+   * `listener` runs once, when another tab signs out the user this tab holds a session of, or
+   * signs in someone else: before this tab's `subscribe` listeners hear of it (they are then told
+   * "signed out"), and from then on this tab reads no tokens. What this tab holds in memory is the
+   * previous user's; the listener is to stop it and reload.
+   */
+  onReplacedElsewhere(listener: () => void): () => void {
+    replacedListeners.add(listener);
+    return () => replacedListeners.delete(listener);
   },
 };
 
@@ -194,6 +252,7 @@ export async function restoreTokens(): Promise<void> {
       if (durable.tokens) localStorage.setItem(KEY, JSON.stringify(durable.tokens));
       else localStorage.removeItem(KEY);
       localStorage.setItem(CHANGED_AT_KEY, String(durable.changedAt));
+      holdSessionOf(durable.tokens);
       return;
     }
     const local = read();

@@ -1,6 +1,7 @@
 /**
  * The one engine client of this tab: the worker starts on first use, is fed the sign-in token
- * and the network state, and is shut down (with the device's data) on sign-out.
+ * and the network state, and is shut down (with the device's data) on sign-out, or (without)
+ * when another tab hands the device to someone else.
  */
 import { refreshAccessToken } from '@/lib/api-client';
 import { network } from '@/lib/network';
@@ -62,13 +63,21 @@ export async function requestBackgroundSync(): Promise<void> {
   }
 }
 
-/** Stops the engine and deletes every queued study and cached history from this device. */
-export async function clearDeviceData(): Promise<void> {
+/**
+ * Stops this tab's engine at once: its worker ends, with whatever request it had in flight, and
+ * its Web Lock goes to another tab's engine. The queue stays on the device.
+ */
+export function stopEngine(): void {
   for (const unsubscribe of unsubscribers) unsubscribe();
   unsubscribers = [];
   worker?.terminate();
   worker = null;
   client = null;
+}
+
+/** Stops the engine and deletes every queued study and cached history from this device. */
+export async function clearDeviceData(): Promise<void> {
+  stopEngine();
   await database.transaction('rw', database.jobs, database.blobs, database.history, async () => {
     await database.jobs.clear();
     await database.blobs.clear();
