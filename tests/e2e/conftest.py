@@ -180,6 +180,29 @@ def wait_until_true(page: Page, promise: str, timeout: float = 30) -> None:
         page.wait_for_timeout(200)
 
 
+def queued_jobs(page: Page, mapping: str) -> Any:
+    """``mapping`` (a JavaScript function of the job list) over the app's IndexedDB queue.
+
+    What is on the device, read straight from its store rather than from what the app shows.
+    (Composed here, not built in the page: the app's CSP forbids eval there.)
+    """
+    return page.evaluate(
+        """() => new Promise((resolve, reject) => {
+            const open = indexedDB.open('relaypacs');
+            open.onerror = () => reject(open.error);
+            open.onsuccess = () => {
+                const db = open.result;
+                const request = db.transaction('jobs').objectStore('jobs').getAll();
+                request.onsuccess = () => {
+                    db.close();
+                    resolve((MAPPING)(request.result));
+                };
+                request.onerror = () => reject(request.error);
+            };
+        })""".replace("MAPPING", mapping)
+    )
+
+
 def wait_for_service_worker(page: Page) -> None:
     """The service worker is active and controls this page: it holds the app shell and answers
     the page's next navigation even with the network gone (it claims open pages when it

@@ -22,7 +22,14 @@ import pydicom
 import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, expect
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Api, wait_for_service_worker
+from tests.e2e.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORD,
+    Api,
+    queued_jobs,
+    wait_for_service_worker,
+)
 from tests.e2e.orthanc import Orthanc
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.studies import write_study
@@ -32,20 +39,8 @@ CHUNK_SIZE = 524_288
 PATIENT_ID = "E2E-RESTART"
 
 # What the app has noted on the device as confirmed by the gateway (its IndexedDB queue).
-SAVED_CONFIRMED_BYTES = """() => new Promise((resolve, reject) => {
-    const open = indexedDB.open('relaypacs');
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-        const db = open.result;
-        const request = db.transaction('jobs').objectStore('jobs').getAll();
-        request.onsuccess = () => {
-            db.close();
-            resolve(request.result.flatMap(job => job.files)
-                .reduce((sum, file) => sum + (file.confirmedBytes ?? 0), 0));
-        };
-        request.onerror = () => reject(request.error);
-    };
-})"""
+SAVED_CONFIRMED_BYTES = """jobs => jobs.flatMap(job => job.files)
+    .reduce((sum, file) => sum + (file.confirmedBytes ?? 0), 0)"""
 
 
 def launch(driver: Playwright, profile: Path, base_url: str) -> BrowserContext:
@@ -92,7 +87,7 @@ def kill_browser(profile: Path) -> None:
 
 def wait_for_saved_bytes(page: Page, at_least: int) -> int:
     deadline = time.monotonic() + 30
-    while (saved := int(page.evaluate(SAVED_CONFIRMED_BYTES))) < at_least:
+    while (saved := int(queued_jobs(page, SAVED_CONFIRMED_BYTES))) < at_least:
         assert time.monotonic() < deadline, f"only {saved} bytes noted as sent within 30 s"
         page.wait_for_timeout(50)
     return saved

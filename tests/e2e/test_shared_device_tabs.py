@@ -8,17 +8,19 @@ Bob's token gets to it, and reload into the session as it now is.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.e2e.conftest import Api, wait_for_service_worker
+from tests.e2e.conftest import Api
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.studies import write_study
-from tests.e2e.test_shared_device import QUEUED_STUDIES, sign_in
-from tests.e2e.test_upload import choose_folder
+from tests.e2e.test_shared_device import (
+    queue_offline_then_end_session_elsewhere,
+    queued_studies,
+    sign_in,
+)
 
 
 def test_a_tab_left_with_alices_queue_stops_when_bob_signs_in_in_another_tab(
@@ -29,34 +31,17 @@ def test_a_tab_left_with_alices_queue_stops_when_bob_signs_in_in_another_tab(
     study_dir: Path,
     link: ThrottlingProxy,
 ) -> None:
-    alice, alice_tokens = account
+    alice, _ = account
     bob = f"{alice}-colleague"
     bob_tokens = api.register(bob)
     write_study(study_dir, instances=2, patient_name="TABS^TERRY", patient_id="E2E-TABS")
 
-    # Alice queues a study while offline: her tab's engine holds it, not yet on the gateway.
-    sign_in(page, alice, lands_on="New upload")
-    wait_for_service_worker(page)
-    choose_folder(page, study_dir)
-    context.set_offline(True)
-    page.get_by_role("button", name="Send study").click()
-    page.get_by_role("dialog", name="You are offline").get_by_role(
-        "button", name="Keep it and send later"
-    ).click()
-    page.wait_for_url(re.compile(r"/uploads/[0-9a-f-]+$"))
-    assert page.evaluate(QUEUED_STUDIES) == ["TABS^TERRY"]
-    # A mark in this page's memory: gone once the page has reloaded.
-    page.evaluate("window.aliceWasHere = true")
-
-    # Her session ends without a sign-out (ended from another device); back online, her tab finds
-    # its tokens refused and goes to the sign-in screen, her engine still holding her study.
-    ended = api.http.post(
-        "/auth/logout-all", headers={"Authorization": f"Bearer {alice_tokens['access_token']}"}
-    )
-    assert ended.is_success, ended.text
-    context.set_offline(False)
+    # Alice's study waits in her tab's engine, not yet on the gateway; her session ends without a
+    # sign-out (ended from another device), and back online her tab goes to the sign-in screen
+    # with her engine still holding her study.
+    queue_offline_then_end_session_elsewhere(page, api, account, study_dir, "TABS^TERRY")
     page.get_by_role("heading", name="Sign in").wait_for()
-    assert page.evaluate("window.aliceWasHere") is True
+    assert page.evaluate("window.queuedHere") is True
 
     # Bob opens a second tab on the workstation and signs in there.
     second = context.new_page()
@@ -66,7 +51,7 @@ def test_a_tab_left_with_alices_queue_stops_when_bob_signs_in_in_another_tab(
     sign_in(second, bob, lands_on="New upload")
 
     # Alice's tab reloaded (its memory, her engine with it, is gone) into Bob's session...
-    page.wait_for_function("() => window.aliceWasHere === undefined", timeout=10_000)
+    page.wait_for_function("() => window.queuedHere === undefined", timeout=10_000)
     page.wait_for_load_state()
     # ... and nothing of her study went out under his account, then or a moment later.
     page.wait_for_timeout(2_000)
@@ -80,5 +65,5 @@ def test_a_tab_left_with_alices_queue_stops_when_bob_signs_in_in_another_tab(
     expect(page.get_by_text("TABS TERRY")).to_have_count(0)
     expect(second.get_by_text("TABS TERRY")).to_have_count(0)
     # Bob's sign-in handed the device over: Alice's study is gone from it.
-    assert second.evaluate(QUEUED_STUDIES) == []
+    assert queued_studies(second) == []
     assert errors == []
