@@ -257,6 +257,53 @@ async def test_an_early_round_cut_short_leaves_none_of_its_objects(base: Forward
         assert [f["status"] for f in status["files"]] == ["pending", "pending"]
 
 
+class _StoreThatTellsAfterPut:
+    """The app's chunk store, except that each ``put_file`` sets ``stored`` before returning:
+    a test that cancels the job then reaches it in its clean-up right after the store."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.stored = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def put_file(self, key: str, path: Path) -> None:
+        await self._inner.put_file(key, path)
+        self.stored.set()
+
+
+async def test_an_early_round_cancelled_just_after_storing_leaves_no_object(
+    base: ForwardingBase,
+) -> None:
+    # The object was stored under the round's own key, and the job was cancelled while it
+    # removed its temporary: the file's outcome never reached the round, which therefore did
+    # not know to delete the object (an orphan until retention).
+    content = instance(rows=600, columns=600)
+    async with running_app(base.settings()) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await uploads.start(client, user.headers, [content])
+        await uploads.send_all(client, session)
+        instances = base.data_dir / "chunks" / "uploads" / session.id / "instances"
+        store = _StoreThatTellsAfterPut(app.state.resources.chunk_store)
+        job = asyncio.create_task(
+            assemble_ready_files(
+                app.state.sessionmaker,
+                store,
+                uuid.UUID(session.id),
+                limits=ZipLimits(max_total_bytes=1 << 30),
+            )
+        )
+        await asyncio.wait_for(store.stored.wait(), 30)
+        assert len([p for p in instances.rglob("*") if p.is_file()]) == 1
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        assert not [p for p in instances.rglob("*") if p.is_file()]
+        status = await uploads.status(client, session)
+        assert [f["status"] for f in status["files"]] == ["pending"]
+
+
 async def test_with_the_worker_inside_serve_files_wait_for_complete_by_default(
     base: ForwardingBase,
 ) -> None:

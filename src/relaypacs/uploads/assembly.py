@@ -357,36 +357,48 @@ async def _assemble_file(
     if [index for index, _, _ in chunks] != list(range(upload_file.chunk_count)):
         raise AssemblyError("chunk rows do not cover the file")
     path = chunk_store.staging.new_path(".assembled")
+    stored_own_key: str | None = None
     try:
-        sha256, size = await _concatenate(chunk_store, upload.id, upload_file.id, chunks, path)
-        if size != upload_file.size:
-            raise AssemblyError("assembled size differs from the declared size")
-        if upload_file.chunk_count == 1:
-            key = store.chunk_key(upload.id, upload_file.id, 0)
-        elif own_key:
-            key = store.instance_key(upload.id, uuid.uuid4())
-        else:
-            key = store.file_key(upload.id, upload_file.id)
-        validation = await validate_file(
-            store=chunk_store,
-            staging=chunk_store.staging,
-            path=path,
-            upload_id=upload.id,
-            stored_key=key,
-            size=size,
-            sha256=sha256,
-            limits=limits,
-        )
-        if upload_file.chunk_count > 1 and any(i.store_key == key for i in validation.instances):
-            try:
-                await chunk_store.put_file(key, path)
-            except BaseException:
-                if own_key:  # nobody else uses this key: do not leave what may be stored
-                    await asyncio.shield(_forget_object(chunk_store, key))
-                raise
-        return upload_file, validation, sha256, size
-    finally:
-        await to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+        try:
+            sha256, size = await _concatenate(chunk_store, upload.id, upload_file.id, chunks, path)
+            if size != upload_file.size:
+                raise AssemblyError("assembled size differs from the declared size")
+            if upload_file.chunk_count == 1:
+                key = store.chunk_key(upload.id, upload_file.id, 0)
+            elif own_key:
+                key = store.instance_key(upload.id, uuid.uuid4())
+            else:
+                key = store.file_key(upload.id, upload_file.id)
+            validation = await validate_file(
+                store=chunk_store,
+                staging=chunk_store.staging,
+                path=path,
+                upload_id=upload.id,
+                stored_key=key,
+                size=size,
+                sha256=sha256,
+                limits=limits,
+            )
+            if upload_file.chunk_count > 1 and any(
+                i.store_key == key for i in validation.instances
+            ):
+                try:
+                    await chunk_store.put_file(key, path)
+                except BaseException:
+                    if own_key:  # nobody else uses this key: do not leave what may be stored
+                        await asyncio.shield(_forget_object(chunk_store, key))
+                    raise
+                if own_key:
+                    stored_own_key = key
+        finally:
+            await to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+    except BaseException:
+        # Cut short after storing (cancelled while removing the temporary): the caller never
+        # gets this outcome, so nobody else would delete the object.
+        if stored_own_key is not None:
+            await asyncio.shield(_forget_object(chunk_store, stored_own_key))
+        raise
+    return upload_file, validation, sha256, size
 
 
 async def _forget_object(chunk_store: ChunkStore, key: str) -> None:
