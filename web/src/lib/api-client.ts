@@ -8,7 +8,8 @@ import axios, { AxiosHeaders, isAxiosError, type InternalAxiosRequestConfig } fr
 import { env } from '@/config/env';
 
 import { network } from './network';
-import { tokens, withTabLock, type TokenPair } from './tokens';
+import { userOfToken } from './session-user';
+import { tokens, withTabLock, type StoredTokens, type TokenPair } from './tokens';
 
 export const api = axios.create({ baseURL: env.apiBase, timeout: 30_000 });
 
@@ -55,31 +56,46 @@ export class SessionEndedError extends Error {
 
 let inFlight: Promise<string | null> | null = null;
 
+/** Whether the session a refresh started from is still the stored one (the refresh token is unique to it). */
+function stillStored(before: StoredTokens): boolean {
+  return tokens.get()?.refresh === before.refresh;
+}
+
 /**
  * Returns a valid access token, refreshing it if needed; null when signed out or when the gateway
  * cannot be reached (tokens are kept then, so an offline user stays signed in).
  *
  * `refused`: the access token the gateway just answered 401 to. It is refreshed whatever its
- * expiry says, unless another request or tab has already replaced it.
+ * expiry says, unless another request or tab has already replaced it: then the replacement is
+ * returned if it is the same user's, and null if it is another user's.
  */
 export function refreshAccessToken(options: { force?: boolean; refused?: string | null } = {}): Promise<string | null> {
   inFlight ??= withTabLock('relaypacs-token-refresh', async () => {
     const before = tokens.get();
     if (!before) return null;
-    if (options.refused && before.access !== options.refused) return before.access;
+    if (options.refused && before.access !== options.refused) {
+      // Replaced meanwhile: by this user's refresh in another tab, or by a sign-out and someone
+      // else's sign-in, whose token must not carry a request made in the previous user's session.
+      return userOfToken(before.access) === userOfToken(options.refused) ? before.access : null;
+    }
     // Another tab may have refreshed while this one waited for the lock.
     if (!options.force && !options.refused && before.expiresAt - Date.now() > REFRESH_MARGIN_MS) return before.access;
     try {
       const response = await axios.post<TokenPair>(`${env.apiBase}/auth/refresh`, {
         refresh_token: before.refresh,
       });
+      // A sign-out or a sign-in does not wait for this lock: if the session changed while the
+      // gateway answered, the new tokens belong to a session that is over and must not replace
+      // the one there is now (another user's, perhaps).
+      if (!stillStored(before)) return null;
       const saved = tokens.save(response.data);
       // On disk before the lock goes: a browser killed now must not come back with the spent one.
       await tokens.durable();
       return saved.access;
     } catch (error) {
       const status = isAxiosError(error) ? error.response?.status : undefined;
-      if (status === 400 || status === 401 || status === 403) tokens.clear();
+      // Nor may the refusal of a session that is over sign out the one there is now.
+      if ((status === 400 || status === 401 || status === 403) && stillStored(before)) tokens.clear();
       return null;
     }
   }).finally(() => {
