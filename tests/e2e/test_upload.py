@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import SCREENSHOTS, Api, sign_in_with_tokens, wait_for_service_worker
+from tests.e2e.conftest import (
+    SCREENSHOTS,
+    Api,
+    sign_in_with_tokens,
+    wait_for_service_worker,
+    wait_until_true,
+)
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.studies import write_study
 
@@ -411,13 +417,13 @@ def test_the_engine_runs_in_a_worker_sends_a_few_chunks_at_once_and_obeys_pause_
         "button", name="Cancel upload"
     ).click()
     expect(page.get_by_text("This upload was cancelled.")).to_be_visible()
-    page.wait_for_function(
-        """(id) => fetch('/api/v1/uploads/' + id, { headers: { Authorization: 'Bearer '
-            + JSON.parse(localStorage.getItem('relaypacs.tokens')).access } })
+    # The screen says so at once; the gateway hears of it with the DELETE that follows.
+    wait_until_true(
+        page,
+        f"""fetch('/api/v1/uploads/{upload_id}', {{ headers: {{ Authorization: 'Bearer '
+            + JSON.parse(localStorage.getItem('relaypacs.tokens')).access }} }})
             .then(r => r.json()).then(u => u.state === 'cancelled')""",
-        arg=upload_id,
-        timeout=15_000,
-        polling=500,
+        timeout=15,
     )
     assert api.get(f"/uploads/{upload_id}", tokens)["state"] == "cancelled"
     assert stored_blob_count(page) == 0
