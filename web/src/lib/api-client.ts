@@ -16,6 +16,11 @@ export const api = axios.create({ baseURL: env.apiBase, timeout: 30_000 });
 /** Paths whose 401 means "wrong credentials", never "refresh and retry". */
 const NO_REFRESH = ['/auth/login', '/auth/register', '/auth/refresh', '/auth/logout'];
 const REFRESH_MARGIN_MS = 60_000;
+/**
+ * A refresh holds the cross-tab lock that every 401 in every tab waits for: on a link that
+ * drops packets without resetting the connection, an unbounded one would freeze the whole app.
+ */
+export const REFRESH_TIMEOUT_MS = 30_000;
 
 api.interceptors.request.use((config) => {
   const access = tokens.access();
@@ -81,9 +86,7 @@ export function refreshAccessToken(options: { force?: boolean; refused?: string 
     // Another tab may have refreshed while this one waited for the lock.
     if (!options.force && !options.refused && before.expiresAt - Date.now() > REFRESH_MARGIN_MS) return before.access;
     try {
-      const response = await axios.post<TokenPair>(`${env.apiBase}/auth/refresh`, {
-        refresh_token: before.refresh,
-      });
+      const response = await postRefresh(before.refresh);
       // A sign-out or a sign-in does not wait for this lock: if the session changed while the
       // gateway answered, the new tokens belong to a session that is over and must not replace
       // the one there is now (another user's, perhaps).
@@ -102,6 +105,21 @@ export function refreshAccessToken(options: { force?: boolean; refused?: string 
     inFlight = null;
   });
   return inFlight;
+}
+
+/** A timer, not `AbortSignal.timeout`: the app's other timers are the ones tests can drive. */
+async function postRefresh(refresh: string): Promise<{ data: TokenPair }> {
+  const controller = new AbortController();
+  const deadline = setTimeout(() => controller.abort(), REFRESH_TIMEOUT_MS);
+  try {
+    return await axios.post<TokenPair>(
+      `${env.apiBase}/auth/refresh`,
+      { refresh_token: refresh },
+      { signal: controller.signal },
+    );
+  } finally {
+    clearTimeout(deadline);
+  }
 }
 
 let timer: ReturnType<typeof setTimeout> | undefined;

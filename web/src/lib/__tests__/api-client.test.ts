@@ -1,10 +1,10 @@
-import axios, { AxiosError, type AxiosAdapter, type AxiosResponse, type InternalAxiosRequestConfig } from 'axios';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import axios, { AxiosError, CanceledError, type AxiosAdapter, type AxiosResponse, type InternalAxiosRequestConfig } from 'axios';
+import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { accessTokenOf } from '@/testing/access-token';
 import { installMemoryStorage } from '@/testing/memory-storage';
 
-import { api, refreshAccessToken } from '../api-client';
+import { api, REFRESH_TIMEOUT_MS, refreshAccessToken } from '../api-client';
 import { tokens, type TokenPair } from '../tokens';
 
 /**
@@ -21,6 +21,9 @@ const sent: { url: string | undefined; bearer: string }[] = [];
 const gateway: AxiosAdapter = (config) =>
   new Promise<AxiosResponse>((resolve, reject) => {
     sent.push({ url: config.url, bearer: String(config.headers.get('Authorization') ?? '') });
+    // As the browser's adapter does: an aborted request fails at once.
+    const signal = config.signal as AbortSignal | undefined;
+    signal?.addEventListener('abort', () => reject(new CanceledError(undefined, undefined, config)));
     pending.push({
       config,
       answer(status, data = {}) {
@@ -144,5 +147,26 @@ describe('a refresh that another user signed in during', () => {
 
     expect((await request).data).toBe('the studies');
     expect(sent.at(-1)?.bearer).toBe(`Bearer ${accessTokenOf('alice', 2)}`);
+  });
+});
+
+describe('a refresh the gateway never answers', () => {
+  it('gives up after a while, keeps the tokens and does not hold up the next refresh', async () => {
+    vi.useFakeTimers({ shouldAdvanceTime: true, toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const refreshed = refreshAccessToken({ force: true });
+      await nextRequest(); // lost on the way: no answer ever comes
+      await vi.advanceTimersByTimeAsync(REFRESH_TIMEOUT_MS);
+
+      expect(await refreshed).toBeNull();
+      // Offline is not signed out: the same session is kept for the next try.
+      expect(tokens.get()?.refresh).toBe('refresh-of-alice-1');
+
+      const again = refreshAccessToken({ force: true });
+      (await nextRequest()).answer(200, pairOf('alice', 2));
+      expect(await again).toBe(accessTokenOf('alice', 2));
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
