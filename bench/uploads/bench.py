@@ -5,7 +5,10 @@
 Both servers run here as real processes on loopback. One small asyncio HTTP/1.1 client (raw
 sockets, keep-alive, so the client costs little CPU and the same for both) sends 1 MiB chunks:
 
-* closed loop at 1, 10 and 100 requests in flight: throughput and P50/P95/P99 latency;
+* closed loop at 1, 10 and 100 requests in flight: throughput, P50/P95/P99 latency and the
+  server's CPU time per chunk, in ``--rounds`` rounds (default 3) whose order of servers rotates
+  (whoever runs later runs on a page cache the others filled); the round with the median
+  throughput is reported, and the ratio is the median of the rounds' ratios;
 * open loop at offered loads of 14 MiB/s (the PRD's 50 GB/h) and 140 MiB/s: P95 latency;
 * one 2 GiB upload at 10 in flight: the gateway's peak RSS (VmHWM) against a baseline.
 
@@ -121,6 +124,12 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc, as `ps` reads it)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def current_rss_mib(pid: int) -> float:
@@ -460,18 +469,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "relaypacs_workers": args.workers,
         "database": args.database_url or "sqlite (embedded default)",
         "chunk_bytes": CHUNK,
+        "rounds": args.rounds,
         "closed_loop": {},
+        "closed_loop_ratios": {},
         "open_loop": {},
         "big_upload": {},
     }
     try:
         for in_flight, per_slot in ((1, 300), (10, 60), (100, 8)):
-            for target in targets:
-                result = await closed_loop(target, in_flight, max(2, int(per_slot * scale)))
-                report["closed_loop"].setdefault(str(in_flight), {})[target.name] = result.summary()
-                print(target.name, in_flight, result.summary(), flush=True)
+            chunks_per_slot = max(2, int(per_slot * scale))
+            rounds: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
+            for n in range(args.rounds):
+                for target in targets[n % len(targets) :] + targets[: n % len(targets)]:
+                    settle()
+                    cpu_before = cpu_seconds(target.process.pid)
+                    summary = (await closed_loop(target, in_flight, chunks_per_slot)).summary()
+                    used = cpu_seconds(target.process.pid) - cpu_before
+                    summary["cpu_ms_per_chunk"] = round(used * 1000 / summary["chunks"], 2)
+                    rounds[target.name].append(summary)
+                    print(target.name, in_flight, f"round {n + 1}", summary, flush=True)
+            report["closed_loop"][str(in_flight)] = {
+                name: median_round(results) for name, results in rounds.items()
+            }
+            report["closed_loop_ratios"][str(in_flight)] = round_ratios(rounds)
         for rate in (14, 140):
             for target in targets:
+                settle()
                 result = await open_loop(target, rate, 15 * scale)
                 report["open_loop"].setdefault(str(rate), {})[target.name] = result.summary()
                 print(target.name, f"{rate} MiB/s", result.summary(), flush=True)
@@ -505,6 +528,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def settle() -> None:
+    """Write back what earlier runs left dirty in the page cache, before the next run starts.
+
+    Each run writes hundreds of MiB; the kernel writes them back later, in the middle of
+    whichever run comes next (tus, which never fsyncs, leaves the most). Measured without this,
+    the same server's throughput swung by a third from one run to the next.
+    """
+    os.sync()
+
+
+def median_round(results: list[dict[str, float]]) -> dict[str, Any]:
+    """The round with the median throughput, with every round's throughput beside it."""
+    ordered = sorted(results, key=lambda r: r["mib_per_s"])
+    return {**ordered[len(ordered) // 2], "rounds_mib_per_s": [r["mib_per_s"] for r in results]}
+
+
+def round_ratios(rounds: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Per round (servers measured minutes apart at most), each server's throughput over tus'."""
+    ratios: dict[str, Any] = {}
+    for name, results in rounds.items():
+        if name == "tus":
+            continue
+        each = [
+            round(ours["mib_per_s"] / theirs["mib_per_s"], 2)
+            for ours, theirs in zip(results, rounds["tus"], strict=True)
+        ]
+        ratios[f"{name}/tus"] = {"rounds": each, "median": statistics.median(each)}
+    return ratios
+
+
 def _stop(target: Target) -> None:
     if target.process.poll() is not None:
         return
@@ -514,6 +567,15 @@ def _stop(target: Target) -> None:
     except subprocess.TimeoutExpired:
         target.process.kill()
         target.process.wait()
+
+
+def _ratio_to_tus(report: dict[str, Any], in_flight: str, name: str) -> str:
+    # The median of the rounds' own ratios (older reports had one round: the plain ratio).
+    rounds = report.get("closed_loop_ratios", {}).get(in_flight, {})
+    if f"{name}/tus" in rounds:
+        return f"{rounds[f'{name}/tus']['median']:.2f}x"
+    pair = report["closed_loop"][in_flight]
+    return f"{pair[name]['mib_per_s'] / pair['tus']['mib_per_s']:.2f}x"
 
 
 def table(report: dict[str, Any]) -> str:
@@ -528,12 +590,21 @@ def table(report: dict[str, Any]) -> str:
         ours, tus = pair["relaypacs"], pair["tus"]
         line = (
             f"| {in_flight} in flight: MiB/s | {ours['mib_per_s']} | {tus['mib_per_s']} | "
-            f"{ours['mib_per_s'] / tus['mib_per_s']:.2f}x |"
+            f"{_ratio_to_tus(report, in_flight, 'relaypacs')} |"
         )
         if "floor" in pair:
             low = pair["floor"]["mib_per_s"]
-            line += f" {low} | {low / tus['mib_per_s']:.2f}x | {ours['mib_per_s'] / low:.2f}x |"
+            line += (
+                f" {low} | {_ratio_to_tus(report, in_flight, 'floor')} |"
+                f" {ours['mib_per_s'] / low:.2f}x |"
+            )
         lines.append(line)
+        if "cpu_ms_per_chunk" in ours:
+            lines.append(
+                f"| {in_flight} in flight: server CPU ms per chunk | {ours['cpu_ms_per_chunk']} | "
+                f"{tus['cpu_ms_per_chunk']} | |"
+                + (f" {pair['floor']['cpu_ms_per_chunk']} | | |" if floor else "")
+            )
         lines.append(
             f"| {in_flight} in flight: P50/P95/P99 ms | {ours['p50_ms']}/{ours['p95_ms']}/"
             f"{ours['p99_ms']} | {tus['p50_ms']}/{tus['p95_ms']}/{tus['p99_ms']} | |"
@@ -562,6 +633,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a fifth of the requests")
     parser.add_argument("--skip-big", action="store_true", help="skip the 2 GiB upload")
     parser.add_argument("--big-gib", type=float, default=2.0)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="closed-loop rounds, the servers' order rotating"
+    )
     parser.add_argument("--database-url", default=None, help="default: embedded SQLite")
     parser.add_argument("--work-dir", default=None, help="where the servers store (a disk)")
     parser.add_argument("--workers", type=int, default=1, help="serve --workers (PostgreSQL)")
