@@ -8,7 +8,8 @@ import { unfinishedCount } from '@/features/upload';
 import type { UploadJob } from '@/features/upload/engine/types';
 import { api } from '@/lib/api-client';
 import { deviceOwner, restoreTokens, tokens } from '@/lib/tokens';
-import { installMemoryStorage, type MemoryStorage } from '@/testing/memory-storage';
+import { type MemoryStorage } from '@/testing/memory-storage';
+import { startSignedOut } from '@/testing/signed-out-device';
 
 import { handOverDevice } from '../device-data';
 
@@ -110,9 +111,7 @@ async function bobUsedTheDeviceFirst(): Promise<void> {
 }
 
 beforeEach(async () => {
-  storage = installMemoryStorage();
-  tokens.clear();
-  await tokens.durable();
+  storage = await startSignedOut();
   // A device as it is first used: nothing queued, nobody recorded as its owner.
   await database.transaction('rw', database.jobs, database.blobs, database.history, async () => {
     await database.jobs.clear();

@@ -2,7 +2,7 @@ import axios, { AxiosError, CanceledError, type AxiosAdapter, type AxiosResponse
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { accessTokenOf } from '@/testing/access-token';
-import { installMemoryStorage } from '@/testing/memory-storage';
+import { startSignedOut } from '@/testing/signed-out-device';
 
 import { api, REFRESH_TIMEOUT_MS, refreshAccessToken } from '../api-client';
 import { tokens, type TokenPair } from '../tokens';
@@ -76,9 +76,7 @@ function bobTakesOver(): void {
 }
 
 beforeEach(async () => {
-  installMemoryStorage();
-  tokens.clear();
-  await tokens.durable();
+  await startSignedOut();
   pending = [];
   sent.length = 0;
   tokens.save(pairOf('alice', 1));

@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 
-import { installMemoryStorage, type MemoryStorage } from '@/testing/memory-storage';
+import { type MemoryStorage } from '@/testing/memory-storage';
+import { startSignedOut } from '@/testing/signed-out-device';
 
 import { restoreTokens, tokens, type TokenPair } from '../tokens';
 
@@ -11,9 +12,7 @@ function pair(refresh: string): TokenPair {
 }
 
 beforeEach(async () => {
-  storage = installMemoryStorage();
-  tokens.clear();
-  await tokens.durable();
+  storage = await startSignedOut();
 });
 
 describe('tokens after the browser was killed', () => {
