@@ -202,9 +202,25 @@ async def test_a_file_sent_as_one_chunk_is_kept_as_that_chunk_not_copied(
     # ... while a file of two chunks is assembled into one object and its chunks are freed.
     assert not (root / "chunks" / session.file_id(1)).exists()
     # One stored copy of each, whichever assembly run recorded it (the other's is discarded).
-    stored = [p.read_bytes() for p in root.rglob("*") if p.is_file()]
+    stored = [p.read_bytes() for p in _objects_in(root)]
     assert sorted(stored) == sorted([single, multi])
     assert {hashlib.sha256(d).digest() for d in (single, multi)} <= _archived(base)
+
+
+def _assemble_in_background(app: Any, store: Any, upload_id: str) -> asyncio.Task[Any]:
+    """The assembly job of ``upload_id`` over ``store``, running until the test cancels it."""
+    return asyncio.create_task(
+        assemble_ready_files(
+            app.state.sessionmaker,
+            store,
+            uuid.UUID(upload_id),
+            limits=ZipLimits(max_total_bytes=1 << 30),
+        )
+    )
+
+
+def _objects_in(directory: Path) -> list[Path]:
+    return [p for p in directory.rglob("*") if p.is_file()]
 
 
 class _StoreThatHangsAfterPut:
@@ -237,21 +253,14 @@ async def test_an_early_round_cut_short_leaves_none_of_its_objects(base: Forward
         await uploads.send_all(client, session)
         instances = base.data_dir / "chunks" / "uploads" / session.id / "instances"
         store = _StoreThatHangsAfterPut(app.state.resources.chunk_store, hang_on=2)
-        job = asyncio.create_task(
-            assemble_ready_files(
-                app.state.sessionmaker,
-                store,
-                uuid.UUID(session.id),
-                limits=ZipLimits(max_total_bytes=1 << 30),
-            )
-        )
+        job = _assemble_in_background(app, store, session.id)
         await asyncio.wait_for(store.hanging.wait(), 30)
         # Both objects exist: the first in the round's outcomes, the second still being stored.
-        assert len([p for p in instances.rglob("*") if p.is_file()]) == 2
+        assert len(_objects_in(instances)) == 2
         job.cancel()
         with pytest.raises(asyncio.CancelledError):
             await job
-        assert not [p for p in instances.rglob("*") if p.is_file()]
+        assert not _objects_in(instances)
         # Nothing was recorded: the files wait for the next job or for `complete`.
         status = await uploads.status(client, session)
         assert [f["status"] for f in status["files"]] == ["pending", "pending"]
@@ -286,20 +295,13 @@ async def test_an_early_round_cancelled_just_after_storing_leaves_no_object(
         await uploads.send_all(client, session)
         instances = base.data_dir / "chunks" / "uploads" / session.id / "instances"
         store = _StoreThatTellsAfterPut(app.state.resources.chunk_store)
-        job = asyncio.create_task(
-            assemble_ready_files(
-                app.state.sessionmaker,
-                store,
-                uuid.UUID(session.id),
-                limits=ZipLimits(max_total_bytes=1 << 30),
-            )
-        )
+        job = _assemble_in_background(app, store, session.id)
         await asyncio.wait_for(store.stored.wait(), 30)
-        assert len([p for p in instances.rglob("*") if p.is_file()]) == 1
+        assert len(_objects_in(instances)) == 1
         job.cancel()
         with pytest.raises(asyncio.CancelledError):
             await job
-        assert not [p for p in instances.rglob("*") if p.is_file()]
+        assert not _objects_in(instances)
         status = await uploads.status(client, session)
         assert [f["status"] for f in status["files"]] == ["pending"]
 
