@@ -75,3 +75,38 @@ async def test_a_batch_of_new_files_fsyncs_each_directory_once_after_every_renam
 
 async def _body(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def test_a_directory_another_request_just_made_is_still_made_durable_by_this_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two chunk PUTs (or two processes) create the same new directory at once: the one that
+    # loses the mkdir must not leave its renamed chunk's directory entry to the other's fsync.
+    store = FilesystemChunkStore(tmp_path / "store")
+    upload_id, file_id = uuid.uuid4(), uuid.uuid4()
+    key = chunk_key(upload_id, file_id, 0)
+    staged = await store.stage(_body(b"chunk"), max_size=1024)
+    contested = store.path_of(key).parent
+    real_mkdir = Path.mkdir
+
+    def mkdir_that_loses_the_race(
+        self: Path, mode: int = 0o777, parents: bool = False, exist_ok: bool = False
+    ) -> None:
+        real_mkdir(self, mode, parents, exist_ok)
+        if self == contested:
+            raise FileExistsError(self)  # the other request got there first
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spying_fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_that_loses_the_race)
+    monkeypatch.setattr(filesystem.os, "fsync", spying_fsync)
+    await store.commit_many([(staged, key)])
+
+    assert str(contested.parent) in synced
+    assert store.path_of(key).read_bytes() == b"chunk"
+    store.staging.close()

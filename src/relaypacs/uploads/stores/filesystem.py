@@ -7,6 +7,7 @@ A reader therefore sees either no chunk or the whole verified chunk, never a tor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Sequence
@@ -39,10 +40,10 @@ def _make_directories(root: Path, directory: Path) -> list[Path]:
         current = current.parent
     changed: list[Path] = []
     for path in reversed(missing):
-        try:
+        # Created by another request at the same moment, it may not be durable yet either: our
+        # rename into it must not depend on that request's fsync of the parent.
+        with contextlib.suppress(FileExistsError):
             path.mkdir()
-        except FileExistsError:
-            continue  # another request created it at the same moment
         changed.append(path.parent)
     return changed
 
