@@ -269,6 +269,17 @@ def _completed(journal: Path) -> list[dict[str, Any]]:
     return [u for u in uploads.values() if u["completed"]]
 
 
+def _stop_with_ctrl_c(watcher: subprocess.Popen[str]) -> None:
+    """Ctrl-C ends `relaypacs watch` cleanly; a watcher that ignores it is not left running."""
+    watcher.send_signal(signal.SIGINT)
+    try:
+        assert watcher.wait(30) == 0
+    except subprocess.TimeoutExpired:
+        watcher.kill()
+        watcher.wait()
+        raise
+
+
 def test_watch_never_sends_a_study_that_is_still_being_copied(cli: CliUser, tmp_path: Path) -> None:
     folder = tmp_path / "outbox"
     (folder / "study").mkdir(parents=True)
@@ -287,8 +298,7 @@ def test_watch_never_sends_a_study_that_is_still_being_copied(cli: CliUser, tmp_
         (entry,) = _completed(cli.state_dir / "journal.json")
         assert len(entry["files"]) == 4
     finally:
-        watcher.send_signal(signal.SIGINT)
-        watcher.wait(30)
+        _stop_with_ctrl_c(watcher)
 
 
 def test_watch_sends_a_study_once_its_files_stop_changing(cli: CliUser, tmp_path: Path) -> None:
@@ -315,12 +325,7 @@ def test_watch_sends_a_study_once_its_files_stop_changing(cli: CliUser, tmp_path
         assert entry["study_instance_uid"] == study.study_instance_uid
         assert len(entry["files"]) == 3
     finally:
-        watcher.send_signal(signal.SIGINT)
-        try:
-            assert watcher.wait(30) == 0
-        except subprocess.TimeoutExpired:
-            watcher.kill()
-            raise
+        _stop_with_ctrl_c(watcher)
 
 
 def test_a_started_upload_finishes_without_the_sign_in(

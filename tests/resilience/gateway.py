@@ -29,6 +29,13 @@ RELAYPACS = str(VENV_BIN / "relaypacs")
 START_TIMEOUT_S = 90.0
 
 
+def _listen_to_ctrl_c() -> None:
+    # A non-interactive shell starts background commands (`pytest … &`) with SIGINT ignored, and
+    # an ignored signal stays ignored across fork and exec: the CLI would never see the tests'
+    # Ctrl-C. Runs in the child between fork and exec; signal() is safe there.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -159,6 +166,7 @@ class CliUser:
         )
 
     def spawn(self, *args: str) -> subprocess.Popen[str]:
+        """The command running as if started at a terminal, where Ctrl-C (SIGINT) reaches it."""
         return subprocess.Popen(
             [RELAYPACS, *args],
             env=self.env(),
@@ -166,6 +174,7 @@ class CliUser:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_listen_to_ctrl_c,
         )
 
     def credentials(self) -> dict[str, Any]:
