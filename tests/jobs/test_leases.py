@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
@@ -215,3 +215,34 @@ async def test_handler_is_stopped_before_its_lease_expires_when_renewal_is_block
             await blocker.rollback()
     # Stopped while its lease still held: no other worker could have started it yet.
     assert stopped_at[0] < lease_expires_at
+
+
+async def test_waiting_for_a_database_connection_does_not_use_up_the_lease_of_the_claimed_job(
+    resources: Resources, registry: JobRegistry, kind: str
+) -> None:
+    lease = resources.settings.job_lease_seconds
+
+    @registry.job_handler(kind)
+    async def handler(ctx: JobContext, payload: dict[str, Any]) -> None:
+        await asyncio.sleep(lease / 3)  # a short job, well within a lease of its own
+
+    job_id = await _enqueue(resources, kind)
+    # Stands in for a pool at its limit or a slow connect on a loaded machine: the worker's next
+    # checkout takes longer than a whole lease. It blocks the loop, which only makes it harsher.
+    slow_checkouts = [lease + 0.3]
+
+    def slow_checkout(*_: object) -> None:
+        if slow_checkouts:
+            time.sleep(slow_checkouts.pop())
+
+    pool = resources.engine.sync_engine.pool
+    event.listen(pool, "checkout", slow_checkout)
+    try:
+        async with running_worker(resources, registry) as worker:
+            done = outcome_of(worker, job_id, "succeeded", "lost")
+            assert await asyncio.wait_for(done, timeout=10) == "succeeded"
+    finally:
+        event.remove(pool, "checkout", slow_checkout)
+    assert not slow_checkouts, "the worker never waited for a connection"
+    job = await load_job(resources, job_id)
+    assert (job.state, job.attempts) == (JobState.succeeded, 1)

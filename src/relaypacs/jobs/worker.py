@@ -207,9 +207,12 @@ class Worker:
     async def _claim(self, free: int) -> int:
         lease = self.settings.job_lease_seconds
         sessionmaker = self.resources.sessionmaker
-        started = time.monotonic()
-        now = utcnow()
         async with sessionmaker() as session:
+            # The lease is counted from when the claim can run: time spent waiting for a pooled
+            # connection (or SQLite's write lock) would otherwise be taken from the job.
+            await session.connection()
+            started = time.monotonic()
+            now = utcnow()
             buried = await repository.bury_abandoned(
                 session, now=now, max_abandoned=self.settings.job_max_abandoned
             )
