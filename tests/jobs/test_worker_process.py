@@ -100,8 +100,11 @@ async def test_killed_worker_process_job_is_resumed_by_another_worker_after_its_
             assert (started["job_id"], started["attempt"]) == (str(job_id), 1)
             process.send_signal(signal.SIGKILL)
             assert await process.wait() == -signal.SIGKILL
+            assert process.stdout is not None
+            # What the worker logged after the job started, to explain a failure below.
+            last_words = (await process.stdout.read()).decode(errors="replace")
         orphan = await load_job(resources, job_id)
-        assert orphan.state is JobState.running
+        assert orphan.state is JobState.running, last_words
         assert orphan.lease_owner is not None
         assert f":{process.pid}:" in orphan.lease_owner
         assert orphan.lease_expires_at is not None
