@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.support.conformance import PASSWORD, conformance_failures, create_admin
+from tests.support.databases import backend_of, throwaway_database
 from tests.support.servers import RelayServer
 
 PATHS = r"^/api/v1/(reports|notifications(?!/stream$)|analytics|admin/uploads)"
@@ -25,26 +26,30 @@ def gateway(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, dict[str, str]]]:
     data_dir: Path = tmp_path_factory.mktemp("schemathesis-reports")
-    server = RelayServer(
-        data_dir=data_dir,
-        database_url=database_url,
-        log_path=data_dir / "serve.log",
-        log_level="ERROR",
-        analytics_rate_limit="100000/minute",
-    )
-    admin = f"fuzz_admin_{uuid.uuid4().hex[:8]}"
-    create_admin(server, admin)
-    server.start()
-    try:
-        login = requests.post(
-            f"{server.url}/api/v1/auth/login",
-            json={"username": admin, "password": PASSWORD},
-            timeout=30,
+    # A database of its own: the session's in-process app shares the worker's database, and its
+    # job worker can be mid-transaction while the event loop is paused between tests. On SQLite
+    # that holds the write lock, and this fixture's blocking set-up would wait out busy_timeout.
+    with throwaway_database(backend_of(database_url), data_dir) as url:
+        server = RelayServer(
+            data_dir=data_dir,
+            database_url=url,
+            log_path=data_dir / "serve.log",
+            log_level="ERROR",
+            analytics_rate_limit="100000/minute",
         )
-        login.raise_for_status()
-        yield server.url, {"Authorization": f"Bearer {login.json()['access_token']}"}
-    finally:
-        server.stop()
+        admin = f"fuzz_admin_{uuid.uuid4().hex[:8]}"
+        create_admin(server, admin)
+        server.start()
+        try:
+            login = requests.post(
+                f"{server.url}/api/v1/auth/login",
+                json={"username": admin, "password": PASSWORD},
+                timeout=30,
+            )
+            login.raise_for_status()
+            yield server.url, {"Authorization": f"Bearer {login.json()['access_token']}"}
+        finally:
+            server.stop()
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from relaypacs.jobs.repository import ClaimedJob
 from relaypacs.jobs.worker import Worker
 from relaypacs.resources import Resources, open_resources
 from tests.conftest import make_settings
-from tests.support.databases import throwaway_database
+from tests.support.databases import backend_of, throwaway_database
 
 # Fast enough for tests, slow enough that a loaded 2-core machine renews leases in time.
 FAST_JOBS: dict[str, object] = {
@@ -29,10 +29,6 @@ FAST_JOBS: dict[str, object] = {
     "job_retry_cap_seconds": 0.4,
     "job_shutdown_grace_seconds": 2.0,
 }
-
-
-def backend_of(database_url: str) -> str:
-    return "sqlite" if database_url.startswith("sqlite") else "postgresql"
 
 
 @pytest.fixture

@@ -34,6 +34,10 @@ async def _execute(sql: str) -> None:
         await connection.close()
 
 
+def backend_of(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgresql"
+
+
 @contextmanager
 def throwaway_database(backend: str, directory: Path) -> Iterator[str]:
     """Yield the async URL of a new, migrated database; drop it afterwards."""
