@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.conformance import PASSWORD, conformance_failures, create_admin
-from tests.support.databases import backend_of, throwaway_database
-from tests.support.servers import RelayServer
+from tests.support.conformance import PASSWORD, conformance_failures, conformance_server
 
 PATHS = r"^/(api/v1/(auth|users|admin/users|admin/audit)|\.well-known)/"
 
@@ -51,34 +49,22 @@ class Gateway:
 @pytest.fixture(scope="session")
 def gateway(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     data_dir: Path = tmp_path_factory.mktemp("schemathesis")
-    # A database of its own: the session's in-process app shares the worker's database, and its
-    # job worker can be mid-transaction while the event loop is paused between tests. On SQLite
-    # that holds the write lock, and this fixture's blocking set-up would wait out busy_timeout.
-    with throwaway_database(backend_of(database_url), data_dir) as url:
-        server = RelayServer(
-            data_dir=data_dir,
-            database_url=url,
-            log_path=data_dir / "serve.log",
-            log_level="ERROR",
-            # The fuzzer sends many wrong sign-ins: the brute-force defences would stop it.
-            login_rate_limit="100000/minute",
-            register_rate_limit="100000/minute",
-            login_lockout_threshold="100000",
+    with conformance_server(
+        database_url,
+        data_dir,
+        # The fuzzer sends many wrong sign-ins: the brute-force defences would stop it.
+        login_rate_limit="100000/minute",
+        register_rate_limit="100000/minute",
+        login_lockout_threshold="100000",
+    ) as (server, admin):
+        user = f"fuzz_user_{uuid.uuid4().hex[:8]}"
+        registered = requests.post(
+            f"{server.url}/api/v1/auth/register",
+            json={"username": user, "email": f"{user}@example.org", "password": PASSWORD},
+            timeout=30,
         )
-        admin = f"fuzz_admin_{uuid.uuid4().hex[:8]}"
-        create_admin(server, admin)
-        server.start()
-        try:
-            user = f"fuzz_user_{uuid.uuid4().hex[:8]}"
-            registered = requests.post(
-                f"{server.url}/api/v1/auth/register",
-                json={"username": user, "email": f"{user}@example.org", "password": PASSWORD},
-                timeout=30,
-            )
-            registered.raise_for_status()
-            yield Gateway(server.url, user, admin)
-        finally:
-            server.stop()
+        registered.raise_for_status()
+        yield Gateway(server.url, user, admin)
 
 
 @pytest.mark.slow

@@ -7,16 +7,13 @@ The SSE stream is left out (a valid request never ends); it has tests of its own
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support.conformance import PASSWORD, conformance_failures, create_admin
-from tests.support.databases import backend_of, throwaway_database
-from tests.support.servers import RelayServer
+from tests.support.conformance import PASSWORD, conformance_failures, conformance_server
 
 PATHS = r"^/api/v1/(reports|notifications(?!/stream$)|analytics|admin/uploads)"
 
@@ -26,30 +23,17 @@ def gateway(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, dict[str, str]]]:
     data_dir: Path = tmp_path_factory.mktemp("schemathesis-reports")
-    # A database of its own: the session's in-process app shares the worker's database, and its
-    # job worker can be mid-transaction while the event loop is paused between tests. On SQLite
-    # that holds the write lock, and this fixture's blocking set-up would wait out busy_timeout.
-    with throwaway_database(backend_of(database_url), data_dir) as url:
-        server = RelayServer(
-            data_dir=data_dir,
-            database_url=url,
-            log_path=data_dir / "serve.log",
-            log_level="ERROR",
-            analytics_rate_limit="100000/minute",
+    with conformance_server(database_url, data_dir, analytics_rate_limit="100000/minute") as (
+        server,
+        admin,
+    ):
+        login = requests.post(
+            f"{server.url}/api/v1/auth/login",
+            json={"username": admin, "password": PASSWORD},
+            timeout=30,
         )
-        admin = f"fuzz_admin_{uuid.uuid4().hex[:8]}"
-        create_admin(server, admin)
-        server.start()
-        try:
-            login = requests.post(
-                f"{server.url}/api/v1/auth/login",
-                json={"username": admin, "password": PASSWORD},
-                timeout=30,
-            )
-            login.raise_for_status()
-            yield server.url, {"Authorization": f"Bearer {login.json()['access_token']}"}
-        finally:
-            server.stop()
+        login.raise_for_status()
+        yield server.url, {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 @pytest.mark.slow

@@ -7,8 +7,11 @@ and body match what `/openapi.json` documents.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import schemathesis
@@ -27,6 +30,7 @@ from relaypacs.config import Settings
 from relaypacs.db.engine import create_engine, create_sessionmaker
 from relaypacs.users import service as users_service
 from relaypacs.users.models import Role
+from tests.support.databases import backend_of, throwaway_database
 from tests.support.servers import RelayServer
 
 PASSWORD = "Vq8#relay-Pacs!"
@@ -82,6 +86,34 @@ def create_admin(server: RelayServer, username: str) -> None:
     # A thread of its own: asyncio.run must not replace the event loop pytest-asyncio set.
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, create()).result()
+
+
+@contextmanager
+def conformance_server(
+    database_url: str, data_dir: Path, **settings: str
+) -> Iterator[tuple[RelayServer, str]]:
+    """A running `relaypacs serve` on a database of its own, and the username of its admin.
+
+    Not the session's database: the session's in-process app runs its job worker on the session
+    event loop, which is paused between tests, and a claim caught mid-transaction there holds
+    SQLite's write lock. This set-up blocks the main thread on the database and would wait out
+    busy_timeout behind it.
+    """
+    with throwaway_database(backend_of(database_url), data_dir) as url:
+        server = RelayServer(
+            data_dir=data_dir,
+            database_url=url,
+            log_path=data_dir / "serve.log",
+            log_level="ERROR",
+            **settings,
+        )
+        admin = f"fuzz_admin_{uuid.uuid4().hex[:8]}"
+        create_admin(server, admin)
+        server.start()
+        try:
+            yield server, admin
+        finally:
+            server.stop()
 
 
 def conformance_failures(
