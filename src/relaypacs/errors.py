@@ -38,7 +38,7 @@ class Problem(BaseModel):
     type: str = Field(examples=[PROBLEM_TYPE_BASE + "checksum_mismatch"])
     title: str
     status: int
-    detail: str | None = None
+    detail: str = Field(description="What went wrong with this request, for people")
     code: str = Field(description="Stable machine-readable error code")
     instance: str | None = None
 
@@ -55,8 +55,10 @@ class RelayError(Exception):
         headers: Mapping[str, str] | None = None,
         **extra: Any,
     ) -> None:
-        super().__init__(detail or self.title)
-        self.detail = detail
+        # The contract promises a detail on every problem: a class without one for this
+        # occurrence repeats its title.
+        self.detail = detail or self.title
+        super().__init__(self.detail)
         self.headers = dict(headers or {})
         self.extra = extra
 
@@ -66,9 +68,8 @@ class RelayError(Exception):
             "title": self.title,
             "status": self.status,
             "code": self.code,
+            "detail": self.detail,
         }
-        if self.detail:
-            body["detail"] = self.detail
         if instance:
             body["instance"] = instance
         body.update(self.extra)

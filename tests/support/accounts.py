@@ -122,6 +122,7 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert body["status"] == status
     assert body["type"].endswith("/" + code)
     assert body["title"]
+    assert body["detail"], body  # DESIGN.md: every problem has a detail
     return body
 
 
