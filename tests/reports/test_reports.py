@@ -298,6 +298,35 @@ async def test_every_read_of_a_report_is_audited(
     assert audit.json()["total"] == 1
 
 
+@pytest.mark.parametrize("change", [{}, {"status": "ready"}, {"text": "Normal."}])
+async def test_a_patch_that_changes_nothing_is_audited_as_a_read(
+    client: httpx.AsyncClient, app: FastAPI, change: dict[str, str]
+) -> None:
+    """The answer shows the report all the same: patient data seen, so an audit row."""
+    owner = await sign_in(client, app)
+    admin = await sign_in(client, app, role=Role.admin)
+    radiologist = await sign_in(client, app, role=Role.radiologist)
+    delivered = await deliver(client, app, owner)
+    url = f"{API}/reports/{delivered.report_id}"
+    ready = {"status": "ready", "text": "Normal."}
+    assert (await client.patch(url, json=ready, headers=radiologist.headers)).status_code == 200
+    response = await client.patch(url, json=change, headers=radiologist.headers)
+    assert response.status_code == 200
+    assert response.json()["text"] == "Normal."
+    audit = await client.get(
+        f"{API}/admin/audit",
+        params={"actor_id": str(radiologist.id), "action": "report.viewed"},
+        headers=admin.headers,
+    )
+    assert audit.json()["total"] == 1
+    updates = await client.get(
+        f"{API}/admin/audit",
+        params={"actor_id": str(radiologist.id), "action": "report.updated"},
+        headers=admin.headers,
+    )
+    assert updates.json()["total"] == 1  # the first PATCH only
+
+
 async def test_the_personal_data_export_holds_reports_and_notifications(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:

@@ -8,9 +8,9 @@ from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.styles import ParagraphStyle, PropertySet, getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from relaypacs.reports.models import Report
 from relaypacs.uploads.models import Upload
@@ -25,6 +25,22 @@ def _person(name: str) -> str:
     family, given, middle, prefix, suffix = ([*name.split("=")[0].split("^"), "", "", "", ""])[:5]
     rest = " ".join(p for p in (prefix, given, middle, suffix) if p)
     return f"{family}, {rest}" if family and rest else family or rest or name
+
+
+def _report_text(text: str, body: PropertySet) -> list[Flowable]:
+    """One flowable per line: a paragraph that runs over a page is split and laid out again
+    for every page, so a single flowable of thousands of lines costs time quadratic in them."""
+    line_style = ParagraphStyle("ReportLine", parent=body, spaceBefore=0, spaceAfter=0)
+    flowables: list[Flowable] = []
+    for paragraph in text.split("\n\n"):
+        lines = paragraph.strip().splitlines()
+        if lines:
+            # A blank line inside a paragraph stays visible, as it was typed.
+            flowables.extend(
+                Paragraph(escape(line) if line.strip() else "&#160;", line_style) for line in lines
+            )
+            flowables.append(Spacer(1, 3 * mm))
+    return flowables
 
 
 def render_report_pdf(report: Report, upload: Upload) -> bytes:
@@ -73,11 +89,7 @@ def render_report_pdf(report: Report, upload: Upload) -> bytes:
     )
     story = [Paragraph("Radiology report", styles["Title"]), table, Spacer(1, 8 * mm)]
     story.append(Paragraph("Report", styles["Heading2"]))
-    for paragraph in (report.text or "").split("\n\n"):
-        lines = [escape(line) for line in paragraph.strip().splitlines()]
-        if lines:
-            story.append(Paragraph("<br/>".join(lines), styles["BodyText"]))
-            story.append(Spacer(1, 3 * mm))
+    story.extend(_report_text(report.text or "", styles["BodyText"]))
     story.append(Spacer(1, 6 * mm))
     story.append(
         Paragraph(

@@ -271,6 +271,9 @@ async def update_report(
             target_id=str(report.id),
             details={"changed": changed, "status": report.status.value},
         )
+    else:
+        # Nothing changed, but the answer still shows the report (patient data): a read.
+        await audit_read(session, request, radiologist, "report.viewed", report.id)
     return report, upload
 
 
