@@ -107,6 +107,13 @@ async def test_service_level_defaults_to_the_users_preference(
         ({"chunk_size": 1024}, "chunk_size"),
         ({"chunk_size": 11 * 1024 * 1024}, "chunk_size"),
         ({"unexpected": True}, "unexpected"),
+        # JSON types are not guessed at: a size or a flag of the wrong type is refused.
+        ({"files": [{"name": "a.dcm", "size": True}]}, "size"),
+        ({"files": [{"name": "a.dcm", "size": "4096"}]}, "size"),
+        ({"files": [{"name": "a.dcm", "size": 4096.0}]}, "size"),
+        ({"chunk_size": "1048576"}, "chunk_size"),
+        ({"force_upload": "off"}, "force_upload"),
+        ({"force_upload": 1}, "force_upload"),
     ],
 )
 async def test_bad_study_or_file_list_is_refused_and_nothing_is_created(

@@ -49,6 +49,20 @@ async def test_admin_lists_and_filters_users(client: httpx.AsyncClient, app: Fas
     assert paged["total"] >= 2
 
 
+async def test_admin_search_takes_like_wildcards_literally(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """Usernames may hold ``_``: searching for one must not match every character there."""
+    admin = await sign_in(client, app, role=Role.admin)
+    stem = uuid.uuid4().hex[:8]
+    underscored = await sign_in(client, app, username=f"w{stem}_x")
+    await sign_in(client, app, username=f"w{stem}ax")
+    # % too is only itself.
+    for query, expected in ((f"{stem}_x", [underscored.id]), (f"{stem}%", [])):
+        page = (await client.get(USERS, params={"q": query}, headers=admin.headers)).json()
+        assert [uuid.UUID(item["id"]) for item in page["items"]] == expected, query
+
+
 async def test_admin_creates_an_account_of_any_role(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
@@ -84,6 +98,31 @@ async def test_unknown_user_is_404(client: httpx.AsyncClient, app: FastAPI) -> N
         404,
         "user_not_found",
     )
+
+
+async def test_an_account_flag_of_the_wrong_json_type_is_refused(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """``"false"`` (a string) must not be read as false: that would disable an account."""
+    admin = await sign_in(client, app, role=Role.admin)
+    user = await sign_in(client, app)
+    for flag in ("false", 0, "no"):
+        response = await client.patch(
+            f"{USERS}/{user.id}", json={"is_active": flag}, headers=admin.headers
+        )
+        assert_problem(response, 422, "validation_error")
+    assert (await client.get("/api/v1/auth/me", headers=user.headers)).status_code == 200
+    made = await client.post(
+        USERS,
+        json={
+            "username": f"strict_{uuid.uuid4().hex[:8]}",
+            "email": f"strict_{uuid.uuid4().hex[:8]}@example.org",
+            "password": "Initial-Secret-55",
+            "must_change_password": "false",
+        },
+        headers=admin.headers,
+    )
+    assert_problem(made, 422, "validation_error")
 
 
 async def test_role_changes_are_audited_with_old_and_new_role(

@@ -94,6 +94,9 @@ async def test_preferences_have_defaults_and_can_be_replaced(
         {"chunk_size": 10 * MIB + 1},
         {"default_service_level": "whenever"},
         {"duplicate_warnings": "perhaps"},
+        {"duplicate_warnings": "no"},  # a JSON string is not a boolean, whatever it says
+        {"duplicate_warnings": 0},
+        {"chunk_size": "1048576"},
         {"surprise": 1},
     ],
 )

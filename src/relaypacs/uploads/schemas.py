@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from relaypacs.uploads.models import FileStatus, UploadState
 from relaypacs.users.models import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ServiceLevel
@@ -73,7 +73,7 @@ class FileIn(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=255)] = Field(
         description="Display name only (may hold a relative folder path); never used as a path"
     )
-    size: Annotated[int, Field(gt=0)]
+    size: Annotated[StrictInt, Field(gt=0)]
 
     @field_validator("name")
     @classmethod
@@ -92,10 +92,10 @@ class UploadCreate(BaseModel):
 
     study: StudyIn
     files: Annotated[list[FileIn], Field(min_length=1, max_length=MAX_FILES)]
-    chunk_size: Annotated[int | None, Field(ge=MIN_CHUNK_SIZE, le=MAX_CHUNK_SIZE)] = Field(
+    chunk_size: Annotated[StrictInt | None, Field(ge=MIN_CHUNK_SIZE, le=MAX_CHUNK_SIZE)] = Field(
         default=None, description="Bytes per chunk; default: the user's preference (1 MiB)"
     )
-    force_upload: bool = Field(
+    force_upload: StrictBool = Field(
         default=False, description="Upload even when the same study was uploaded recently"
     )
 

@@ -52,7 +52,8 @@ class UserRepository:
         if is_active is not None:
             statement = statement.where(User.is_active == is_active)
         if query:
-            pattern = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%") + "%"
+            escaped = query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = "%" + escaped + "%"
             statement = statement.where(
                 or_(
                     User.username_key.like(pattern, escape="\\"),

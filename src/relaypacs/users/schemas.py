@@ -6,7 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+)
 
 from relaypacs.audit.schemas import AuditEventOut
 from relaypacs.users.models import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Role, ServiceLevel
@@ -50,10 +58,10 @@ class Preferences(BaseModel):
     model_config = ConfigDict(from_attributes=True, extra="forbid")
 
     default_service_level: ServiceLevel
-    chunk_size: int = Field(
+    chunk_size: StrictInt = Field(
         ge=MIN_CHUNK_SIZE, le=MAX_CHUNK_SIZE, description="Bytes, 512 KiB to 10 MiB"
     )
-    duplicate_warnings: bool
+    duplicate_warnings: StrictBool
 
 
 class UserCreate(BaseModel):
@@ -65,14 +73,14 @@ class UserCreate(BaseModel):
     email: EmailStr
     password: PasswordInput
     role: Role = Role.clinician
-    must_change_password: bool = True
+    must_change_password: StrictBool = True
 
 
 class AdminUserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Role | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
 
 
 class UserPage(BaseModel):
