@@ -16,7 +16,7 @@ from relaypacs.uploads.models import Upload
 from relaypacs.uploads.store import chunk_key
 from relaypacs.users.models import Role
 from tests.support import uploads
-from tests.support.accounts import sign_in
+from tests.support.accounts import assert_problem, sign_in
 from tests.support.dicom_studies import instance
 
 API = "/api/v1/uploads"
@@ -156,6 +156,23 @@ async def test_validated_upload_cannot_be_cancelled(
     response = await client.delete(f"{API}/{session.id}", headers=user.headers)
     assert response.status_code == 409
     assert response.json()["code"] == "upload_not_cancellable"
+
+
+async def test_cancelling_a_session_past_its_expiry_is_410_before_the_expiry_job_too(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    session = await uploads.start(client, user.headers, [bytes(uploads.SMALL_CHUNK * 2)])
+    assert (await uploads.put(client, session, 0, 0)).status_code == 201
+    await _age(app, session.id)
+    for headers in (user.headers, session.token_headers):
+        assert_problem(
+            await client.delete(f"{API}/{session.id}", headers=headers), 410, "upload_expired"
+        )
+    status = await uploads.status(client, session, user.headers)
+    assert status["state"] == "receiving"  # unchanged: the expiry job marks it and frees it
+    key = chunk_key(uuid.UUID(session.id), uuid.UUID(session.file_id()), 0)
+    assert await app.state.resources.chunk_store.size_of(key) == uploads.SMALL_CHUNK
 
 
 async def test_expiry_job_expires_only_unfinished_sessions_and_frees_their_chunks(

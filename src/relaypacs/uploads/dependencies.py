@@ -18,6 +18,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.auth.dependencies import OptionalUser
+from relaypacs.auth.exceptions import AccountDisabled
 from relaypacs.db.base import utcnow
 from relaypacs.db.session import SessionDep
 from relaypacs.errors import Unauthorized
@@ -70,11 +71,12 @@ async def resolve_access(
 ) -> UploadAccess:
     wanted = parse_id(upload_id, UploadNotFound)
     if upload_token:
-        token_upload_id = await repository.get_upload_id_by_token_hash(
-            session, hash_token(upload_token)
-        )
-        if token_upload_id is None:
+        found = await repository.get_upload_id_by_token_hash(session, hash_token(upload_token))
+        if found is None:
             raise InvalidUploadToken()
+        token_upload_id, owner_active = found
+        if not owner_active:
+            raise AccountDisabled("The upload token ended when its owner's account was disabled")
         if token_upload_id != wanted:
             raise UploadTokenMismatch()
         upload = await repository.get_upload(session, wanted)
@@ -110,9 +112,10 @@ async def resolve_chunk_access(
         row = await repository.get_upload_and_file_by_token(
             session, hash_token(upload_token), wanted, wanted_file
         )
-        if row is not None:
+        if row is not None and row[2]:
             return _token_access(request, row[0]), row[1]
-    # Anything else (bearer token, or an error to tell apart) takes the general path.
+    # Anything else (bearer token, a disabled owner, or an error to tell apart) takes the
+    # general path.
     access = await resolve_access(request, session, upload_id, user, upload_token)
     upload_file = await repository.get_file(session, access.upload.id, wanted_file)
     if upload_file is None:

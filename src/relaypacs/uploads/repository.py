@@ -23,7 +23,7 @@ from relaypacs.uploads.models import (
     UploadIdempotency,
     UploadState,
 )
-from relaypacs.users.models import ServiceLevel
+from relaypacs.users.models import ServiceLevel, User
 
 Lock = Literal["share", "update"] | None
 
@@ -133,17 +133,28 @@ async def get_upload(
     return (await session.scalars(statement)).first()
 
 
-async def get_upload_id_by_token_hash(session: AsyncSession, token_hash: str) -> uuid.UUID | None:
-    return (await session.scalars(select(Upload.id).where(Upload.token_hash == token_hash))).first()
+async def get_upload_id_by_token_hash(
+    session: AsyncSession, token_hash: str
+) -> tuple[uuid.UUID, bool] | None:
+    """The upload a token opens, and whether its owner's account is active."""
+    statement = (
+        select(Upload.id, User.is_active)
+        .join(User, User.id == Upload.owner_id)
+        .where(Upload.token_hash == token_hash)
+    )
+    row = (await session.execute(statement)).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 async def get_upload_and_file_by_token(
     session: AsyncSession, token_hash: str, upload_id: uuid.UUID, file_id: uuid.UUID
-) -> tuple[Upload, UploadFile] | None:
-    """The chunk PUT's fast path: token, upload and file checked in one round trip."""
+) -> tuple[Upload, UploadFile, bool] | None:
+    """The chunk PUT's fast path: token, upload and file checked in one round trip (and
+    whether the owner's account is active)."""
     statement = (
-        select(Upload, UploadFile)
+        select(Upload, UploadFile, User.is_active)
         .join(UploadFile, UploadFile.upload_id == Upload.id)
+        .join(User, User.id == Upload.owner_id)
         .where(
             Upload.token_hash == token_hash,
             Upload.id == upload_id,
@@ -151,7 +162,7 @@ async def get_upload_and_file_by_token(
         )
     )
     row = (await session.execute(statement)).first()
-    return (row[0], row[1]) if row is not None else None
+    return (row[0], row[1], row[2]) if row is not None else None
 
 
 async def get_file(
@@ -183,8 +194,9 @@ async def mark_receiving(session: AsyncSession, upload_id: uuid.UUID) -> bool:
 
 async def lock_uploads_for_chunks(
     session: AsyncSession, upload_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, tuple[UploadState, datetime]]:
-    """State and expiry of the uploads a batch of chunks belongs to, read under a share lock.
+) -> dict[uuid.UUID, tuple[UploadState, datetime, bool]]:
+    """State, expiry and whether the owner's account is active, of the uploads a batch of
+    chunks belongs to, read under a share lock (on the upload rows only).
 
     PostgreSQL: ``FOR SHARE`` in id order (rows are locked as they come out of the sort), so
     batches of chunk inserts in several processes run side by side and never deadlock with each
@@ -193,13 +205,14 @@ async def lock_uploads_for_chunks(
     one write lock, which serves the same purpose.
     """
     statement = (
-        select(Upload.id, Upload.state, Upload.expires_at)
+        select(Upload.id, Upload.state, Upload.expires_at, User.is_active)
+        .join(User, User.id == Upload.owner_id)
         .where(Upload.id.in_(upload_ids))
         .order_by(Upload.id)
-        .with_for_update(read=True)
+        .with_for_update(read=True, of=Upload)
     )
     rows = (await session.execute(statement)).all()
-    return {upload_id: (state, expires_at) for upload_id, state, expires_at in rows}
+    return {upload_id: (state, expires, active) for upload_id, state, expires, active in rows}
 
 
 async def insert_chunks(

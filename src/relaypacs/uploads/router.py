@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect
 
 from relaypacs.audit.service import record_audit
 from relaypacs.auth.dependencies import CurrentUser, OptionalUser
+from relaypacs.auth.exceptions import AccountDisabled
 from relaypacs.db.base import utcnow
 from relaypacs.db.session import SessionDep
 from relaypacs.errors import TooManyRequests, Unauthorized, problem_responses
@@ -76,7 +77,13 @@ from relaypacs.users.models import Role, ServiceLevel
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])
 
-_ACCESS_ERRORS = (Unauthorized, InvalidUploadToken, UploadTokenMismatch, UploadNotFound)
+_ACCESS_ERRORS = (
+    Unauthorized,
+    InvalidUploadToken,
+    AccountDisabled,
+    UploadTokenMismatch,
+    UploadNotFound,
+)
 
 
 def _parse_idempotency_key(value: str | None) -> str | None:

@@ -35,6 +35,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.audit.service import record_audit
+from relaypacs.auth.exceptions import AccountDisabled
 from relaypacs.auth.tokens import seal_token, unseal_token
 from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
@@ -350,9 +351,13 @@ def ensure_receiving(upload: Upload, now: datetime) -> None:
     check_receiving(upload.state, upload.expires_at, now)
 
 
-def check_receiving(state: UploadState, expires_at: datetime, now: datetime) -> None:
+def check_expiry(state: UploadState, expires_at: datetime, now: datetime) -> None:
     if state is UploadState.expired or (state in RECEIVING_STATES and expires_at <= now):
         raise UploadExpired(f"The upload session expired at {expires_at.isoformat()}")
+
+
+def check_receiving(state: UploadState, expires_at: datetime, now: datetime) -> None:
+    check_expiry(state, expires_at, now)
     if state not in RECEIVING_STATES:
         raise UploadNotReceiving(f"The upload is {state.value}", state=state.value)
 
@@ -518,7 +523,12 @@ async def record_chunks(
         try:
             if found is None:
                 raise UploadNotFound()
-            check_receiving(found[0], found[1], now)
+            state, expires_at, owner_active = found
+            if not owner_active:
+                # Disabling an account stops its upload tokens too, even a route cached by
+                # an API process before the account was disabled.
+                raise AccountDisabled()
+            check_receiving(state, expires_at, now)
         except RelayError as exc:
             outcomes[n] = exc
             continue
@@ -647,8 +657,9 @@ async def cancel_upload(
         raise UploadNotFound()
     if upload.state is UploadState.cancelled:
         return upload
-    if upload.state is UploadState.expired:
-        raise UploadExpired()
+    # A session past its expiry is expired even before the periodic job has marked it: cancel
+    # answers as chunks and complete do, and leaves freeing it to that job.
+    check_expiry(upload.state, upload.expires_at, utcnow())
     if upload.state not in _CANCELLABLE:
         raise UploadNotCancellable(f"The upload is {upload.state.value}", state=upload.state.value)
     upload.state = UploadState.cancelled
