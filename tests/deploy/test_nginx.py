@@ -107,7 +107,9 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def do_GET(self) -> None:
-            upstream.requests.append({"path": self.path})
+            upstream.requests.append(
+                {"path": self.path, "forwarded_for": self.headers.get_all("X-Forwarded-For")}
+            )
             if self.path != "/api/v1/notifications/stream":
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
@@ -275,3 +277,16 @@ def test_metrics_are_not_served_to_the_internet(proxy: Proxy) -> None:
         assert response.status_code == 404
         assert client.get(f"https://127.0.0.1:{proxy.https_port}/healthz").status_code == 200
     assert [r["path"] for r in proxy.upstream.requests] == ["/healthz"]
+
+
+@pytest.mark.slow
+def test_a_client_cannot_choose_the_address_the_gateway_sees(proxy: Proxy) -> None:
+    """The gateway limits sign-ins per client address and audits it: a client-written
+    X-Forwarded-For must not get through (uvicorn would take its leftmost entry)."""
+    with httpx.Client(verify=False, timeout=10) as client:  # noqa: S501 (self-signed test cert)
+        response = client.get(
+            f"https://127.0.0.1:{proxy.https_port}/healthz",
+            headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9"},
+        )
+    assert response.status_code == 200
+    assert proxy.upstream.requests[-1]["forwarded_for"] == ["127.0.0.1"]
