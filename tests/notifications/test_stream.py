@@ -20,7 +20,7 @@ from relaypacs.db.base import utcnow
 from relaypacs.notifications import service
 from relaypacs.notifications.models import NotificationType, StreamTicket
 from relaypacs.users.models import Role
-from tests.support.accounts import assert_problem, running_app, sign_in
+from tests.support.accounts import SignedIn, assert_problem, running_app, sign_in
 from tests.support.live_events import (
     API,
     StreamRefusedError,
@@ -40,6 +40,15 @@ def _session_settings(app: FastAPI) -> Settings:
     """
     settings: Settings = app.state.settings
     return settings
+
+
+async def sign_in_again(client: httpx.AsyncClient, user: SignedIn) -> dict[str, str]:
+    """The same user's second sign-in (another device): its bearer headers."""
+    response = await client.post(
+        f"{API}/auth/login", json={"username": user.username, "password": user.password}
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 @pytest.fixture(scope="session")
@@ -158,6 +167,21 @@ async def test_bad_reused_and_expired_tickets_are_refused(
         await session.commit()
     with pytest.raises(StreamRefusedError) as refused:
         async with open_stream(base_url, ticket=expired):
+            pass
+    assert_problem(refused.value.response, 401, "invalid_stream_ticket")
+
+
+async def test_a_ticket_whose_sign_in_ended_opens_no_stream(
+    client: httpx.AsyncClient, app: FastAPI, base_url: str
+) -> None:
+    user = await sign_in(client, app)
+    ticket = await stream_ticket(client, user.headers)
+    logout = await client.post(
+        f"{API}/auth/logout", json={"refresh_token": user.refresh_token}, headers=user.headers
+    )
+    assert logout.status_code == 204, logout.text
+    with pytest.raises(StreamRefusedError) as refused:
+        async with open_stream(base_url, ticket=ticket):
             pass
     assert_problem(refused.value.response, 401, "invalid_stream_ticket")
 
@@ -339,6 +363,38 @@ async def test_an_idle_stream_gets_a_heartbeat(client: httpx.AsyncClient, app: F
             assert heartbeat.data == {"every": 0.2}
     # What production sends unless configured otherwise: one every 15 s.
     assert Settings.model_fields["sse_heartbeat_seconds"].default == 15
+
+
+@pytest.mark.parametrize("opened_with", ["ticket", "bearer"])
+async def test_a_stream_ends_when_its_sign_in_ends(
+    client: httpx.AsyncClient, app: FastAPI, opened_with: str
+) -> None:
+    """Logout on this device ends its stream: a radiologist's later message must not reach it."""
+    quick = _session_settings(app).model_copy(update={"sse_heartbeat_seconds": 0.2})
+    async with running_app(quick) as app, serve_app(app) as base_url:
+        user = await sign_in(client, app)
+        other_device = await sign_in_again(client, user)
+        if opened_with == "ticket":
+            opened = open_stream(base_url, ticket=await stream_ticket(client, user.headers))
+        else:
+            opened = open_stream(base_url, headers=user.headers)
+        async with (
+            opened as events,
+            open_stream(base_url, headers=other_device) as other_events,
+        ):
+            await events.next()
+            await other_events.next()
+            logout = await client.post(
+                f"{API}/auth/logout",
+                json={"refresh_token": user.refresh_token},
+                headers=user.headers,
+            )
+            assert logout.status_code == 204, logout.text
+            assert await events.read_to_end() == []
+            assert any("sign-in ended" in c for c in events.comments)
+            # The user's sign-in on another device goes on, and so does its stream.
+            await notify(app, user.id, NotificationType.report_ready)
+            assert (await other_events.next()).event == "notification"
 
 
 async def test_a_stream_ends_when_its_account_is_disabled(

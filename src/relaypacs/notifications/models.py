@@ -92,6 +92,10 @@ class StreamTicket(Base):
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    #: The sign-in that asked for the ticket: the stream ends with it.
+    session_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("login_session.id", ondelete="CASCADE")
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaypacs.auth.models import LoginSession
 from relaypacs.notifications.models import Notification, StreamEvent, StreamTicket
 from relaypacs.uploads.models import Upload
 from relaypacs.users.models import Role, User
@@ -159,8 +160,11 @@ async def add_ticket(session: AsyncSession, ticket: StreamTicket) -> None:
     await session.flush()
 
 
-async def redeem_ticket(session: AsyncSession, token_hash: str, now: datetime) -> uuid.UUID | None:
-    """Use the ticket up in one statement: of two redemptions racing, one wins."""
+async def redeem_ticket(
+    session: AsyncSession, token_hash: str, now: datetime
+) -> tuple[uuid.UUID, uuid.UUID | None] | None:
+    """Use the ticket up in one statement: of two redemptions racing, one wins. Returns its
+    user and the sign-in that asked for it."""
     statement = (
         update(StreamTicket)
         .where(
@@ -169,10 +173,27 @@ async def redeem_ticket(session: AsyncSession, token_hash: str, now: datetime) -
             StreamTicket.expires_at > now,
         )
         .values(used_at=now)
-        .returning(StreamTicket.user_id)
+        .returning(StreamTicket.user_id, StreamTicket.session_id)
         .execution_options(synchronize_session=False)
     )
-    return (await session.execute(statement)).scalar_one_or_none()
+    row = (await session.execute(statement)).one_or_none()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def stream_still_allowed(
+    session: AsyncSession, user_id: uuid.UUID, login_session_id: uuid.UUID | None
+) -> bool:
+    """Whether the account is active and the sign-in the stream was opened in still lives."""
+    statement = select(User.is_active).where(User.id == user_id)
+    if login_session_id is not None:
+        statement = statement.where(
+            exists().where(
+                LoginSession.id == login_session_id,
+                LoginSession.user_id == user_id,
+                LoginSession.revoked_at.is_(None),
+            )
+        )
+    return bool((await session.execute(statement)).scalar_one_or_none())
 
 
 async def delete_tickets_before(session: AsyncSession, before: datetime) -> int:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, status
 
-from relaypacs.auth.dependencies import AUTH_ERRORS, CurrentUser, get_resources
+from relaypacs.auth.dependencies import AUTH_ERRORS, AccessClaimsDep, CurrentUser, get_resources
 from relaypacs.auth.service import AuthService
 from relaypacs.db.session import SessionDep, get_sessionmaker
 from relaypacs.errors import Unauthorized, problem_responses
@@ -105,8 +105,10 @@ async def update_notification(
     summary="A one-time ticket (60 s) for GET /notifications/stream?ticket=",
     responses=problem_responses(*AUTH_ERRORS),
 )
-async def create_stream_ticket(user: CurrentUser, session: SessionDep) -> StreamTicketOut:
-    ticket, expires_at = await service.issue_stream_ticket(session, user)
+async def create_stream_ticket(
+    user: CurrentUser, claims: AccessClaimsDep, session: SessionDep
+) -> StreamTicketOut:
+    ticket, expires_at = await service.issue_stream_ticket(session, user, claims.session_id)
     await session.commit()
     return StreamTicketOut(ticket=ticket, expires_at=expires_at, expires_in=service.TICKET_SECONDS)
 
@@ -146,7 +148,7 @@ async def stream(
     if any(name in request.query_params for name in _TOKEN_PARAMETERS):
         raise TokenInUrl()
     last_event_id = _parse_last_event_id(last_event_id_header or last_event_id_query)
-    user = await _stream_user(request, ticket)
+    user, login_session_id = await _stream_user(request, ticket)
     resources = get_resources(request)
     hub = get_event_hub(request)
     connection = hub.open(user.id)
@@ -156,6 +158,7 @@ async def stream(
         connection,
         last_event_id=last_event_id,
         heartbeat_seconds=resources.settings.sse_heartbeat_seconds,
+        login_session_id=login_session_id,
     )
     return EventSourceResponse(
         body,
@@ -172,16 +175,16 @@ def _parse_last_event_id(value: str | None) -> int | None:
     return int(value)
 
 
-async def _stream_user(request: Request, ticket: str | None) -> User:
-    """The stream's user from a ticket or a bearer header, in a session closed at once (a
-    stream can stay open for hours and must not hold a database connection)."""
+async def _stream_user(request: Request, ticket: str | None) -> tuple[User, uuid.UUID | None]:
+    """The stream's user and sign-in, from a ticket or a bearer header, in a session closed at
+    once (a stream can stay open for hours and must not hold a database connection)."""
     sessionmaker = get_sessionmaker(request)
     authorization = request.headers.get("authorization", "")
     async with sessionmaker() as session:
         if ticket is not None:
-            user = await service.redeem_stream_ticket(session, ticket)
+            found = await service.redeem_stream_ticket(session, ticket)
             await session.commit()
-            return user
+            return found
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized(
@@ -195,7 +198,7 @@ async def _stream_user(request: Request, ticket: str | None) -> User:
             rate_limiter=resources.rate_limiter,
             request=request,
         )
-        user, _ = await auth.authenticate(token.strip())
+        user, claims = await auth.authenticate(token.strip())
         if user.must_change_password:
             raise Unauthorized("Change the one-time password first")
-        return user
+        return user, claims.session_id

@@ -204,7 +204,10 @@ def _hash_ticket(ticket: str) -> str:
     return hashlib.sha256(ticket.encode()).hexdigest()
 
 
-async def issue_stream_ticket(session: AsyncSession, user: User) -> tuple[str, datetime]:
+async def issue_stream_ticket(
+    session: AsyncSession, user: User, login_session_id: uuid.UUID
+) -> tuple[str, datetime]:
+    """A ticket for ``user``'s stream, bound to the sign-in that asked for it."""
     ticket = secrets.token_urlsafe(32)
     now = utcnow()
     expires_at = now + timedelta(seconds=TICKET_SECONDS)
@@ -213,6 +216,7 @@ async def issue_stream_ticket(session: AsyncSession, user: User) -> tuple[str, d
         StreamTicket(
             token_hash=_hash_ticket(ticket),
             user_id=user.id,
+            session_id=login_session_id,
             created_at=now,
             expires_at=expires_at,
             used_at=None,
@@ -221,16 +225,20 @@ async def issue_stream_ticket(session: AsyncSession, user: User) -> tuple[str, d
     return ticket, expires_at
 
 
-async def redeem_stream_ticket(session: AsyncSession, ticket: str) -> User:
+async def redeem_stream_ticket(session: AsyncSession, ticket: str) -> tuple[User, uuid.UUID | None]:
+    """The ticket's user and the sign-in it was issued in (None: issued before that was kept)."""
     if not ticket or len(ticket) > 200:
         raise InvalidStreamTicket()
-    user_id = await repository.redeem_ticket(session, _hash_ticket(ticket), utcnow())
-    if user_id is None:
+    redeemed = await repository.redeem_ticket(session, _hash_ticket(ticket), utcnow())
+    if redeemed is None:
         raise InvalidStreamTicket()
+    user_id, login_session_id = redeemed
     user = await repository.get_user(session, user_id)
     if user is None or not user.is_active or user.must_change_password:
         raise InvalidStreamTicket()
-    return user
+    if not await repository.stream_still_allowed(session, user_id, login_session_id):
+        raise InvalidStreamTicket()  # signed out between the ticket and the stream
+    return user, login_session_id
 
 
 async def prune(session: AsyncSession, *, event_retention: timedelta) -> tuple[int, int]:
@@ -265,6 +273,7 @@ async def event_stream(
     *,
     last_event_id: int | None,
     heartbeat_seconds: float,
+    login_session_id: uuid.UUID | None = None,
     retry_ms: int = 3000,
 ) -> AsyncIterator[bytes]:
     """The SSE body of one stream (already registered with ``hub``, so nothing committed from
@@ -273,7 +282,9 @@ async def event_stream(
     Order: the client's reconnection delay; the events logged after ``last_event_id`` (replay);
     the current unread count; then live events, with a heartbeat comment when idle. An event is
     sent once even when both the replay and the live path see it. An overflowed stream ends;
-    its client reconnects with Last-Event-ID and reads the rest from the log.
+    its client reconnects with Last-Event-ID and reads the rest from the log. When idle, the
+    stream also checks that its account is active and ``login_session_id`` (the sign-in it was
+    opened in) has not ended, and closes otherwise.
     """
     sent: set[int] = set()
     if last_event_id is not None:
@@ -312,9 +323,9 @@ async def event_stream(
             live = await _next_event(stream, wait=heartbeat_seconds)
         except TimeoutError:
             live = None
-            if not await _still_allowed(sessionmaker, stream.user_id):
-                # Disabled (or deleted) since the stream opened: it ends with the account.
-                yield _comment("closed: the account is no longer active")
+            if not await _still_allowed(sessionmaker, stream.user_id, login_session_id):
+                # Disabled, deleted or signed out since the stream opened: it ends with them.
+                yield _comment("closed: the account is no longer active or the sign-in ended")
                 return
             # An event, not a comment: a page's EventSource never sees comments, and only
             # something it sees lets it tell a quiet stream from a dead connection.
@@ -336,11 +347,12 @@ async def event_stream(
 
 
 async def _still_allowed(
-    sessionmaker: async_sessionmaker[AsyncSession], user_id: uuid.UUID
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_id: uuid.UUID,
+    login_session_id: uuid.UUID | None,
 ) -> bool:
     async with sessionmaker() as session:
-        user = await repository.get_user(session, user_id)
-        return user is not None and user.is_active
+        return await repository.stream_still_allowed(session, user_id, login_session_id)
 
 
 async def _next_event(stream: StreamConnection, *, wait: float) -> LiveEvent | None:
