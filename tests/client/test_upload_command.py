@@ -136,9 +136,12 @@ def test_a_killed_upload_resumes_and_sends_only_the_missing_chunks(
     assert_gateway_holds(cli, upload_id, study, cli.server)
 
 
-def test_without_its_journal_an_unfinished_upload_is_found_and_resumed(
+def test_an_unfinished_upload_the_journal_does_not_name_is_never_resumed(
     cli: CliUser, slow_link: str, tmp_path: Path
 ) -> None:
+    """A 409 duplicate_study only says the same patient, date and modality were sent: resuming
+    the session it names could mix another study's (or an older version's) stored chunks into
+    what reaches the PACS. Without the journal's word it is a duplicate like any other."""
     study = write_study(tmp_path / "in", instances=3, pixel_bytes=1_000_000)
     via_proxy = cli.alias(slow_link)
     first_run = via_proxy.spawn("upload", str(tmp_path / "in"), "--server", slow_link,
@@ -148,15 +151,24 @@ def test_without_its_journal_an_unfinished_upload_is_found_and_resumed(
     wait_until(lambda: cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"] > 0)
     first_run.send_signal(signal.SIGKILL)
     first_run.wait(30)
+    received = settled_bytes_received(cli, upload_id)
     shutil.rmtree(cli.state_dir)  # another machine, or a wiped profile
 
     code, report = upload_json(cli, str(tmp_path / "in"))
 
-    assert code == 0, report
+    assert code == 3, report  # skipped as a duplicate, pointing at the earlier upload
     (outcome,) = report["studies"]
     assert outcome["upload_id"] == upload_id
-    assert outcome["bytes_needed"] < study.size
-    assert_gateway_holds(cli, upload_id, study, cli.server)
+    assert "--force" in outcome["message"]
+    assert report["bytes_sent"] == 0
+    assert cli.api("GET", f"/uploads/{upload_id}").json()["bytes_received"] == received
+
+    forced, report = upload_json(cli, str(tmp_path / "in"), "--force")
+    assert forced == 0, report
+    (outcome,) = report["studies"]
+    assert outcome["upload_id"] != upload_id
+    assert report["bytes_sent"] == study.size
+    assert_gateway_holds(cli, outcome["upload_id"], study, cli.server)
 
 
 def test_a_study_the_gateway_already_has_is_skipped_unless_forced(

@@ -1,9 +1,12 @@
 """One study, from `POST /uploads` to `complete` (and to `delivered` with ``--wait``).
 
 Resume works at three levels: the journal names the session this exact set of files went to, the
-server says which chunks it is missing, and only those are sent. Without a journal (another
-machine, a deleted state dir) a 409 ``duplicate_study`` that points at an unfinished session of
-the same files is resumed the same way instead of being treated as a duplicate.
+server says which chunks it is missing, and only those are sent. A session the journal does not
+name is never resumed: a 409 ``duplicate_study`` only says that the same patient, date and
+modality were sent, and names, sizes and the declared metadata cannot prove that the chunks
+already stored there are these files' bytes (another study of the same patient that day, or a
+corrected file of the same size, would be mixed into what reaches the PACS). A study started
+from another machine or a wiped state dir is therefore a duplicate like any other (``--force``).
 """
 
 from __future__ import annotations
@@ -249,10 +252,6 @@ class StudyUploader:
         except ApiError as error:
             if error.code != "duplicate_study":
                 raise
-            adopted = await self._adopt(study, error.body)
-            if adopted is not None:
-                outcome.resumed = True
-                return adopted
             ask = self.options.confirm_duplicate
             if ask is None or not ask(study, error.body):
                 outcome.exit_code = ExitCode.DUPLICATE_SKIPPED
@@ -307,30 +306,6 @@ class StudyUploader:
         )
         self.journal.save(entry)
         return entry
-
-    async def _adopt(self, study: Study, problem: dict[str, Any]) -> JournalEntry | None:
-        """Resume an unfinished session of exactly these files (e.g. a lost `201` response)."""
-        upload_id = _earlier_upload_id(problem)
-        if upload_id is None:
-            return None
-        status = await self._status_or_none(upload_id)
-        if status is None or status.get("state") not in RECEIVING_STATES:
-            return None
-        server_files = status.get("files") or []
-        ours = [(i.source.name, i.source.size) for i in study.instances]
-        theirs = [(f.get("name"), f.get("size")) for f in server_files if isinstance(f, dict)]
-        if ours != theirs or not status.get("chunk_size"):
-            return None
-        self.reporter.study_note(study, f"resuming the unfinished upload {upload_id}")
-        created = {
-            "upload_id": upload_id,
-            # Chunks are then sent with the bearer token: the upload token was never received.
-            "upload_token": None,
-            "chunk_size": status["chunk_size"],
-            "expires_at": status.get("expires_at"),
-            "files": server_files,
-        }
-        return self._record(study, created)
 
     async def _send_and_complete(
         self,
