@@ -27,6 +27,23 @@ _SECRET_MARKERS = (
 )
 
 
+#: Libraries whose DEBUG (or INFO) output quotes the data they carry; see :func:`configure_logging`.
+_CHATTY_LIBRARIES = (
+    "aiosqlite",
+    "asyncpg",
+    "sqlalchemy",
+    "httpx",
+    "httpcore",
+    "botocore",
+    "boto3",
+    "urllib3",
+    "s3transfer",
+    "multipart",
+    "python_multipart",
+    "hpack",
+)
+
+
 def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     for key in list(event):
         if any(marker in key.lower() for marker in _SECRET_MARKERS):
@@ -109,3 +126,8 @@ def configure_logging(level: str = "INFO") -> None:
     # Our middleware writes one line per request; uvicorn's access log would repeat it.
     logging.getLogger("uvicorn.access").handlers = []
     logging.getLogger("uvicorn.access").propagate = False
+    # At DEBUG these libraries log SQL with its bound values, request URLs and headers, bodies:
+    # patient names, clinical history, token hashes. Whatever level an operator asks for to
+    # debug RelayPACS, they stay at WARNING.
+    for name in _CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

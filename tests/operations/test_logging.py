@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import structlog
 from fastapi import Request
+from sqlalchemy import text
 
 from relaypacs.app import create_app
+from relaypacs.logging import configure_logging
 from tests.conftest import client_for, make_settings
 
 PATIENT_NAME = "ROE^RICHARD^ALAN"
@@ -40,3 +43,22 @@ async def test_unhandled_error_log_has_no_patient_data_or_tokens(
     assert any(frame["name"] == "explode" for frame in exception["frames"])
     for secret in ("ROE", "log-secret-token", "sid=abc"):
         assert secret not in output
+
+
+async def test_debug_logging_does_not_let_libraries_log_the_data_they_carry(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator debugging RelayPACS sets RELAYPACS_LOG_LEVEL=DEBUG: SQLAlchemy and the
+    database drivers would then log every statement with its bound values (patient names)."""
+    app = create_app(make_settings(database_url, tmp_path, log_level="DEBUG"))
+    try:
+        async with app.router.lifespan_context(app):
+            async with app.state.sessionmaker() as session:
+                echoed = await session.scalar(text("SELECT :name"), {"name": PATIENT_NAME})
+            assert echoed == PATIENT_NAME
+            structlog.get_logger("relaypacs.tests").debug("debug_probe")
+        output = capsys.readouterr().out
+        assert "debug_probe" in output  # RelayPACS's own debug lines are there
+        assert "ROE" not in output
+    finally:
+        configure_logging("WARNING")  # as the other tests' apps have it
