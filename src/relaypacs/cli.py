@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import typer
@@ -23,7 +24,14 @@ register_client_commands(app)
 
 
 def load_settings() -> Settings:
+    """The settings of a server command (serve, worker, migrate, admin).
+
+    These commands write patient data (the SQLite database, assembled and archived instances):
+    whatever umask the shell had, what they create is for the service's own user only.
+    """
     from relaypacs.config import Settings, UnsafeConfigurationError
+
+    os.umask(0o077)
 
     try:
         return Settings()
