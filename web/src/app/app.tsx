@@ -2,7 +2,7 @@ import { useEffect } from 'react';
 import { createBrowserRouter, Navigate, Outlet, RouterProvider, useLocation } from 'react-router';
 
 import { AdminArea, AuditPage, DeliveriesPage, UsersPage } from '@/features/admin';
-import { AuthProvider, RegisterPage, SignInPage, useAuth } from '@/features/auth';
+import { AuthProvider, ChoosePasswordPage, RegisterPage, SignInPage, useAuth } from '@/features/auth';
 import { NotificationsPage } from '@/features/notifications';
 import { ReportDetailPage, ReportsPage } from '@/features/reports';
 import { NewUploadPage, startUploadEngine, UploadDetailPage, UploadsPage } from '@/features/upload';
@@ -15,19 +15,22 @@ import { NotFoundPage } from './routes/not-found-page';
 import { SettingsPage } from './routes/settings-page';
 
 function Shell() {
-  const { signedIn } = useAuth();
-  return <Layout signedIn={signedIn} />;
+  const { signedIn, mustChangePassword } = useAuth();
+  // Until a one-time password is replaced the gateway answers nothing else: no menu, no live news.
+  return <Layout signedIn={signedIn && !mustChangePassword} />;
 }
 
 function RequireSignIn() {
-  const { signedIn, signedOutOnPurpose } = useAuth();
+  const { signedIn, signedOutOnPurpose, mustChangePassword } = useAuth();
   const location = useLocation();
   // Queued uploads resume by themselves after a reload, whatever screen the app opens on.
   useEffect(() => {
-    if (signedIn) startUploadEngine();
-  }, [signedIn]);
+    if (signedIn && !mustChangePassword) startUploadEngine();
+  }, [signedIn, mustChangePassword]);
   // An expired session comes back to where it was; a deliberate sign-out starts afresh.
   if (!signedIn) return <Navigate to="/sign-in" replace state={signedOutOnPurpose ? null : { from: location.pathname }} />;
+  // Whatever the address, the new password comes first; then the page asked for opens.
+  if (mustChangePassword) return <ChoosePasswordPage />;
   return <Outlet />;
 }
 

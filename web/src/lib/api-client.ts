@@ -3,7 +3,7 @@
  * on 401 (once per request, one refresh at a time across tabs), and a proactive refresh shortly
  * before the access token expires.
  */
-import axios, { AxiosHeaders, isAxiosError, type InternalAxiosRequestConfig } from 'axios';
+import axios, { AxiosHeaders, isAxiosError, type AxiosInstance, type InternalAxiosRequestConfig } from 'axios';
 
 import { env } from '@/config/env';
 
@@ -32,10 +32,29 @@ api.interceptors.request.use((config) => {
 
 type RetriableConfig = InternalAxiosRequestConfig & { _retried?: boolean };
 
+type PasswordChangeListener = () => void;
+const passwordChangeListeners = new Set<PasswordChangeListener>();
+
+/**
+ * `listener` runs whenever the gateway refuses a request because the signed-in user must first
+ * choose a new password (a one-time password set by an administrator): the app then asks for one.
+ */
+export function onPasswordChangeRequired(listener: PasswordChangeListener): () => void {
+  passwordChangeListeners.add(listener);
+  return () => passwordChangeListeners.delete(listener);
+}
+
+function isPasswordChangeRequired(error: unknown): boolean {
+  if (!isAxiosError(error) || error.response?.status !== 403) return false;
+  const data: unknown = error.response.data;
+  return typeof data === 'object' && data !== null && (data as { code?: unknown }).code === 'password_change_required';
+}
+
 api.interceptors.response.use(undefined, async (error: unknown) => {
   // No answer at all although the browser says online: the header shows "Reconnecting…" until
   // the gateway answers again.
   if (isAxiosError(error) && !error.response && error.code !== 'ERR_CANCELED') network.reportUnreachable();
+  if (isPasswordChangeRequired(error)) for (const listener of [...passwordChangeListeners]) listener();
   if (!isAxiosError(error) || error.response?.status !== 401 || !error.config) throw error;
   const config = error.config as RetriableConfig;
   if (config._retried || NO_REFRESH.some((path) => config.url?.endsWith(path))) throw error;
@@ -60,6 +79,22 @@ export class SessionEndedError extends Error {
 }
 
 let inFlight: Promise<string | null> | null = null;
+const REFRESH_LOCK = 'relaypacs-token-refresh';
+
+/**
+ * Runs `task`, which ends the stored session on the gateway and stores its successor (a password
+ * change ends every sign-in of the user, then signs in again), while no tab can refresh.
+ *
+ * A request refused meanwhile waits for the lock and then goes again with the successor's token,
+ * instead of spending the ended session's refresh token, being refused and signing the user out.
+ * `task` gets a client without this module's interceptors: through `api`, a 401 would wait for
+ * the very lock the task holds.
+ */
+export function replaceSession<T>(task: (http: AxiosInstance) => Promise<T>): Promise<T> {
+  // Created here, not at load: tests (and axios' defaults) set the adapter after import.
+  const http = axios.create({ baseURL: env.apiBase, timeout: 30_000 });
+  return withTabLock(REFRESH_LOCK, () => task(http));
+}
 
 /** Whether the session a refresh started from is still the stored one (the refresh token is unique to it). */
 function stillStored(before: StoredTokens): boolean {
@@ -75,7 +110,7 @@ function stillStored(before: StoredTokens): boolean {
  * returned if it is the same user's, and null if it is another user's.
  */
 export function refreshAccessToken(options: { force?: boolean; refused?: string | null } = {}): Promise<string | null> {
-  inFlight ??= withTabLock('relaypacs-token-refresh', async () => {
+  inFlight ??= withTabLock(REFRESH_LOCK, async () => {
     const before = tokens.get();
     if (!before) return null;
     if (options.refused && before.access !== options.refused) {

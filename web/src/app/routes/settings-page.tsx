@@ -1,7 +1,7 @@
 import { useState } from 'react';
 
 import { Dialog } from '@/components/dialog';
-import { useAuth, TwoFactorPanel } from '@/features/auth';
+import { ChangePasswordPanel, useAuth, TwoFactorPanel } from '@/features/auth';
 import { DataExportPanel, ProfilePanel, SignOutEverywherePanel } from '@/features/settings';
 import { PreferencesPanel, unfinishedCount } from '@/features/upload';
 import { useDocumentTitle } from '@/hooks/use-document-title';
@@ -26,6 +26,7 @@ export function SettingsPage() {
     <section aria-labelledby="settings-title" className="settings">
       <h1 id="settings-title">Settings</h1>
       <ProfilePanel user={user} onSaved={reloadUser} />
+      <ChangePasswordPanel />
       <TwoFactorPanel />
       <PreferencesPanel />
       {user ? <DataExportPanel username={user.username} /> : null}

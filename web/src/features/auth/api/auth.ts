@@ -1,4 +1,6 @@
-import { api } from '@/lib/api-client';
+import type { AxiosInstance } from 'axios';
+
+import { api, refreshAccessToken, replaceSession, SessionEndedError } from '@/lib/api-client';
 import { tokens, type TokenPair } from '@/lib/tokens';
 
 export type Role = 'clinician' | 'radiographer' | 'radiologist' | 'admin';
@@ -47,10 +49,11 @@ export async function register(input: RegisterInput): Promise<User> {
 export async function login(
   input: LoginInput,
   beforeSessionStarts?: (user: User) => Promise<void> | void,
+  http: AxiosInstance = api,
 ): Promise<User> {
-  const pair = (await api.post<TokenPair>('/auth/login', input)).data;
+  const pair = (await http.post<TokenPair>('/auth/login', input)).data;
   const receivedAt = Date.now();
-  const user = (await api.get<User>('/auth/me', { headers: { Authorization: `Bearer ${pair.access_token}` } })).data;
+  const user = (await http.get<User>('/auth/me', { headers: { Authorization: `Bearer ${pair.access_token}` } })).data;
   await beforeSessionStarts?.(user);
   tokens.save(pair, receivedAt);
   // A browser killed right after signing in comes back signed in.
@@ -67,6 +70,53 @@ export async function logout(): Promise<void> {
     // land in the same render as this one, or the router takes it for a lapsed session.
     tokens.clear();
   }
+}
+
+export interface PasswordChangeInput {
+  username: string;
+  currentPassword: string;
+  newPassword: string;
+  /** the authenticator code for signing in again, when two-step verification is on */
+  totpCode?: string;
+}
+
+/** The password is changed, but signing in again with it failed: the device is now signed out. */
+export class PasswordChangedSignInAgainError extends Error {
+  constructor(cause: unknown) {
+    super('Your password is changed. Sign in with your new password.', { cause });
+    this.name = 'PasswordChangedSignInAgainError';
+  }
+}
+
+/**
+ * Changes the signed-in user's password. The gateway then ends every sign-in of the user (this
+ * one too), so the user is signed in again at once with the new password and carries on; their
+ * other devices must sign in again. No refresh can start in between (see `replaceSession`).
+ */
+export async function changePassword(
+  input: PasswordChangeInput,
+  beforeSessionStarts?: (user: User) => Promise<void> | void,
+): Promise<User> {
+  // A token good for the next minute first: inside the lock nothing could refresh it.
+  await refreshAccessToken();
+  return replaceSession(async (http) => {
+    const access = tokens.access();
+    if (!access) throw new SessionEndedError();
+    await http.post(
+      '/auth/password',
+      { current_password: input.currentPassword, new_password: input.newPassword },
+      { headers: { Authorization: `Bearer ${access}` } },
+    );
+    try {
+      const again: LoginInput = { username: input.username, password: input.newPassword };
+      if (input.totpCode) again.totp_code = input.totpCode.replace(/\s/g, '');
+      return await login(again, beforeSessionStarts, http);
+    } catch (caught) {
+      // The tokens kept here ended with the old password: nothing may use them any more.
+      tokens.clear();
+      throw new PasswordChangedSignInAgainError(caught);
+    }
+  });
 }
 
 export async function fetchMe(): Promise<User> {

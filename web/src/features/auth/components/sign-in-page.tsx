@@ -11,7 +11,7 @@ import { useAuth } from '../hooks/auth-context';
 import { PasswordField } from './password-field';
 
 export function SignInPage() {
-  const { signIn } = useAuth();
+  const { signIn, notice } = useAuth();
   const [step, setStep] = useState<'password' | 'totp'>('password');
   useDocumentTitle(step === 'totp' ? 'Two-step verification' : 'Sign in');
   const [username, setUsername] = useState('');
@@ -52,7 +52,7 @@ export function SignInPage() {
     <section className="card card--narrow" aria-labelledby="sign-in-title">
       <h1 id="sign-in-title">{step === 'totp' ? 'Two-step verification' : 'Sign in'}</h1>
       <form onSubmit={(e) => void submit(e)} noValidate>
-        {error ? <Alert>{error}</Alert> : null}
+        {error ? <Alert>{error}</Alert> : notice ? <Alert tone="info">{notice}</Alert> : null}
         {step === 'password' ? (
           <>
             <Field

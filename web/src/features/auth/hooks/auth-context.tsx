@@ -1,10 +1,11 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
 
-import { startSilentRefresh } from '@/lib/api-client';
+import { onPasswordChangeRequired, startSilentRefresh } from '@/lib/api-client';
 import { toUserFacingError } from '@/lib/problem';
 import { tokens } from '@/lib/tokens';
 
-import { fetchMe, login, logout, type LoginInput, type User } from '../api/auth';
+import { changePassword as postPasswordChange, fetchMe, login, logout, PasswordChangedSignInAgainError, type LoginInput, type User } from '../api/auth';
+import { mustChoosePassword } from '../lib/password-change';
 
 const USER_KEY = 'relaypacs.user';
 
@@ -14,7 +15,13 @@ interface AuthContextValue {
   signedOutOnPurpose: boolean;
   /** the last known profile: kept on the device so the app opens offline */
   user: User | null;
+  /** the user must choose a new password before anything else (a one-time password) */
+  mustChangePassword: boolean;
+  /** a word for the sign-in screen (e.g. after a password change that could not sign in again) */
+  notice: string | null;
   signIn: (input: LoginInput) => Promise<User>;
+  /** changes the password, then signs in again with it (the gateway ends every sign-in) */
+  changePassword: (input: { currentPassword: string; newPassword: string; totpCode?: string }) => Promise<void>;
   signOut: () => Promise<void>;
   reloadUser: () => Promise<void>;
 }
@@ -44,6 +51,10 @@ export function AuthProvider({ children, beforeSignIn, beforeSignOut }: {
   const [signedIn, setSignedIn] = useState(() => tokens.get() !== null);
   const [user, setUser] = useState<User | null>(() => (tokens.get() ? cachedUser() : null));
   const [signedOutOnPurpose, setSignedOutOnPurpose] = useState(false);
+  const [refusedForPassword, setRefusedForPassword] = useState(false);
+  const [notice, setNotice] = useState<string | null>(null);
+
+  useEffect(() => onPasswordChangeRequired(() => setRefusedForPassword(true)), []);
 
   useEffect(() => {
     const stop = startSilentRefresh();
@@ -85,11 +96,37 @@ export function AuthProvider({ children, beforeSignIn, beforeSignOut }: {
       const fresh = await login(input, beforeSignIn);
       remember(fresh);
       setSignedOutOnPurpose(false);
+      setRefusedForPassword(false);
+      setNotice(null);
       setUser(fresh);
       setSignedIn(true);
       return fresh;
     },
     [beforeSignIn],
+  );
+
+  const changePassword = useCallback(
+    async (input: { currentPassword: string; newPassword: string; totpCode?: string }) => {
+      const username = user?.username ?? (await fetchMe()).username;
+      try {
+        const fresh = await postPasswordChange({ username, ...input }, beforeSignIn);
+        remember(fresh);
+        setUser(fresh);
+        setRefusedForPassword(false);
+        setSignedIn(true);
+      } catch (caught) {
+        if (caught instanceof PasswordChangedSignInAgainError) {
+          // Signed out by the change itself: the sign-in screen says what happened.
+          remember(null);
+          setUser(null);
+          setRefusedForPassword(false);
+          setNotice(caught.message);
+          setSignedIn(false);
+        }
+        throw caught;
+      }
+    },
+    [user, beforeSignIn],
   );
 
   const signOut = useCallback(async () => {
@@ -100,14 +137,16 @@ export function AuthProvider({ children, beforeSignIn, beforeSignOut }: {
       // Offline sign-out still ends the session on this device; the refresh token expires.
     }
     remember(null);
+    setRefusedForPassword(false);
     setSignedOutOnPurpose(true);
     setUser(null);
     setSignedIn(false);
   }, [beforeSignOut]);
 
+  const mustChangePassword = mustChoosePassword(signedIn, user, refusedForPassword);
   const value = useMemo(
-    () => ({ signedIn, signedOutOnPurpose, user, signIn, signOut, reloadUser }),
-    [signedIn, signedOutOnPurpose, user, signIn, signOut, reloadUser],
+    () => ({ signedIn, signedOutOnPurpose, user, mustChangePassword, notice, signIn, changePassword, signOut, reloadUser }),
+    [signedIn, signedOutOnPurpose, user, mustChangePassword, notice, signIn, changePassword, signOut, reloadUser],
   );
   return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
 }
