@@ -1,5 +1,6 @@
 import { api } from '@/lib/api-client';
 
+import { AnswerCache } from '../lib/answer-cache';
 import { toQuery, type DashboardFilters, type Period } from '../lib/period';
 
 export type ServiceLevel = 'stat' | 'emergency' | 'routine';
@@ -41,22 +42,21 @@ export interface UserChoice {
 }
 
 /**
- * The gateway computes figures at most every 30 s per question and allows a user few analytics
- * reads a minute: flicking between periods asks it again only once an answer is that old.
+ * The gateway computes figures at most every 30 s per question and allows a user 10 analytics
+ * reads a minute: an answer is used as it is for 2 minutes, and shown at once (while a fresh one
+ * is asked for) for 15, so flicking between periods does not spend that budget.
  */
-const FRESH_MS = 30_000;
-const answers = new Map<string, { at: number; answer: Promise<unknown> }>();
+const FRESH_MS = 2 * 60_000;
+const KEEP_MS = 15 * 60_000;
+const answers = new AnswerCache(FRESH_MS, KEEP_MS);
 
 /** `viewer`: whose figures these are (another person may sign in on the device). */
+function keyOf(viewer: string, path: string, query: Record<string, string>): string {
+  return `${viewer} ${path}?${new URLSearchParams(query).toString()}`;
+}
+
 function cachedGet<T>(viewer: string, path: string, query: Record<string, string>): Promise<T> {
-  const key = `${viewer} ${path}?${new URLSearchParams(query).toString()}`;
-  const now = Date.now();
-  const hit = answers.get(key);
-  if (hit && now - hit.at < FRESH_MS) return hit.answer as Promise<T>;
-  const answer = api.get<T>(path, { params: query }).then((response) => response.data);
-  answers.set(key, { at: now, answer });
-  answer.catch(() => answers.delete(key));
-  return answer;
+  return answers.load(keyOf(viewer, path, query), async () => (await api.get<T>(path, { params: query })).data);
 }
 
 export function fetchSummary(viewer: string, filters: DashboardFilters, isAdmin: boolean): Promise<Summary> {
@@ -65,6 +65,15 @@ export function fetchSummary(viewer: string, filters: DashboardFilters, isAdmin:
 
 export function fetchTrends(viewer: string, filters: DashboardFilters, isAdmin: boolean): Promise<Trends> {
   return cachedGet<Trends>(viewer, '/analytics/trends', toQuery(filters, isAdmin));
+}
+
+/** The figures kept for these filters, if both halves are; `fresh` when neither needs asking again. */
+export function keptFigures(viewer: string, filters: DashboardFilters, isAdmin: boolean): { summary: Summary; trends: Trends; fresh: boolean } | null {
+  const query = toQuery(filters, isAdmin);
+  const summary = answers.peek<Summary>(keyOf(viewer, '/analytics/summary', query));
+  const trends = answers.peek<Trends>(keyOf(viewer, '/analytics/trends', query));
+  if (!summary || !trends) return null;
+  return { summary: summary.value, trends: trends.value, fresh: summary.fresh && trends.fresh };
 }
 
 /** The CSV of the period (admins): the file's bytes and the name the gateway gives it. */

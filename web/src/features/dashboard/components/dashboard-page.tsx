@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from 'react';
+import { useCallback, useEffect, useMemo, useState } from 'react';
 import { useSearchParams } from 'react-router';
 
 import { Alert } from '@/components/alert';
@@ -6,7 +6,9 @@ import { useDocumentTitle } from '@/hooks/use-document-title';
 import { saveFile } from '@/lib/download';
 import { toUserFacingError } from '@/lib/problem';
 
-import { fetchCsv, fetchSummary, fetchTrends, fetchUsers, type Summary, type Trends, type UserChoice } from '../api/analytics';
+import { fetchCsv, fetchUsers, type UserChoice } from '../api/analytics';
+import { useFigures, type Figures } from '../hooks/use-figures';
+import { waitNote } from '../lib/countdown';
 import { SERVICE_LEVEL_LABELS } from '../lib/figures';
 import { fromSearch, PERIODS, toSearch, type DashboardFilters } from '../lib/period';
 
@@ -15,40 +17,21 @@ import { ChartsSkeleton, StatCards, StatCardsSkeleton } from './stat-cards';
 
 const COMMON_MODALITIES = ['CR', 'CT', 'DX', 'MG', 'MR', 'NM', 'OT', 'PT', 'RF', 'US', 'XA'];
 
-interface Figures {
-  key: string;
-  summary: Summary;
-  trends: Trends;
-}
-
 /** Upload figures for a period: the user's own, or (admins) anyone's, with filters and CSV. */
 export function DashboardPage({ viewer, isAdmin }: { viewer: string; isAdmin: boolean }) {
   useDocumentTitle('Dashboard');
   const [search, setSearch] = useSearchParams();
   const filters = useMemo(() => fromSearch(search), [search]);
   const key = toSearch(filters, isAdmin).toString();
-  const [figures, setFigures] = useState<Figures | null>(null);
-  const [error, setError] = useState<{ key: string; message: string } | null>(null);
   const [users, setUsers] = useState<UserChoice[]>([]);
   const [seenModalities, setSeenModalities] = useState<string[]>([]);
   const [exporting, setExporting] = useState(false);
   const [exportError, setExportError] = useState<string | null>(null);
 
-  useEffect(() => {
-    let current = true;
-    Promise.all([fetchSummary(viewer, filters, isAdmin), fetchTrends(viewer, filters, isAdmin)])
-      .then(([summary, trends]) => {
-        if (!current) return;
-        setFigures({ key, summary, trends });
-        setSeenModalities((seen) => [...new Set([...seen, ...summary.modalities.map((m) => m.modality)])]);
-      })
-      .catch((caught: unknown) => {
-        if (current) setError({ key, message: toUserFacingError(caught).message });
-      });
-    return () => {
-      current = false;
-    };
-  }, [viewer, filters, isAdmin, key]);
+  const remember = useCallback((figures: Figures) => {
+    setSeenModalities((seen) => [...new Set([...seen, ...figures.summary.modalities.map((m) => m.modality)])]);
+  }, []);
+  const { loaded: current, previous, error: failed, waitSeconds } = useFigures(viewer, filters, isAdmin, key, remember);
 
   useEffect(() => {
     if (!isAdmin) return;
@@ -57,9 +40,11 @@ export function DashboardPage({ viewer, isAdmin }: { viewer: string; isAdmin: bo
       .catch(() => setUsers([])); // the filter offers "All users" only
   }, [isAdmin]);
 
-  const loaded = figures?.key === key ? figures : null;
-  const failed = error?.key === key ? error.message : null;
+  const waiting = waitSeconds !== null;
+  // Told to wait, the last figures stay on screen (said to be another period's) rather than none.
+  const loaded = current ?? (waiting ? previous : null);
   const period = PERIODS.find((p) => p.value === filters.period) ?? PERIODS[2];
+  const shownPeriod = loaded && loaded.key !== key ? PERIODS.find((p) => p.value === fromSearch(new URLSearchParams(loaded.key)).period) : null;
   const modalities = [...new Set([...COMMON_MODALITIES, ...seenModalities, ...(filters.modality ? [filters.modality.toUpperCase()] : [])])].sort();
 
   function update(change: Partial<DashboardFilters>): void {
@@ -145,12 +130,25 @@ export function DashboardPage({ viewer, isAdmin }: { viewer: string; isAdmin: bo
         </div>
       ) : null}
 
-      {failed ? <Alert>{failed}</Alert> : null}
+      {waiting ? (
+        // Not a live region: a figure changing every second would be read out every second.
+        <div className="alert alert--warning" data-testid="dashboard-wait">
+          {waitNote(waitSeconds, shownPeriod ? shownPeriod.long : null)}
+        </div>
+      ) : failed ? (
+        <Alert>{failed}</Alert>
+      ) : null}
 
       <p className="visually-hidden" role="status">
-        {loaded ? `Figures for ${period?.long ?? ''} shown.` : failed ? '' : 'Loading the figures…'}
+        {waiting
+          ? 'Too many dashboard requests — the figures will refresh by themselves shortly.'
+          : current
+            ? `Figures for ${period?.long ?? ''} shown.`
+            : failed
+              ? ''
+              : 'Loading the figures…'}
       </p>
-      <div aria-busy={loaded ? 'false' : 'true'} data-testid="dashboard-figures" data-loaded={loaded ? 'true' : 'false'}>
+      <div aria-busy={current ? 'false' : 'true'} data-testid="dashboard-figures" data-loaded={current ? 'true' : 'false'}>
         {loaded ? (
           <>
             <StatCards summary={loaded.summary} />
@@ -162,7 +160,7 @@ export function DashboardPage({ viewer, isAdmin }: { viewer: string; isAdmin: bo
               <ModalityTrendChart days={loaded.trends.days} />
             </div>
           </>
-        ) : failed ? null : (
+        ) : failed || waiting ? null : (
           <>
             <StatCardsSkeleton />
             <ChartsSkeleton />
