@@ -53,9 +53,16 @@ export async function cachedUploads(): Promise<UploadSummary[]> {
   return entries.map((entry) => entry.summary as unknown as UploadSummary);
 }
 
+/** One upload as the history on this device last saw it (null: not in it). */
+export async function cachedUpload(uploadId: string): Promise<UploadSummary | null> {
+  const entry = await database.history.get(uploadId);
+  return entry ? ({ ...entry.summary, state: entry.state } as unknown as UploadSummary) : null;
+}
+
 export async function getUploadStatus(uploadId: string): Promise<ServerUploadStatus> {
   const status = parseUploadStatus((await api.get<unknown>(`/uploads/${encodeURIComponent(uploadId)}`)).data);
-  // Remember the latest state for the offline history.
-  await database.history.update(uploadId, { state: status.state });
+  // Remember the latest state for the offline history (the list shows the summary's).
+  const entry = await database.history.get(uploadId);
+  if (entry) await database.history.put({ ...entry, state: status.state, summary: { ...entry.summary, state: status.state } });
   return status;
 }

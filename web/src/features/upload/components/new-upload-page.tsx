@@ -15,10 +15,11 @@ import { inspectFiles, type Inspected } from '../dicom/read-headers';
 import { checkStudy, type StudyCheck } from '../dicom/study-check';
 import type { UploadJob } from '../engine/types';
 import { engine, jobStore, requestBackgroundSync } from '../lib/engine-instance';
+import { focusField } from '../lib/focus-field';
 import { expandZip, isZip } from '../lib/zip';
 
 import { FilePicker, type PickedFile } from './file-picker';
-import { StudyForm, validateStudy, type StudyDraft } from './study-form';
+import { firstInvalidField, stillFromHeaders, StudyForm, validateStudy, type StudyDraft } from './study-form';
 
 type Step = { kind: 'pick' } | { kind: 'reading'; done: number; total: number } | { kind: 'review' };
 
@@ -59,6 +60,7 @@ export function NewUploadPage() {
   const [saving, setSaving] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const headingRef = useRef<HTMLHeadingElement>(null);
+  const formRef = useRef<HTMLFormElement>(null);
 
   useEffect(() => {
     getPreferences()
@@ -115,8 +117,17 @@ export function NewUploadPage() {
   function submit(event: SyntheticEvent): void {
     event.preventDefault();
     setSubmitted(true);
-    if (Object.keys(validateStudy(study, today())).length > 0 || toSend.length === 0) return;
-    if (mixed && !mixedAccepted) return;
+    // The first field to correct gets the focus, so its error is read out and is on screen.
+    const invalid = firstInvalidField(validateStudy(study, today()));
+    if (invalid) {
+      setTimeout(() => focusField(formRef.current, invalid), 0);
+      return;
+    }
+    if (toSend.length === 0) return;
+    if (mixed && !mixedAccepted) {
+      setTimeout(() => focusField(formRef.current, 'mixed-confirm'), 0);
+      return;
+    }
     if (network === 'offline') {
       setOfflineWarning(true);
       return;
@@ -173,7 +184,7 @@ export function NewUploadPage() {
         </div>
       ) : null}
       {step.kind === 'review' && check ? (
-        <form onSubmit={submit} noValidate>
+        <form ref={formRef} onSubmit={submit} noValidate>
           <div className="card">
             <h2 ref={headingRef} tabIndex={-1}>
               {check.dicomCount} DICOM {check.dicomCount === 1 ? 'file' : 'files'} · {formatBytes(toSend.reduce((n, e) => n + e.file.size, 0))}
@@ -188,10 +199,21 @@ export function NewUploadPage() {
                 {check.mixedPatients ? <p>Patients: {check.patients.join('; ')}</p> : null}
                 {check.mixedStudies ? <p>{check.studies.length} different studies.</p> : null}
                 <label className="choice">
-                  <input type="checkbox" checked={mixedAccepted} onChange={(e) => setMixedAccepted(e.target.checked)} />
+                  <input
+                    type="checkbox"
+                    name="mixed-confirm"
+                    checked={mixedAccepted}
+                    aria-invalid={submitted && !mixedAccepted ? true : undefined}
+                    aria-describedby={submitted && !mixedAccepted ? 'mixed-confirm-error' : undefined}
+                    onChange={(e) => setMixedAccepted(e.target.checked)}
+                  />
                   Send them together anyway
                 </label>
-                {submitted && !mixedAccepted ? <p className="field__error">Confirm, or choose the files again.</p> : null}
+                {submitted && !mixedAccepted ? (
+                  <p id="mixed-confirm-error" className="field__error">
+                    Confirm, or choose the files again.
+                  </p>
+                ) : null}
               </Alert>
             ) : null}
             {check.leftOut.length > 0 ? (
@@ -214,7 +236,15 @@ export function NewUploadPage() {
           </div>
           <div className="card">
             <h2>Study</h2>
-            <StudyForm study={study} errors={errors} onChange={setStudy} fromHeaders={fromHeaders} />
+            <StudyForm
+              study={study}
+              errors={errors}
+              onChange={(next) => {
+                setFromHeaders((kept) => stillFromHeaders(kept, study, next));
+                setStudy(next);
+              }}
+              fromHeaders={fromHeaders}
+            />
           </div>
           {network === 'offline' ? (
             <Alert tone="warning">You are offline. The study will be kept on this device and sent when the network returns.</Alert>

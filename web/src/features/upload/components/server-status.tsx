@@ -7,8 +7,11 @@ import { formatBytes, formatDateTime } from '@/lib/format';
 import { liveEvents } from '@/lib/live-events';
 import { toUserFacingError } from '@/lib/problem';
 
-import { getUploadStatus } from '../api/uploads';
+import { getUploadStatus, type UploadSummary } from '../api/uploads';
 import { TERMINAL, type ServerUploadStatus } from '../engine/protocol';
+import { leftOutFiles, leftOutHeadline } from '../lib/left-out';
+
+import { StudySummary, type StudySummaryProps } from './study-summary';
 
 /** How often the state is still polled while the live stream is open (a safety net only). */
 const LIVE_FALLBACK_POLL_MS = 15_000;
@@ -58,15 +61,25 @@ const STATE_TEXT: Record<string, string> = {
   expired: 'Expired before all files arrived',
 };
 
+const BAD_STATES = ['rejected', 'failed', 'partially_delivered', 'cancelled', 'expired'];
+
 export function describeState(state: string): string {
   return STATE_TEXT[state] ?? state;
 }
 
-export function useUploadStatus(serverId: string | undefined): { status: ServerUploadStatus | null; error: string | null } {
+export interface UploadStatusResult {
+  status: ServerUploadStatus | null;
+  error: string | null;
+  /** the gateway knows no such upload (or not for this account): asking again will not help */
+  notFound: boolean;
+}
+
+export function useUploadStatus(serverId: string | undefined): UploadStatusResult {
   const network = useNetworkStatus();
   const [status, setStatus] = useState<ServerUploadStatus | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const finished = status !== null && TERMINAL.has(status.state);
+  const [notFound, setNotFound] = useState(false);
+  const finished = notFound || (status !== null && TERMINAL.has(status.state));
 
   useEffect(() => {
     if (!serverId || finished || network === 'offline') return;
@@ -88,7 +101,14 @@ export function useUploadStatus(serverId: string | undefined): { status: ServerU
         setError(null);
         if (TERMINAL.has(fresh.state)) return;
       } catch (caught) {
-        if (!stopped) setError(toUserFacingError(caught).message);
+        const failure = toUserFacingError(caught);
+        if (!stopped && failure.status === 404) {
+          // Asking again will not help: polling stops here, and the effect ends with `notFound`.
+          stopped = true;
+          setNotFound(true);
+        } else if (!stopped) {
+          setError(failure.message);
+        }
       } finally {
         inFlight = false;
       }
@@ -115,31 +135,96 @@ export function useUploadStatus(serverId: string | undefined): { status: ServerU
     };
   }, [serverId, finished, network]);
 
-  return { status, error };
+  return { status, error, notFound };
 }
 
-/** What the gateway knows, live: received → validated → forwarding → delivered, or why not. */
-export function ServerStatus({ serverId }: { serverId: string }) {
-  const { status, error } = useUploadStatus(serverId);
-  const state = status?.state ?? 'receiving';
-  const done = stepsDone(state);
-  const bad = ['rejected', 'failed', 'partially_delivered', 'cancelled', 'expired'].includes(state);
+/** What the gateway's answer (or the history saved on this device) says about the study. */
+function LeftOut({ status }: { status: ServerUploadStatus }) {
+  const headline = leftOutHeadline(status.state, status.files);
+  if (!headline) return null;
+  const items = leftOutFiles(status.files);
+  const list = (
+    <ul>
+      {items.slice(0, 200).map((item, n) => (
+        <li key={`${item.name}-${n}`}>
+          <strong>{item.name}</strong>: {item.reason}
+        </li>
+      ))}
+      {items.length > 200 ? <li>… and {items.length - 200} more</li> : null}
+    </ul>
+  );
+  return (
+    <div data-testid="left-out">
+      {status.state === 'rejected' ? (
+        <Alert>
+          <p>
+            <strong>{headline}.</strong>
+          </p>
+          <div className="left-out">{list}</div>
+        </Alert>
+      ) : (
+        <Alert tone="warning">
+          <p>
+            <strong>{headline}.</strong> Send {items.length === 1 ? 'that image' : 'those images'} again if the
+            radiologist needs {items.length === 1 ? 'it' : 'them'}.
+          </p>
+          <details className="left-out" open={items.length <= 10}>
+            <summary>Which files, and why</summary>
+            {list}
+          </details>
+        </Alert>
+      )}
+    </div>
+  );
+}
+
+export interface ServerStatusViewProps extends UploadStatusResult {
+  offline: boolean;
+  /** the state this device last saw for the upload (its saved history), if any */
+  lastKnownState?: string | null;
+}
+
+function headlineOf({ status, error, offline, lastKnownState }: ServerStatusViewProps): string {
+  if (status) return describeState(status.state);
+  const last = lastKnownState ? describeState(lastKnownState) : null;
+  if (offline) return last ? `You are offline — last known: ${last}` : 'You are offline — the state shows when the network is back';
+  if (error) return last ? `Last known: ${last}` : 'The state is not known yet';
+  return 'Asking the gateway…';
+}
+
+/** The gateway's view, drawn: received → validated → forwarding → delivered, or why not. */
+export function ServerStatusView(props: ServerStatusViewProps) {
+  const { status, error, notFound, offline, lastKnownState } = props;
+  if (notFound) {
+    return (
+      <div className="card" data-testid="server-status" data-state="not-found">
+        <h2>At the reading centre</h2>
+        <Alert>
+          <p>
+            <strong>No such upload.</strong> It may have been removed, or it was sent from another account.
+          </p>
+        </Alert>
+      </div>
+    );
+  }
+  // The live state, else (gateway out of reach) the last one this device saw; else nothing known.
+  const state = status?.state ?? (offline || error ? (lastKnownState ?? null) : null);
+  const done = state ? stepsDone(state) : 0;
+  const bad = state !== null && BAD_STATES.includes(state);
+  const live = status !== null && !offline;
   const refused = (status?.instances ?? []).filter((i) => i.forward_status === 'refused');
-  const problems = (status?.files ?? []).flatMap((file) => {
-    const list = (file as { problems?: { entry: string | null; reason: string }[] }).problems ?? [];
-    return list.map((p) => `${file.name ?? 'file'}${p.entry ? ` / ${p.entry}` : ''}: ${p.reason}`);
-  });
 
   return (
-    <div className="card" data-testid="server-status" data-state={state}>
+    <div className="card" data-testid="server-status" data-state={state ?? 'unknown'}>
       <h2>At the reading centre</h2>
       <p className={bad ? 'server-state server-state--bad' : 'server-state'} role="status" aria-live="polite" data-testid="server-state">
-        {status ? describeState(state) : 'Asking the gateway…'}
+        {headlineOf(props)}
       </p>
       <ol className="stepper">
         {STEPS.map((step, index) => {
           const complete = index < done;
-          const current = index === done && !bad && state !== 'delivered';
+          // Only a live answer says what is happening now.
+          const current = live && index === done && !bad && state !== 'delivered';
           return (
             <li key={step.key} className={complete ? 'stepper__step stepper__step--done' : current ? 'stepper__step stepper__step--current' : 'stepper__step'} aria-current={current ? 'step' : undefined}>
               <span className="stepper__dot" aria-hidden="true">
@@ -151,18 +236,10 @@ export function ServerStatus({ serverId }: { serverId: string }) {
           );
         })}
       </ol>
-      {error ? <Alert tone="warning">{error}</Alert> : null}
+      {status && offline && !TERMINAL.has(status.state) ? <Alert tone="info">You are offline — this is the last known state.</Alert> : null}
+      {error && !offline ? <Alert tone="warning">{error}</Alert> : null}
       {status?.error ? <Alert>{status.error}</Alert> : null}
-      {problems.length > 0 ? (
-        <details className="left-out">
-          <summary>{problems.length} files were not DICOM and were left out by the gateway</summary>
-          <ul>
-            {problems.slice(0, 200).map((p) => (
-              <li key={p}>{p}</li>
-            ))}
-          </ul>
-        </details>
-      ) : null}
+      {status ? <LeftOut status={status} /> : null}
       {refused.length > 0 ? (
         <details className="left-out" open>
           <summary>{refused.length} images refused by the PACS</summary>
@@ -197,5 +274,46 @@ export function ServerStatus({ serverId }: { serverId: string }) {
         </>
       ) : null}
     </div>
+  );
+}
+
+/** Which study this is: from the gateway's answer, else from the history saved on this device. */
+export function studyShown(status: ServerUploadStatus | null, lastKnown: UploadSummary | null): StudySummaryProps | null {
+  const study = status?.study;
+  if (study) {
+    return {
+      patientName: study.patient_name,
+      modality: study.modality,
+      studyDate: study.study_date,
+      serviceLevel: study.service_level,
+      description: study.study_description ?? null,
+      files: { count: status.files.length, bytes: status.bytes_total ?? 0 },
+    };
+  }
+  if (!lastKnown) return null;
+  return {
+    patientName: lastKnown.patient_name,
+    modality: lastKnown.modality,
+    studyDate: lastKnown.study_date,
+    serviceLevel: lastKnown.service_level,
+    description: lastKnown.study_description,
+    files: { count: lastKnown.file_count, bytes: lastKnown.bytes_total },
+  };
+}
+
+/**
+ * What the gateway knows, live. `lastKnown`: the upload as the history on this device saved it,
+ * shown while the gateway cannot be asked. `withStudy`: also say which study it is (it was not
+ * sent from this device, so the page knows nothing else about it).
+ */
+export function ServerStatus({ serverId, lastKnown = null, withStudy = false }: { serverId: string; lastKnown?: UploadSummary | null; withStudy?: boolean }) {
+  const result = useUploadStatus(serverId);
+  const offline = useNetworkStatus() === 'offline';
+  const study = withStudy && !result.notFound ? studyShown(result.status, lastKnown) : null;
+  return (
+    <>
+      {study ? <StudySummary {...study} /> : null}
+      <ServerStatusView {...result} offline={offline} lastKnownState={lastKnown?.state ?? null} />
+    </>
   );
 }

@@ -22,6 +22,25 @@ export function validateStudy(study: StudyDraft, today: string): Partial<Record<
   return errors;
 }
 
+/** The form's fields in the order a person meets them: the first invalid one gets the focus. */
+const FIELD_ORDER: (keyof StudyDraft)[] = ['patient_name', 'patient_id', 'study_date', 'modality', 'study_description', 'clinical_history', 'service_level'];
+
+export function firstInvalidField(errors: Partial<Record<keyof StudyDraft, string>>): keyof StudyDraft | null {
+  return FIELD_ORDER.find((key) => errors[key] !== undefined) ?? null;
+}
+
+/**
+ * The fields still showing the values read from the DICOM files: a field the user has edited is
+ * theirs now, and no longer says "Read from the DICOM files".
+ */
+export function stillFromHeaders(fromHeaders: ReadonlySet<string>, before: StudyDraft, after: StudyDraft): ReadonlySet<string> {
+  const edited = FIELD_ORDER.filter((key) => before[key] !== after[key] && fromHeaders.has(key));
+  if (edited.length === 0) return fromHeaders;
+  const kept = new Set(fromHeaders);
+  for (const key of edited) kept.delete(key);
+  return kept;
+}
+
 interface StudyFormProps {
   study: StudyDraft;
   errors: Partial<Record<keyof StudyDraft, string>>;

@@ -1,30 +1,46 @@
-import { useEffect, useRef } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
 
 import { Alert } from '@/components/alert';
 import { Dialog } from '@/components/dialog';
 import { useDocumentTitle } from '@/hooks/use-document-title';
-import { formatBytes } from '@/lib/format';
 
+import { cachedUpload, type UploadSummary } from '../api/uploads';
 import type { JobView } from '../engine/types';
 import { useEngine } from '../hooks/use-engine';
 
 import { JobProgress } from './job-progress';
 import { ServerStatus } from './server-status';
-import { SERVICE_LEVELS } from './study-form';
+import { StudySummary } from './study-summary';
 
 function StudyHeader({ job }: { job: Pick<JobView, 'study' | 'totalBytes' | 'files'> }) {
-  const level = SERVICE_LEVELS.find((l) => l.value === job.study.service_level);
   return (
-    <div className="study-header">
-      <p className="study-header__patient">{job.study.patient_name.replace(/\^/g, ' ')}</p>
-      <p className="muted">
-        {job.study.modality} · {job.study.study_date} · <span className={`badge badge--${job.study.service_level}`}>{level?.label}</span> ·{' '}
-        {job.files.length} {job.files.length === 1 ? 'file' : 'files'}, {formatBytes(job.totalBytes)}
-      </p>
-      {job.study.study_description ? <p>{job.study.study_description}</p> : null}
-    </div>
+    <StudySummary
+      patientName={job.study.patient_name}
+      modality={job.study.modality}
+      studyDate={job.study.study_date}
+      serviceLevel={job.study.service_level}
+      description={job.study.study_description}
+      files={{ count: job.files.length, bytes: job.totalBytes }}
+    />
   );
+}
+
+/** The upload as the history on this device last saw it: what there is to show offline. */
+function useLastKnown(id: string): UploadSummary | null {
+  const [found, setFound] = useState<{ id: string; summary: UploadSummary | null } | null>(null);
+  useEffect(() => {
+    let stopped = false;
+    cachedUpload(id)
+      .then((summary) => {
+        if (!stopped) setFound({ id, summary });
+      })
+      .catch(() => undefined); // no IndexedDB: nothing saved to show
+    return () => {
+      stopped = true;
+    };
+  }, [id]);
+  return found?.id === id ? found.summary : null;
 }
 
 export function UploadDetailPage() {
@@ -32,6 +48,7 @@ export function UploadDetailPage() {
   const navigate = useNavigate();
   const { client, snapshot } = useEngine();
   const job = snapshot.jobs.find((j) => j.id === id || j.serverId === id);
+  const lastKnown = useLastKnown(job?.serverId ?? id);
   useDocumentTitle(job ? `Upload for ${job.study.patient_name}` : 'Upload');
   const headingRef = useRef<HTMLHeadingElement>(null);
   useEffect(() => headingRef.current?.focus(), []);
@@ -54,8 +71,10 @@ export function UploadDetailPage() {
         <h1 id="upload-title" ref={headingRef} tabIndex={-1}>
           Upload
         </h1>
-        <ServerStatus serverId={id} />
-        <Link to="/uploads">All uploads</Link>
+        <ServerStatus key={id} serverId={id} lastKnown={lastKnown} withStudy />
+        <p>
+          <Link to="/uploads">All uploads</Link>
+        </p>
       </section>
     );
   }
@@ -91,7 +110,7 @@ export function UploadDetailPage() {
         </Alert>
       ) : null}
       {job.state === 'cancelled' ? <Alert tone="info">This upload was cancelled.</Alert> : null}
-      {job.state === 'submitted' && job.serverId ? <ServerStatus serverId={job.serverId} /> : null}
+      {job.state === 'submitted' && job.serverId ? <ServerStatus key={job.serverId} serverId={job.serverId} lastKnown={lastKnown} /> : null}
       <Dialog
         open={job.state === 'duplicate'}
         title="This study may already have been sent"

@@ -18,12 +18,33 @@ export interface CreatedUpload {
   files: { file_id: string; name: string; size: number; chunk_count: number }[];
 }
 
+/** Why the gateway could not use a file, or an entry of a ZIP (`entry`), after checking it. */
+export interface FileProblem {
+  entry: string | null;
+  /** `invalid` (left out) or `skipped` (e.g. a DICOMDIR index, which is no image) */
+  status: string;
+  reason: string;
+}
+
 export interface ServerFileStatus {
   file_id: string;
   name?: string;
   size?: number;
   chunk_count?: number;
   missing_chunks: number[];
+  /** what validation made of it: pending, valid, partial (a ZIP), invalid, skipped */
+  status?: string;
+  problems?: FileProblem[];
+}
+
+/** The study as the gateway recorded it when the upload began. */
+export interface ServerStudy {
+  patient_name: string;
+  patient_id?: string | null;
+  study_date: string;
+  modality: string;
+  service_level: string;
+  study_description?: string | null;
 }
 
 export interface TimelineEntry {
@@ -51,6 +72,7 @@ export interface ServerUploadStatus {
   timeline: TimelineEntry[];
   instances: InstanceOutcome[];
   error?: string | null;
+  study?: ServerStudy | null;
   [extra: string]: unknown;
 }
 
@@ -98,6 +120,32 @@ function text(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+function parseProblems(value: unknown): FileProblem[] {
+  if (!Array.isArray(value)) return [];
+  return value.map((raw): FileProblem => {
+    const problem = asRecord(raw);
+    return {
+      entry: text(problem.entry) ?? null,
+      status: text(problem.status) ?? 'invalid',
+      reason: text(problem.reason) ?? text(problem.detail) ?? '',
+    };
+  });
+}
+
+function parseStudy(value: unknown): ServerStudy | null {
+  const study = asRecord(value);
+  const patient = text(study.patient_name);
+  if (patient === undefined) return null;
+  return {
+    patient_name: patient,
+    patient_id: text(study.patient_id) ?? null,
+    study_date: text(study.study_date) ?? '',
+    modality: text(study.modality) ?? '',
+    service_level: text(study.service_level) ?? '',
+    study_description: text(study.study_description) ?? null,
+  };
+}
+
 export function parseUploadStatus(json: unknown): ServerUploadStatus {
   const body = asRecord(json);
   const files = (Array.isArray(body.files) ? body.files : []).map((raw): ServerFileStatus => {
@@ -116,6 +164,8 @@ export function parseUploadStatus(json: unknown): ServerUploadStatus {
       size: typeof file.size === 'number' ? file.size : undefined,
       chunk_count: chunkCount,
       missing_chunks: missing,
+      status: text(file.status),
+      problems: parseProblems(file.problems),
     };
   });
   const timeline = (Array.isArray(body.timeline) ? body.timeline : []).map((raw): TimelineEntry => {
@@ -136,5 +186,6 @@ export function parseUploadStatus(json: unknown): ServerUploadStatus {
     timeline,
     instances: Array.isArray(body.instances) ? (body.instances as InstanceOutcome[]) : [],
     error: text(body.failure_reason) ?? text(body.error) ?? null,
+    study: parseStudy(body.study),
   };
 }
