@@ -387,3 +387,52 @@ def test_a_cancelled_session_is_replaced_by_a_new_upload(
     assert outcome["upload_id"] != upload_id
     assert report["bytes_sent"] == study.size
     assert_gateway_holds(cli, outcome["upload_id"], study, cli.server)
+
+
+def test_wait_says_why_a_study_was_rejected_and_which_files_even_when_quiet(
+    cli: CliUser, tmp_path: Path
+) -> None:
+    """--quiet prints "only failures": a study the gateway rejected is one, with the reason."""
+    study = write_study(tmp_path / "in", instances=1, pixel_bytes=100_000)
+    (image,) = study.files
+    # Cut into the pixel data: the header still reads, so the scan sends it; the gateway cannot.
+    image.write_bytes(image.read_bytes()[:-50_000])
+    args = ["upload", str(tmp_path / "in"), "--server", cli.server, "--wait",
+            "--wait-timeout", "120", "--force"]  # fmt: skip
+
+    quiet = cli.run(*args, "--quiet")
+    code, report = upload_json(cli, args[1], *args[4:])
+
+    (outcome,) = report["studies"]
+    status = cli.api("GET", f"/uploads/{outcome['upload_id']}").json()
+    assert status["state"] == "rejected"
+    (problem,) = status["files"][0]["problems"]
+    assert quiet.returncode == 8, quiet.stderr
+    assert "rejected" in quiet.stderr
+    assert status["failure_reason"] in quiet.stderr
+    assert f"{image.name}: {problem['reason']}" in quiet.stderr
+    assert code == 8
+    assert outcome["state"] == "rejected"
+    assert status["failure_reason"] in outcome["message"]
+    assert outcome["failure_reason"] == status["failure_reason"]
+    assert outcome["left_out"] == [{"name": image.name, "reason": problem["reason"]}]
+
+    shown = cli.run(*args)
+    assert shown.returncode == 8
+    final = shown.stderr.split(": uploaded, ", 1)[1]  # what comes after the upload itself
+    assert status["failure_reason"] in final
+    assert f"{image.name}: {problem['reason']}" in final
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error_and_nothing_is_sent(
+    cli: CliUser, tmp_path: Path
+) -> None:
+    write_study(tmp_path / "study1", instances=1, pixel_bytes=10_000)
+    typo = tmp_path / "cdrmo"
+
+    result = cli.run("upload", str(tmp_path / "study1"), str(typo), "--server", cli.server)
+
+    assert result.returncode == 2, result.stderr
+    assert f"no such file or folder: {typo}" in result.stderr
+    # The journal holds every start's idempotency key before its POST: no file, no request.
+    assert not (cli.state_dir / "journal.json").exists()

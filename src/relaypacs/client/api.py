@@ -52,9 +52,11 @@ class ClientError(Exception):
 
 
 class ApiError(ClientError):
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
+    def __init__(self, status: int, body: dict[str, Any], retry_after: float | None = None) -> None:
         self.status = status
         self.body = body
+        # The server's Retry-After (seconds), for a 429 the caller chose not to wait out.
+        self.retry_after = retry_after
         self.code = str(body.get("code") or f"http_{status}")
         self.detail = str(body.get("detail") or body.get("title") or f"HTTP {status}")
         super().__init__(f"{self.code}: {self.detail}")
@@ -65,7 +67,10 @@ class NotSignedIn(ClientError):
 
 
 class GaveUp(ClientError):
-    pass
+    def __init__(self, message: str, last_failure: str) -> None:
+        super().__init__(message)
+        #: Why the last attempt failed (e.g. ``ConnectError``, ``HTTP 503``).
+        self.last_failure = last_failure
 
 
 @dataclass
@@ -192,14 +197,20 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {"status": response.status_code}
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after_seconds(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
         return None
     try:
-        return max(0.0, min(float(value), 300.0))
+        return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """How long to wait before a retry: the server's word, but never more than 5 minutes."""
+    seconds = _retry_after_seconds(response)
+    return None if seconds is None else min(seconds, 300.0)
 
 
 class GatewayClient:
@@ -258,7 +269,15 @@ class GatewayClient:
         body: dict[str, Any] = {"username": username, "password": password}
         if totp_code:
             body["totp_code"] = totp_code
-        response = await self._request("POST", f"{API}/auth/login", json=body, signed=False)
+        # 429 here means "account locked" or "too many sign-ins": waiting it out and sending the
+        # same (possibly wrong) password again would only keep the account locked, silently.
+        response = await self._request(
+            "POST",
+            f"{API}/auth/login",
+            json=body,
+            signed=False,
+            retry_statuses=TRANSIENT_STATUSES - {429},
+        )
         tokens = response.json()
         self.must_change_password = bool(tokens.get("must_change_password"))
         saved = SavedSignIn.from_tokens(username, tokens)
@@ -425,6 +444,7 @@ class GatewayClient:
         on_retry: Callable[[], None] | None = None,
         on_status: dict[int, type[ClientError]] | None = None,
         window: InFlightWindow | None = None,
+        retry_statuses: frozenset[int] = TRANSIENT_STATUSES,
     ) -> httpx.Response:
         attempt = 0
         while True:
@@ -474,8 +494,12 @@ class GatewayClient:
                     raise on_status[response.status_code](
                         str(body.get("detail") or body.get("code") or response.status_code)
                     )
-                if response.status_code not in TRANSIENT_STATUSES:
-                    raise ApiError(response.status_code, _problem(response))
+                if response.status_code not in retry_statuses:
+                    raise ApiError(
+                        response.status_code,
+                        _problem(response),
+                        retry_after=_retry_after_seconds(response),
+                    )
                 wait = _retry_after(response)
                 reason = f"HTTP {response.status_code}"
             wasted = self.stats.resent
@@ -494,6 +518,8 @@ class GatewayClient:
             if self.liveness.idle_for() > self.retry.give_up_after:
                 raise GaveUp(
                     f"no progress for {self.retry.give_up_after:.0f} s talking to {self.server}"
+                    f" (last: {reason})",
+                    reason,
                 )
             await asyncio.sleep(wait if wait is not None else self.retry.delay(attempt))
             attempt += 1

@@ -5,21 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from relaypacs.client.api import ApiError, ClientError
+from relaypacs.client.api import ApiError, ClientError, GaveUp
 from relaypacs.client.credentials import CredentialStore
 from relaypacs.client.exit_codes import ExitCode
 from relaypacs.client.progress import JsonReporter, QuietReporter, RichReporter
 from relaypacs.client.run import (
+    LOGIN_GIVE_UP_S,
     Connection,
     exit_code_for,
     fetch_status,
     login,
+    login_connection,
     upload_paths,
     wait_status,
 )
@@ -57,9 +60,10 @@ def _server(server: str | None) -> str:
     return chosen.rstrip("/")
 
 
-def _fail(error: BaseException) -> typer.Exit:
+def _fail(error: BaseException, *, login_hint: bool = True) -> typer.Exit:
     code = exit_code_for(error)
-    hint = " (run `relaypacs login`)" if code is ExitCode.NOT_SIGNED_IN else ""
+    # Not for `relaypacs login` itself: there the user just typed the password that was wrong.
+    hint = " (run `relaypacs login`)" if login_hint and code is ExitCode.NOT_SIGNED_IN else ""
     typer.echo(f"error: {error}{hint}", err=True)
     return typer.Exit(code)
 
@@ -73,7 +77,7 @@ def login_command(
     totp_code: str | None = typer.Option(None, "--totp", help="Current 2FA code, if enabled"),
 ) -> None:
     """Sign in and keep the (single-use, rotating) refresh token in your config dir, mode 0600."""
-    connection = Connection(_server(server))
+    connection = login_connection(_server(server))
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -84,8 +88,22 @@ def login_command(
 
     try:
         must_change = asyncio.run(login(connection, username, password, ask_totp, totp_code))
+    except GaveUp as error:
+        typer.echo(
+            f"error: cannot reach {connection.server} ({error.last_failure}, tried for "
+            f"{LOGIN_GIVE_UP_S:.0f} s): check the URL and the network",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.GAVE_UP) from None
+    except ApiError as error:
+        if error.status != 429:
+            raise _fail(error, login_hint=False) from None
+        # Locked after failed sign-ins, or rate limited: only waiting helps, so say how long.
+        when = f"in {math.ceil(error.retry_after)} s" if error.retry_after else "later"
+        typer.echo(f"error: too many sign-in attempts; try again {when}", err=True)
+        raise typer.Exit(exit_code_for(error)) from None
     except ClientError as error:
-        raise _fail(error) from None
+        raise _fail(error, login_hint=False) from None
     typer.echo(f"signed in to {connection.server} as {username}")
     if must_change:
         typer.echo(
@@ -125,6 +143,17 @@ def _ask_duplicate(reporter: QuietReporter) -> Any:
     return ask
 
 
+def _check_paths_exist(paths: list[Path]) -> None:
+    """A given path that does not exist is a typo (`/media/cdrmo`), not "nothing to send": a
+    usage error before anything is sent. Unreadable files are left to the scan, which lists them
+    as skipped with the reason."""
+    missing = [path for path in paths if not path.exists()]
+    for path in missing:
+        typer.echo(f"no such file or folder: {path}", err=True)
+    if missing:
+        raise typer.Exit(ExitCode.USAGE)
+
+
 def upload_command(
     paths: list[Path] = typer.Argument(..., help="DICOM files, folders (recursive) and ZIPs"),
     server: str | None = ServerOption,
@@ -154,6 +183,7 @@ def upload_command(
     if service_level is not None and service_level not in SERVICE_LEVELS:
         typer.echo(f"--service-level must be one of {', '.join(SERVICE_LEVELS)}", err=True)
         raise typer.Exit(ExitCode.USAGE)
+    _check_paths_exist(paths)
     connection = Connection(_server(server), stall_timeout, give_up_after, parallel)
     _log_retries(verbose)
     reporter = _reporter(quiet, as_json)

@@ -57,8 +57,11 @@ class QuietReporter:
         return None
 
     def study_finished(self, study: Study, outcome: StudyOutcome) -> None:
-        if outcome.exit_code is not ExitCode.OK:
+        # A file the PACS will not get is a failure even when the rest of its study arrived.
+        if outcome.exit_code is not ExitCode.OK or outcome.left_out:
             self.console.print(f"{study.study_instance_uid}: {outcome.message}", markup=False)
+            for line in left_out_lines(outcome):
+                self.console.print(line, markup=False)
 
 
 class JsonReporter(QuietReporter):
@@ -154,12 +157,27 @@ class RichReporter(QuietReporter):
         if task is not None and outcome.exit_code is ExitCode.OK:
             self.progress.update(task, completed=study.size)
         where = f" (upload {outcome.upload_id})" if outcome.upload_id else ""
-        state = f", {outcome.state}" if outcome.state else ""
+        # "delivered" and "ended rejected: ..." already name the state.
+        shown = outcome.state and outcome.state not in outcome.message
+        state = f", {outcome.state}" if shown else ""
         self._print(f"{study_label_short(study)}: {outcome.message}{state}{where}")
+        for line in left_out_lines(outcome):
+            self._print(line)
 
 
 def study_label_short(study: Study) -> str:
     return f"study …{study.study_instance_uid[-12:]}"
+
+
+def left_out_lines(outcome: StudyOutcome) -> list[str]:
+    count = len(outcome.left_out)
+    if not count:
+        return []
+    lines = [f"  {count} file{'' if count == 1 else 's'} left out:"]
+    lines += [f"    {f.name}: {f.reason}" for f in outcome.left_out[:50]]
+    if count > 50:
+        lines.append(f"    ... and {count - 50} more (relaypacs status {outcome.upload_id})")
+    return lines
 
 
 def stderr_is_terminal() -> bool:

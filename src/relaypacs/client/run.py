@@ -18,6 +18,10 @@ from relaypacs.client.studies import ScanResult, Study, scan
 from relaypacs.client.uploader import StudyOutcome, StudyUploader, UploadOptions
 
 TOTP_CODES = frozenset({"totp_required", "invalid_totp"})
+# Someone is waiting at the prompt: an unreachable server is reported after this long, not after
+# the hour an unattended upload keeps trying. It also bounds one attempt (connect, the answer), so
+# a slow sign-in is not abandoned and re-sent early, each re-send counting as a failed attempt.
+LOGIN_GIVE_UP_S = 30.0
 
 
 @dataclass
@@ -35,6 +39,10 @@ class Connection:
             connections=self.parallel + 2,
             retry=RetryPolicy(give_up_after=self.give_up_after),
         )
+
+
+def login_connection(server: str) -> Connection:
+    return Connection(server, stall_timeout=LOGIN_GIVE_UP_S, give_up_after=LOGIN_GIVE_UP_S)
 
 
 async def login(

@@ -37,6 +37,9 @@ UNDELIVERED_STATES = frozenset(
     {"rejected", "failed", "partially_delivered", "cancelled", "expired"}
 )
 GONE_STATES = frozenset({"cancelled", "expired"})
+# Validation's verdict on a file that yielded no instance (a ZIP that is "partial" lists its bad
+# entries as problems; a "valid" file has none).
+UNUSABLE_FILE_STATUSES = frozenset({"invalid", "skipped"})
 COMPLETE_ATTEMPTS = 5
 
 
@@ -61,6 +64,40 @@ class UploadOptions:
     confirm_duplicate: Callable[[Study, dict[str, Any]], bool] | None = None
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """A file (or ZIP entry) the gateway did not pass on to the PACS, and the server's reason."""
+
+    name: str
+    reason: str
+
+
+def left_out_files(status: dict[str, Any]) -> list[LeftOut]:
+    """What of the upload ``status`` will not reach the PACS: invalid files, bad ZIP entries and
+    instances the PACS refused."""
+    left: list[LeftOut] = []
+    names: dict[str, str] = {}
+    for file in status.get("files", []) or []:
+        if not isinstance(file, dict):
+            continue
+        name = str(file.get("name") or file.get("file_id"))
+        names[str(file.get("file_id"))] = name
+        problems = [p for p in file.get("problems") or [] if isinstance(p, dict)]
+        for problem in problems:
+            entry = f"{name}/{problem['entry']}" if problem.get("entry") else name
+            left.append(LeftOut(entry, str(problem.get("reason") or problem.get("status"))))
+        if not problems and file.get("status") in UNUSABLE_FILE_STATUSES:
+            left.append(LeftOut(name, str(file["status"])))
+    for instance in status.get("instances", []) or []:
+        if not isinstance(instance, dict) or instance.get("forward_status") != "refused":
+            continue
+        name = names.get(str(instance.get("file_id")), str(instance.get("sop_instance_uid")))
+        if instance.get("entry_name"):
+            name = f"{name}/{instance['entry_name']}"
+        left.append(LeftOut(name, str(instance.get("forward_reason") or "refused by the PACS")))
+    return left
+
+
 @dataclass
 class StudyOutcome:
     study_instance_uid: str
@@ -75,6 +112,9 @@ class StudyOutcome:
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
     upload_token: str | None = field(default=None, repr=False)
+    # Set from the final status with ``--wait``: why the study was not (all) delivered.
+    failure_reason: str | None = None
+    left_out: list[LeftOut] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +128,8 @@ class StudyOutcome:
             "bytes_needed": self.bytes_needed,
             "resumed": self.resumed,
             "seconds": round(self.seconds, 3),
+            "failure_reason": self.failure_reason,
+            "left_out": [{"name": f.name, "reason": f.reason} for f in self.left_out],
         }
 
 
@@ -182,8 +224,20 @@ class StudyUploader:
         finally:
             outcome.seconds = time.monotonic() - started
             self._clean_spool(study)
-        self.reporter.study_finished(study, outcome)
+        if self._will_wait(outcome):
+            # Not finished yet: the outcome that counts (and that --quiet must show when it is
+            # bad) is only known after wait(), which reports it.
+            where = f" (upload {outcome.upload_id})" if outcome.upload_id else ""
+            state = f", {outcome.state}" if outcome.state else ""
+            self.reporter.study_note(study, f"{outcome.message}{state}{where}")
+        else:
+            self.reporter.study_finished(study, outcome)
         return outcome
+
+    def _will_wait(self, outcome: StudyOutcome) -> bool:
+        return (
+            self.options.wait and outcome.upload_id is not None and outcome.exit_code is ExitCode.OK
+        )
 
     async def _upload(self, study: Study, label: str, outcome: StudyOutcome, force: bool) -> None:
         server = self.client.server
@@ -381,27 +435,39 @@ class StudyUploader:
         raise ApiError(409, {"code": "upload_incomplete", "detail": "chunks keep going missing"})
 
     async def wait(self, study: Study, outcome: StudyOutcome) -> None:
-        """Follow the session until the PACS has it (``delivered``) or it ends otherwise."""
-        if outcome.upload_id is None or outcome.exit_code is not ExitCode.OK:
+        """Follow the session until the PACS has it (``delivered``) or it ends otherwise, then
+        report the study's final outcome (upload() left that to here)."""
+        if not self._will_wait(outcome) or outcome.upload_id is None:
             return
+        await self._follow(study, outcome, outcome.upload_id)
+        self.reporter.study_finished(study, outcome)
+
+    async def _follow(self, study: Study, outcome: StudyOutcome, upload_id: str) -> None:
         deadline = time.monotonic() + self.options.wait_timeout
         delay = self.options.poll_interval
-        last_state = None
+        last_state = outcome.state  # upload() already said it
         while True:
-            status = await self.client.get_upload(outcome.upload_id, outcome.upload_token)
+            status = await self.client.get_upload(upload_id, outcome.upload_token)
             state = str(status.get("state"))
             outcome.state = state
-            if state != last_state:
-                self.reporter.study_note(study, state)
-                last_state = state
+            if state in DELIVERED_STATES or state in UNDELIVERED_STATES:
+                # Even a delivered study may have had files left out (e.g. one truncated file).
+                outcome.left_out = left_out_files(status)
+                failure = status.get("failure_reason")
+                outcome.failure_reason = str(failure) if failure else None
             if state in DELIVERED_STATES:
                 outcome.message = "delivered"
                 return
             if state in UNDELIVERED_STATES:
                 outcome.exit_code = ExitCode.NOT_DELIVERED
-                outcome.message = f"ended {state}"
+                outcome.message = f"ended {state}" + (
+                    f": {outcome.failure_reason}" if outcome.failure_reason else ""
+                )
                 outcome.details = status
                 return
+            if state != last_state:
+                self.reporter.study_note(study, state)
+                last_state = state
             if time.monotonic() > deadline:
                 outcome.exit_code = ExitCode.WAIT_TIMED_OUT
                 outcome.message = f"still {state} after {self.options.wait_timeout:.0f} s"
