@@ -20,14 +20,21 @@ from relaypacs.audit.router import router as audit_router
 from relaypacs.auth.router import jwks_router
 from relaypacs.auth.router import router as auth_router
 from relaypacs.config import Settings
-from relaypacs.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
+from relaypacs.errors import (
+    PROBLEM_MEDIA_TYPE,
+    Problem,
+    RequestTooLarge,
+    install_error_handlers,
+)
 from relaypacs.jobs.worker import start_in_process_worker
 from relaypacs.logging import configure_logging
 from relaypacs.middleware import (
     CORSMiddleware,
+    RequestBodyLimitMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
     TrustedHostMiddleware,
+    is_chunk_put,
 )
 from relaypacs.notifications.live import start_event_hub
 from relaypacs.notifications.router import router as notifications_router
@@ -112,6 +119,8 @@ def create_app(
     install_web(app, settings.web_dir)
 
     _install_openapi(app)
+    # Innermost: its 413 gets the CORS and security headers and the request log like any answer.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_bytes=settings.max_json_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -155,9 +164,16 @@ def _install_openapi(app: FastAPI) -> None:
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-        for operations in schema.get("paths", {}).values():
-            for operation in operations.values():
+        too_large = f"`{RequestTooLarge.code}`: {RequestTooLarge.title}"
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
                 responses = operation.setdefault("responses", {})
+                # relaypacs.middleware limits every body but a chunk's.
+                if "requestBody" in operation and not is_chunk_put(method.upper(), path):
+                    documented = responses.setdefault("413", {}).get("description")
+                    responses["413"]["description"] = (
+                        f"{documented}; {too_large}" if documented else too_large
+                    )
                 for status, response in responses.items():
                     if status.isdigit() and int(status) >= 400:
                         response["content"] = problem

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     max_upload_bytes: int = 2 * GIB
+    # The largest body a valid request can have is an upload start: 10,000 files with names of
+    # 255 characters is 10.0 MiB of compact UTF-8 JSON at most (2.8 MiB for ASCII names); a
+    # report text of 100,000 characters is under 0.4 MiB. nginx in deploy/ takes 16 MiB too.
+    max_json_body_bytes: int = Field(
+        default=16 * MIB,
+        ge=64 * KIB,
+        description="Largest request body but a chunk's (every other body is JSON); a larger "
+        "one is refused with 413 `request_too_large` before it is read whole",
+    )
     web_dir: Path | None = Field(
         default=None, description="The built PWA to serve at /; default: web/dist of the source"
     )

@@ -137,6 +137,13 @@ class PayloadTooLarge(RelayError):
     title = "Payload too large"
 
 
+class RequestTooLarge(PayloadTooLarge):
+    """Any body but a chunk's is over ``RELAYPACS_MAX_JSON_BODY_BYTES`` (relaypacs.middleware)."""
+
+    code = "request_too_large"
+    title = "The request body is larger than the gateway accepts"
+
+
 class UnsupportedMediaType(RelayError):
     status = 415
     code = "unsupported_media_type"

@@ -1,10 +1,12 @@
-"""Pure ASGI middleware: request ids, one log line and metrics per request, security headers.
+"""Pure ASGI middleware: request ids, one log line and metrics per request, security headers,
+the size limit of request bodies.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so that streamed chunk bodies pass through untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
@@ -13,12 +15,19 @@ from typing import Any
 
 import structlog
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware as StarletteTrustedHost
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from relaypacs.errors import PROBLEM_MEDIA_TYPE, CorsRefused, InvalidHost, RelayError
+from relaypacs.errors import (
+    PROBLEM_MEDIA_TYPE,
+    CorsRefused,
+    InvalidHost,
+    RelayError,
+    RequestTooLarge,
+)
 from relaypacs.operations.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 
 log = structlog.get_logger("relaypacs.access")
@@ -159,6 +168,104 @@ class TrustedHostMiddleware:
             return
         error = InvalidHost("The Host header names no host this gateway serves")
         await _problem(error, scope["path"])(scope, receive, send)
+
+
+#: The chunk PUT (relaypacs.uploads.router): raw bytes, limited to the upload's chunk size while
+#: they stream. The pattern also matches the route's OpenAPI path template.
+_CHUNK_PUT_PATH = re.compile(r"/api/v1/uploads/[^/]+/files/[^/]+/chunks/[^/]+/?")
+
+
+def is_chunk_put(method: str, path: str) -> bool:
+    return method == "PUT" and _CHUNK_PUT_PATH.fullmatch(path) is not None
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from ``receive`` once a body passes the limit. An HTTPException because FastAPI
+    passes those on unchanged; any other error while it reads a body becomes a 400."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
+
+
+class RequestBodyLimitMiddleware:
+    """Every request body but a chunk PUT's is at most ``max_body_bytes``; a larger one is
+    refused with 413 ``request_too_large``, and the app's own answer (if any) is discarded.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a body
+    without one (chunked) is counted as it arrives and refused as soon as it passes the limit.
+
+    Not Starlette's ``RequestBodyLimitMiddleware`` (FastAPI's ``max_body_size``): it would wrap
+    the chunk route's ``receive`` too, the gateway's hot path, and it answers in plain text.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_chunk_put(scope["method"], _route_path(scope)):
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        refused = False
+        started = False
+
+        async def receive_within_limit() -> Message:
+            nonlocal received, refused
+            if refused:
+                raise _BodyTooLarge()
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    if started:
+                        # Too late for a 413 (no route here reads its body after answering):
+                        # to the app, the client is gone.
+                        return {"type": "http.disconnect"}
+                    refused = True
+                    raise _BodyTooLarge()
+            return message
+
+        async def send_unless_refused(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return  # the app's answer to the failed read; the 413 is sent below
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        # Raised out of the app only when no handler took it; the 413 below is the answer anyway.
+        with contextlib.suppress(_BodyTooLarge):
+            await self.app(scope, receive_within_limit, send_unless_refused)
+        if refused:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = RequestTooLarge(
+            f"Request bodies other than chunks may be at most {self.max_body_bytes} bytes",
+            max_body_bytes=self.max_body_bytes,
+        )
+        await _problem(error, scope["path"])(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: without the ``root_path`` a proxy may have set."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None  # the server refuses a malformed one; counting covers the rest
 
 
 class CORSMiddleware(StarletteCORSMiddleware):
