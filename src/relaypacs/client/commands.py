@@ -15,7 +15,7 @@ import typer
 from relaypacs.client.api import ApiError, ClientError, GaveUp
 from relaypacs.client.credentials import CredentialStore
 from relaypacs.client.exit_codes import ExitCode
-from relaypacs.client.progress import JsonReporter, QuietReporter, RichReporter
+from relaypacs.client.progress import JsonReporter, QuietReporter, RichReporter, left_out_lines
 from relaypacs.client.run import (
     LOGIN_GIVE_UP_S,
     Connection,
@@ -27,7 +27,7 @@ from relaypacs.client.run import (
     wait_status,
 )
 from relaypacs.client.studies import Study
-from relaypacs.client.uploader import UploadOptions, study_label
+from relaypacs.client.uploader import UploadOptions, final_outcome, study_label
 from relaypacs.client.watch import watch_folder
 
 SERVICE_LEVELS = ("stat", "emergency", "routine")
@@ -248,6 +248,18 @@ def _print_details(status: dict[str, Any]) -> None:
         typer.echo(f"  {event.get('at')}  {event.get('state')}{detail}")
 
 
+def _print_outcome(status: dict[str, Any], upload_id: str, wait_timeout: float) -> None:
+    """The end of a wait, as `upload --wait` reports it: why the study was not delivered, and
+    each file left out with the gateway's reason."""
+    final = final_outcome(status)
+    if final is None:
+        typer.echo(f"still {status.get('state')} after {wait_timeout:.0f} s")
+        return
+    typer.echo(final.message)
+    for line in left_out_lines(final.left_out, upload_id):
+        typer.echo(line)
+
+
 def status_command(
     upload_id: str = typer.Argument(..., help="The upload id printed by `relaypacs upload`"),
     server: str | None = ServerOption,
@@ -270,8 +282,11 @@ def status_command(
             )
         else:
             status = asyncio.run(fetch_status(connection, upload_id))
+            final = final_outcome(status)
             if status.get("state") in {"rejected", "failed", "partially_delivered"}:
                 code = ExitCode.NOT_DELIVERED
+            elif final is not None and final.exit_code is ExitCode.FILES_LEFT_OUT:
+                code = ExitCode.FILES_LEFT_OUT
     except KeyboardInterrupt:
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     except ApiError as error:
@@ -283,7 +298,9 @@ def status_command(
         raise _fail(error) from None
     if as_json:
         typer.echo(json.dumps(status, indent=1))
-    elif not wait:
+    elif wait:
+        _print_outcome(status, upload_id, wait_timeout)
+    else:
         _print_status(status)
         _print_details(status)
     raise typer.Exit(code)

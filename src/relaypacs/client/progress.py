@@ -21,7 +21,7 @@ from rich.progress import (
 
 from relaypacs.client.exit_codes import ExitCode
 from relaypacs.client.studies import Skipped, Study
-from relaypacs.client.uploader import StudyOutcome
+from relaypacs.client.uploader import LeftOut, StudyOutcome
 
 
 class QuietReporter:
@@ -60,7 +60,7 @@ class QuietReporter:
         # A file the PACS will not get is a failure even when the rest of its study arrived.
         if outcome.exit_code is not ExitCode.OK or outcome.left_out:
             self.console.print(f"{study.study_instance_uid}: {outcome.message}", markup=False)
-            for line in left_out_lines(outcome):
+            for line in left_out_lines(outcome.left_out, outcome.upload_id):
                 self.console.print(line, markup=False)
 
 
@@ -154,14 +154,14 @@ class RichReporter(QuietReporter):
 
     def study_finished(self, study: Study, outcome: StudyOutcome) -> None:
         task = self.tasks.get(study.study_instance_uid)
-        if task is not None and outcome.exit_code is ExitCode.OK:
+        if task is not None and outcome.exit_code in (ExitCode.OK, ExitCode.FILES_LEFT_OUT):
             self.progress.update(task, completed=study.size)
         where = f" (upload {outcome.upload_id})" if outcome.upload_id else ""
         # "delivered" and "ended rejected: ..." already name the state.
         shown = outcome.state and outcome.state not in outcome.message
         state = f", {outcome.state}" if shown else ""
         self._print(f"{study_label_short(study)}: {outcome.message}{state}{where}")
-        for line in left_out_lines(outcome):
+        for line in left_out_lines(outcome.left_out, outcome.upload_id):
             self._print(line)
 
 
@@ -169,14 +169,14 @@ def study_label_short(study: Study) -> str:
     return f"study …{study.study_instance_uid[-12:]}"
 
 
-def left_out_lines(outcome: StudyOutcome) -> list[str]:
-    count = len(outcome.left_out)
+def left_out_lines(left_out: list[LeftOut], upload_id: str | None) -> list[str]:
+    count = len(left_out)
     if not count:
         return []
     lines = [f"  {count} file{'' if count == 1 else 's'} left out:"]
-    lines += [f"    {f.name}: {f.reason}" for f in outcome.left_out[:50]]
+    lines += [f"    {f.name}: {f.reason}" for f in left_out[:50]]
     if count > 50:
-        lines.append(f"    ... and {count - 50} more (relaypacs status {outcome.upload_id})")
+        lines.append(f"    ... and {count - 50} more (relaypacs status {upload_id})")
     return lines
 
 

@@ -15,7 +15,12 @@ from relaypacs.client.files import state_dir
 from relaypacs.client.journal import Journal
 from relaypacs.client.progress import QuietReporter
 from relaypacs.client.studies import ScanResult, Study, scan
-from relaypacs.client.uploader import StudyOutcome, StudyUploader, UploadOptions
+from relaypacs.client.uploader import (
+    StudyOutcome,
+    StudyUploader,
+    UploadOptions,
+    final_outcome,
+)
 
 TOTP_CODES = frozenset({"totp_required", "invalid_totp"})
 # Someone is waiting at the prompt: an unreachable server is reported after this long, not after
@@ -162,8 +167,6 @@ async def wait_status(
     on_state: Callable[[dict[str, Any]], None],
     poll_interval: float = 2.0,
 ) -> tuple[dict[str, Any], ExitCode]:
-    from relaypacs.client.uploader import DELIVERED_STATES, UNDELIVERED_STATES
-
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_timeout
     delay = poll_interval
@@ -176,10 +179,9 @@ async def wait_status(
             if state != last:
                 on_state(status)
                 last = state
-            if state in DELIVERED_STATES:
-                return status, ExitCode.OK
-            if state in UNDELIVERED_STATES:
-                return status, ExitCode.NOT_DELIVERED
+            final = final_outcome(status)
+            if final is not None:
+                return status, final.exit_code
             if loop.time() > deadline:
                 return status, ExitCode.WAIT_TIMED_OUT
             await asyncio.sleep(delay)

@@ -37,9 +37,9 @@ UNDELIVERED_STATES = frozenset(
     {"rejected", "failed", "partially_delivered", "cancelled", "expired"}
 )
 GONE_STATES = frozenset({"cancelled", "expired"})
-# Validation's verdict on a file that yielded no instance (a ZIP that is "partial" lists its bad
-# entries as problems; a "valid" file has none).
-UNUSABLE_FILE_STATUSES = frozenset({"invalid", "skipped"})
+# What the gateway's validation says of a file, or of a ZIP entry in the file's `problems`, that
+# is not an instance to deliver and is no loss: a DICOMDIR, the media's index.
+NOT_AN_INSTANCE = "skipped"
 COMPLETE_ATTEMPTS = 5
 
 
@@ -74,7 +74,7 @@ class LeftOut:
 
 def left_out_files(status: dict[str, Any]) -> list[LeftOut]:
     """What of the upload ``status`` will not reach the PACS: invalid files, bad ZIP entries and
-    instances the PACS refused."""
+    instances the PACS refused. A DICOMDIR (file or ZIP entry) is not among them."""
     left: list[LeftOut] = []
     names: dict[str, str] = {}
     for file in status.get("files", []) or []:
@@ -84,10 +84,12 @@ def left_out_files(status: dict[str, Any]) -> list[LeftOut]:
         names[str(file.get("file_id"))] = name
         problems = [p for p in file.get("problems") or [] if isinstance(p, dict)]
         for problem in problems:
+            if problem.get("status") == NOT_AN_INSTANCE:
+                continue
             entry = f"{name}/{problem['entry']}" if problem.get("entry") else name
             left.append(LeftOut(entry, str(problem.get("reason") or problem.get("status"))))
-        if not problems and file.get("status") in UNUSABLE_FILE_STATUSES:
-            left.append(LeftOut(name, str(file["status"])))
+        if not problems and file.get("status") == "invalid":
+            left.append(LeftOut(name, "invalid"))
     for instance in status.get("instances", []) or []:
         if not isinstance(instance, dict) or instance.get("forward_status") != "refused":
             continue
@@ -96,6 +98,35 @@ def left_out_files(status: dict[str, Any]) -> list[LeftOut]:
             name = f"{name}/{instance['entry_name']}"
         left.append(LeftOut(name, str(instance.get("forward_reason") or "refused by the PACS")))
     return left
+
+
+@dataclass(frozen=True)
+class FinalOutcome:
+    """How an upload session that can no longer change went, as ``--wait`` reports it."""
+
+    exit_code: ExitCode
+    message: str
+    failure_reason: str | None
+    left_out: list[LeftOut]
+
+
+def final_outcome(status: dict[str, Any]) -> FinalOutcome | None:
+    """The outcome of the upload ``status``; None while its state may still change."""
+    state = str(status.get("state"))
+    if state not in DELIVERED_STATES and state not in UNDELIVERED_STATES:
+        return None
+    # Even a delivered study may have had files left out (e.g. one truncated file).
+    left_out = left_out_files(status)
+    failure = status.get("failure_reason")
+    reason = str(failure) if failure else None
+    if state in UNDELIVERED_STATES:
+        message = f"ended {state}" + (f": {reason}" if reason else "")
+        return FinalOutcome(ExitCode.NOT_DELIVERED, message, reason, left_out)
+    if left_out:
+        count = len(left_out)
+        message = f"delivered, but {count} file{'' if count == 1 else 's'} left out"
+        return FinalOutcome(ExitCode.FILES_LEFT_OUT, message, reason, left_out)
+    return FinalOutcome(ExitCode.OK, "delivered", reason, left_out)
 
 
 @dataclass
@@ -450,20 +481,12 @@ class StudyUploader:
             status = await self.client.get_upload(upload_id, outcome.upload_token)
             state = str(status.get("state"))
             outcome.state = state
-            if state in DELIVERED_STATES or state in UNDELIVERED_STATES:
-                # Even a delivered study may have had files left out (e.g. one truncated file).
-                outcome.left_out = left_out_files(status)
-                failure = status.get("failure_reason")
-                outcome.failure_reason = str(failure) if failure else None
-            if state in DELIVERED_STATES:
-                outcome.message = "delivered"
-                return
-            if state in UNDELIVERED_STATES:
-                outcome.exit_code = ExitCode.NOT_DELIVERED
-                outcome.message = f"ended {state}" + (
-                    f": {outcome.failure_reason}" if outcome.failure_reason else ""
-                )
-                outcome.details = status
+            final = final_outcome(status)
+            if final is not None:
+                outcome.exit_code, outcome.message = final.exit_code, final.message
+                outcome.failure_reason, outcome.left_out = final.failure_reason, final.left_out
+                if final.exit_code is not ExitCode.OK:
+                    outcome.details = status
                 return
             if state != last_state:
                 self.reporter.study_note(study, state)
