@@ -110,3 +110,32 @@ async def test_a_directory_another_request_just_made_is_still_made_durable_by_th
     assert str(contested.parent) in synced
     assert store.path_of(key).read_bytes() == b"chunk"
     store.staging.close()
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "/etc/passwd",
+        "../outside",
+        "uploads/../../outside",
+        "uploads//x",
+        "uploads/./x",
+        "a\x00b",
+    ],
+)
+def test_a_key_that_would_leave_the_store_or_name_its_root_is_refused(
+    tmp_path: Path, key: str
+) -> None:
+    store = FilesystemChunkStore(tmp_path / "chunks")
+    with pytest.raises(ValueError, match="escapes the store"):
+        store.path_of(key)
+
+
+def test_a_key_names_a_file_below_the_root_and_its_local_path_is_that_file(
+    tmp_path: Path,
+) -> None:
+    store = FilesystemChunkStore(tmp_path / "chunks")
+    key = chunk_key(uuid.uuid4(), uuid.uuid4(), 3)
+    assert store.path_of(key) == store.root.joinpath(*key.split("/"))
+    assert store.local_path(key) == store.path_of(key)

@@ -23,7 +23,7 @@ from relaypacs.dicom.archives import (
     looks_like_zip,
     open_archive,
 )
-from relaypacs.dicom.validation import InstanceHeader, Verdict, inspect_instance
+from relaypacs.dicom.validation import Inspection, InstanceHeader, Verdict, inspect_instance
 from relaypacs.uploads.store import ChunkStore, StagingArea, instance_key
 
 
@@ -68,11 +68,47 @@ async def validate_file(
     A plain instance is recorded with the file's own key; each valid ZIP entry is stored as its
     own instance object.
     """
+    return await validate_inspected(
+        await to_thread.run_sync(inspect_plain, path),
+        store=store,
+        staging=staging,
+        path=path,
+        upload_id=upload_id,
+        stored_key=stored_key,
+        size=size,
+        sha256=sha256,
+        limits=limits,
+    )
+
+
+def inspect_plain(path: Path) -> Inspection | None:
+    """Blocking: :func:`inspect_instance` of a plain file, ``None`` for a ZIP archive.
+
+    Separate from :func:`validate_inspected` so that a caller already in a worker thread (the
+    assembly of a file from local chunks) inspects in the same hop.
+    """
+    if looks_like_zip(path):
+        return None
+    return inspect_instance(path)
+
+
+async def validate_inspected(
+    inspection: Inspection | None,
+    *,
+    store: ChunkStore,
+    staging: StagingArea,
+    path: Path,
+    upload_id: uuid.UUID,
+    stored_key: str,
+    size: int,
+    sha256: str,
+    limits: ZipLimits,
+) -> FileValidation:
+    """:func:`validate_file` given :func:`inspect_plain`'s answer for ``path``."""
     result = FileValidation()
-    if await to_thread.run_sync(looks_like_zip, path):
+    if inspection is None:
         await _validate_archive(result, store, staging, path, upload_id, limits)
         return result
-    inspection = await to_thread.run_sync(inspect_instance, path)
     if inspection.verdict is Verdict.instance:
         assert inspection.header is not None
         result.instances.append(

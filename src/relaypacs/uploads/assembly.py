@@ -34,12 +34,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from relaypacs.db.base import utcnow
 from relaypacs.dicom.archives import ZipLimits
 from relaypacs.dicom.models import DicomInstance, ForwardStatus
-from relaypacs.dicom.service import FileValidation, FoundInstance, validate_file
+from relaypacs.dicom.service import (
+    FileValidation,
+    FoundInstance,
+    inspect_plain,
+    validate_inspected,
+)
+from relaypacs.dicom.validation import Inspection
 from relaypacs.operations import metrics
 from relaypacs.reports import service as reports_service
 from relaypacs.uploads import repository, service, store
 from relaypacs.uploads.models import FileStatus, Upload, UploadFile, UploadState
-from relaypacs.uploads.store import ChunkStore, StoreUnavailable
+from relaypacs.uploads.store import LOCAL_READ_BYTES, ChunkStore, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -356,20 +362,33 @@ async def _assemble_file(
     """
     if [index for index, _, _ in chunks] != list(range(upload_file.chunk_count)):
         raise AssemblyError("chunk rows do not cover the file")
-    path = chunk_store.staging.new_path(".assembled")
+    single = upload_file.chunk_count == 1
+    sources = _local_sources(chunk_store, upload.id, upload_file.id, chunks)
+    # A single local chunk is read where it lies; anything else is assembled into a temporary.
+    path = sources[0] if sources and single else chunk_store.staging.new_path(".assembled")
+    temporary = path if not (sources and single) else None
     stored_own_key: str | None = None
     try:
         try:
-            sha256, size = await _concatenate(chunk_store, upload.id, upload_file.id, chunks, path)
-            if size != upload_file.size:
-                raise AssemblyError("assembled size differs from the declared size")
-            if upload_file.chunk_count == 1:
+            if sources is not None:
+                sha256, size, inspection = await to_thread.run_sync(
+                    _assemble_local, sources, chunks, temporary, upload_file.size
+                )
+            else:
+                sha256, size = await _concatenate(
+                    chunk_store, upload.id, upload_file.id, chunks, path
+                )
+                if size != upload_file.size:
+                    raise AssemblyError("assembled size differs from the declared size")
+                inspection = await to_thread.run_sync(inspect_plain, path)
+            if single:
                 key = store.chunk_key(upload.id, upload_file.id, 0)
             elif own_key:
                 key = store.instance_key(upload.id, uuid.uuid4())
             else:
                 key = store.file_key(upload.id, upload_file.id)
-            validation = await validate_file(
+            validation = await validate_inspected(
+                inspection,
                 store=chunk_store,
                 staging=chunk_store.staging,
                 path=path,
@@ -379,9 +398,7 @@ async def _assemble_file(
                 sha256=sha256,
                 limits=limits,
             )
-            if upload_file.chunk_count > 1 and any(
-                i.store_key == key for i in validation.instances
-            ):
+            if not single and any(i.store_key == key for i in validation.instances):
                 try:
                     await chunk_store.put_file(key, path)
                 except BaseException:
@@ -391,7 +408,8 @@ async def _assemble_file(
                 if own_key:
                     stored_own_key = key
         finally:
-            await to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+            if temporary is not None:
+                await to_thread.run_sync(lambda: temporary.unlink(missing_ok=True))
     except BaseException:
         # Cut short after storing (cancelled while removing the temporary): the caller never
         # gets this outcome, so nobody else would delete the object.
@@ -399,6 +417,58 @@ async def _assemble_file(
             await asyncio.shield(_forget_object(chunk_store, stored_own_key))
         raise
     return upload_file, validation, sha256, size
+
+
+def _local_sources(
+    chunk_store: ChunkStore,
+    upload_id: uuid.UUID,
+    file_id: uuid.UUID,
+    chunks: list[tuple[int, int, str]],
+) -> list[Path] | None:
+    """The chunks' local files, when the store keeps them on this machine."""
+    paths = [
+        chunk_store.local_path(store.chunk_key(upload_id, file_id, index)) for index, _, _ in chunks
+    ]
+    return [path for path in paths if path is not None] if None not in paths else None
+
+
+def _assemble_local(
+    sources: list[Path],
+    chunks: list[tuple[int, int, str]],
+    into: Path | None,
+    expected_size: int,
+) -> tuple[str, int, Inspection | None]:
+    """Blocking: :func:`_concatenate` and the inspection, for chunks that are local files.
+
+    One worker-thread hop per file instead of a few per block: under load each hop waits for
+    the event loop and for the GIL, which cost several times the hashing itself (measured with
+    the forwarding bench, bench/README.md). ``into`` is ``None`` for a single chunk, which is
+    inspected in place (it is immutable once stored).
+    """
+    digest = hashlib.sha256()
+    size = 0
+    handle = into.open("wb") if into is not None else None
+    try:
+        for source, (index, chunk_size, chunk_md5) in zip(sources, chunks, strict=True):
+            md5 = hashlib.md5(usedforsecurity=False)
+            written = 0
+            with source.open("rb") as chunk:
+                while block := chunk.read(LOCAL_READ_BYTES):
+                    digest.update(block)
+                    md5.update(block)
+                    if handle is not None:
+                        handle.write(block)
+                    written += len(block)
+            # Re-verify: a chunk damaged at rest must not become part of a study.
+            if written != chunk_size or md5.hexdigest() != chunk_md5:
+                raise AssemblyError(f"stored chunk {index} does not match its checksum")
+            size += written
+    finally:
+        if handle is not None:
+            handle.close()
+    if size != expected_size:
+        raise AssemblyError("assembled size differs from the declared size")
+    return digest.hexdigest(), size, inspect_plain(into or sources[0])
 
 
 async def _forget_object(chunk_store: ChunkStore, key: str) -> None:

@@ -30,6 +30,10 @@ from relaypacs.config import KIB, Settings
 #: large enough that thread hops are cheap, small enough that memory per request stays tiny.
 WRITE_BATCH_BYTES = 256 * KIB
 READ_BLOCK_BYTES = 256 * KIB
+#: Read size of an object that is a local file (see :meth:`ChunkStore.local_path`): larger, as
+#: each hand-off to a thread waits for the busy event loop on its way back; still a small bound
+#: on each reader's memory (forwarding streams a few instances at once).
+LOCAL_READ_BYTES = 1024 * KIB
 
 
 class ChunkTooLarge(Exception):
@@ -80,6 +84,10 @@ class ChunkStore(Protocol):
 
     def read(self, key: str) -> AsyncIterator[bytes]:
         """Stream the object at ``key`` (chunk or instance); ``FileNotFoundError`` if absent."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The local file holding ``key`` when the store keeps objects as files on this machine
+        (read it there, in a worker thread, instead of streaming it); ``None`` otherwise."""
 
     async def put_file(self, key: str, path: Path) -> None:
         """Store a local file (assembled file or unpacked instance) durably under ``key``."""

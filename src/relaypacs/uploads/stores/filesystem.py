@@ -16,7 +16,10 @@ from typing import BinaryIO
 
 from anyio import to_thread
 
-from relaypacs.uploads.store import READ_BLOCK_BYTES, StagedChunk, StagingArea, stage_to_file
+from relaypacs.uploads.store import LOCAL_READ_BYTES, StagedChunk, StagingArea, stage_to_file
+
+#: Key components that would leave the store or name no object ("" also refuses "/a" and "a//b").
+_NOT_A_NAME = frozenset({"", ".", ".."})
 
 
 def _fsync_directory(path: Path) -> None:
@@ -82,11 +85,13 @@ class FilesystemChunkStore:
         return f"file://{self.root}"
 
     def path_of(self, key: str) -> Path:
-        path = (self.root / key).resolve()
         # Keys are built from ids only; this guards against a future caller passing user input.
-        if not path.is_relative_to(self.root) or path == self.root:
+        # A check of the text, not ``resolve()``: that is an lstat per path component, and this
+        # runs on the event loop for every chunk and instance.
+        parts = key.split("/")
+        if "\x00" in key or any(part in _NOT_A_NAME for part in parts):
             raise ValueError("key escapes the store")
-        return path
+        return self.root.joinpath(*parts)
 
     def install(self, source: Path, key: str) -> None:
         """Blocking: atomically move an fsync'd local file to ``key``."""
@@ -127,12 +132,30 @@ class FilesystemChunkStore:
         md5, size = await stage_to_file(body, path, max_size=max_size, fsync=True)
         return _StagedFile(self, path, md5, size)
 
+    def local_path(self, key: str) -> Path:
+        return self.path_of(key)
+
     async def read(self, key: str) -> AsyncIterator[bytes]:
         path = self.path_of(key)
-        handle: BinaryIO = await to_thread.run_sync(path.open, "rb")
+
+        def open_and_read() -> tuple[BinaryIO, bytes]:
+            handle = path.open("rb")
+            try:
+                return handle, handle.read(LOCAL_READ_BYTES)
+            except BaseException:
+                handle.close()
+                raise
+
+        # Each hand-off to a thread waits for the busy event loop on its way back, so they are
+        # few: opening goes with the first read, and a short read ends the file (a regular file
+        # reads short only at its end) without one more read to see nothing.
+        handle, block = await to_thread.run_sync(open_and_read)
         try:
-            while block := await to_thread.run_sync(handle.read, READ_BLOCK_BYTES):
+            while block:
                 yield block
+                if len(block) < LOCAL_READ_BYTES:
+                    break
+                block = await to_thread.run_sync(handle.read, LOCAL_READ_BYTES)
         finally:
             handle.close()
 

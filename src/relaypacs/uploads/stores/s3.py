@@ -127,6 +127,9 @@ class S3ChunkStore:
         md5, size = await stage_to_file(body, path, max_size=max_size, fsync=False)
         return _StagedObject(self, path, md5, size)
 
+    def local_path(self, key: str) -> None:
+        return None
+
     async def read(self, key: str) -> AsyncIterator[bytes]:
         def open_body() -> Any:
             try:
