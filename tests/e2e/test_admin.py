@@ -419,6 +419,10 @@ def test_admin_screens_are_accessible_fit_320_px_and_are_photographed(
 ) -> None:
     page = a11y_context.new_page()
     admin_name, admin = make_admin(gateway, api)
+    # A long full name, under the username: it wraps rather than widening the table.
+    full_name = "Dr. Maria Fernanda Oyelaran-Castellanos de la Vega y Montenegro"
+    named = api.http.patch("/users/me", json={"full_name": full_name}, headers=bearer(admin))
+    assert named.status_code == 200, named.text
     sign_in_with_tokens(page, admin_name, admin)
 
     def opener(path: str, ready: str) -> Callable[[], None]:
@@ -441,6 +445,8 @@ def test_admin_screens_are_accessible_fit_320_px_and_are_photographed(
     }
     for name, open_screen in screens.items():
         check_screen(page, name, open_screen, screenshots)
+    page.goto(f"/admin/users?q={admin_name}")
+    expect(user_row(page, admin_name).get_by_test_id("full-name")).to_have_text(full_name)
 
     # A wide table scrolls inside its own box at 320 px; the page itself never does.
     page.set_viewport_size({"width": 320, "height": 800})

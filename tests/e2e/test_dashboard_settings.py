@@ -322,6 +322,20 @@ def test_settings_persist_and_sign_out_everywhere_ends_other_sessions(
     expect(page.get_by_text("Default service level")).to_be_visible()
     photograph(page, "settings", screenshots)
 
+    # The full name: refused with a tab in it, saved trimmed, then shown as who is signed in.
+    full_name = page.get_by_label("Full name")
+    full_name.fill("Zoë\tMüller")
+    full_name.press("Enter")
+    expect(page.get_by_text("One line, without tabs or other control characters.")).to_be_visible()
+    expect(full_name).to_have_attribute("aria-invalid", "true")
+    full_name.fill("  Zoë Müller-Okafor  ")
+    full_name.press("Enter")
+    expect(page.get_by_text("Full name saved.")).to_be_visible()
+    expect(full_name).to_have_value("Zoë Müller-Okafor")
+    expect(page.get_by_test_id("signed-in-as")).to_have_text(
+        f"Signed in as Zoë Müller-Okafor ({username})."
+    )
+
     email = page.get_by_label("Email")
     email.fill(f"{username}.new@example.org")
     email.press("Enter")
@@ -334,10 +348,13 @@ def test_settings_persist_and_sign_out_everywhere_ends_other_sessions(
     expect(page.get_by_text("Preferences saved.")).to_be_visible()
 
     page.reload()
+    expect(page.get_by_label("Full name")).to_have_value("Zoë Müller-Okafor")
+    expect(page.get_by_test_id("signed-in-as")).to_contain_text("Zoë Müller-Okafor")
     expect(page.get_by_label("Email")).to_have_value(f"{username}.new@example.org")
     expect(page.get_by_label("Default service level")).to_have_value("emergency")
     expect(page.get_by_label("Chunk size (advanced)")).to_have_value(str(1024 * 1024))
     expect(page.get_by_label("Warn me before sending a study I sent recently")).not_to_be_checked()
+    assert api.get("/users/me", tokens)["full_name"] == "Zoë Müller-Okafor"
     assert api.get("/users/me/preferences", tokens) == {
         "default_service_level": "emergency",
         "chunk_size": 1024 * 1024,
@@ -354,6 +371,7 @@ def test_settings_persist_and_sign_out_everywhere_ends_other_sessions(
     )
     exported = json.loads(Path(download.path()).read_text())
     assert exported["user"]["email"] == f"{username}.new@example.org"
+    assert exported["user"]["full_name"] == "Zoë Müller-Okafor"
     assert exported["preferences"]["default_service_level"] == "emergency"
 
     # Two-step verification on (QR code, recovery codes) and off again.

@@ -63,6 +63,28 @@ async def test_admin_search_takes_like_wildcards_literally(
         assert [uuid.UUID(item["id"]) for item in page["items"]] == expected, query
 
 
+async def test_admin_sees_full_names_and_finds_users_by_them(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    user = await sign_in(client, app)
+    surname = f"Lovelace{uuid.uuid4().hex[:8]}"
+    named = await client.patch(
+        "/api/v1/users/me", json={"full_name": f"Ada {surname}"}, headers=user.headers
+    )
+    assert named.status_code == 200
+    # Any case: the search folds the name as it folds usernames and addresses.
+    page = (await client.get(USERS, params={"q": surname.lower()}, headers=admin.headers)).json()
+    assert [(item["id"], item["full_name"]) for item in page["items"]] == [
+        (str(user.id), f"Ada {surname}")
+    ]
+    one = (await client.get(f"{USERS}/{user.id}", headers=admin.headers)).json()
+    assert one["full_name"] == f"Ada {surname}"
+    # Users without a name are listed all the same.
+    unnamed = await client.get(USERS, params={"q": admin.username}, headers=admin.headers)
+    assert [item["full_name"] for item in unnamed.json()["items"]] == [None]
+
+
 async def test_admin_creates_an_account_of_any_role(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from relaypacs.app import create_app
 from relaypacs.audit.models import AuditEvent
-from tests.support.accounts import assert_problem, sign_in
+from relaypacs.logging import configure_logging
+from relaypacs.users.models import Role
+from tests.conftest import make_settings
+from tests.support.accounts import SignedIn, assert_problem, new_client, sign_in
 
 ME = "/api/v1/users/me"
 PREFERENCES = "/api/v1/users/me/preferences"
@@ -134,3 +140,197 @@ async def test_export_holds_everything_about_the_user_and_is_audited(
     assert "$2b$" not in response.text
     assert user.refresh_token not in response.text
     assert "personal_data_exported" in await _actions(app, user.id)
+
+
+async def _full_name_events(app: FastAPI, user_id: uuid.UUID) -> list[AuditEvent]:
+    async with app.state.sessionmaker() as session:
+        rows = await session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "full_name_changed", AuditEvent.target_id == str(user_id))
+            .order_by(AuditEvent.occurred_at)
+        )
+        return list(rows)
+
+
+async def _full_name(client: httpx.AsyncClient, user: SignedIn) -> str | None:
+    name: str | None = (await client.get(ME, headers=user.headers)).json()["full_name"]
+    return name
+
+
+async def test_full_name_is_trimmed_and_shown_wherever_the_profile_is(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    assert await _full_name(client, user) is None
+    response = await client.patch(
+        ME, json={"full_name": "  Jane  Q. Doe \u00a0"}, headers=user.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["full_name"] == "Jane  Q. Doe"
+    assert await _full_name(client, user) == "Jane  Q. Doe"
+    # The PWA reads who signed in from /auth/me.
+    assert (await client.get("/api/v1/auth/me", headers=user.headers)).json()[
+        "full_name"
+    ] == "Jane  Q. Doe"
+
+
+async def test_an_empty_full_name_removes_it_and_an_omitted_one_keeps_it(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    await client.patch(ME, json={"full_name": "Jane Doe"}, headers=user.headers)
+    for untouched in ({"email": f"other.{user.email}"}, {"full_name": None}, {}):
+        response = await client.patch(ME, json=untouched, headers=user.headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["full_name"] == "Jane Doe", untouched
+    for empty in ("", "   "):
+        await client.patch(ME, json={"full_name": "Jane Doe"}, headers=user.headers)
+        response = await client.patch(ME, json={"full_name": empty}, headers=user.headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["full_name"] is None
+        assert await _full_name(client, user) is None
+
+
+async def test_full_name_is_at_most_200_characters_after_trimming(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    # Characters, not bytes: 200 two-byte letters fit (PostgreSQL's varchar counts the same).
+    longest = "é" * 200
+    response = await client.patch(ME, json={"full_name": f"  {longest}  "}, headers=user.headers)
+    assert response.status_code == 200, response.text
+    assert await _full_name(client, user) == longest
+    body = assert_problem(
+        await client.patch(ME, json={"full_name": "x" * 201}, headers=user.headers),
+        422,
+        "validation_error",
+    )
+    assert body["detail"].startswith("full_name:"), body
+    assert await _full_name(client, user) == longest
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Jane\x00Doe",  # PostgreSQL cannot store NUL in text
+        "Jane\nDoe",
+        "Jane Doe\n",  # refused, not trimmed away
+        "\tJane Doe",
+        "Jane\x7fDoe",
+        "Jane\x85Doe",  # C1 control
+        "Jane \ud800Doe",  # a lone surrogate cannot be stored as UTF-8
+    ],
+)
+async def test_control_characters_in_the_full_name_are_refused(
+    client: httpx.AsyncClient, app: FastAPI, name: str
+) -> None:
+    user = await sign_in(client, app)
+    await client.patch(ME, json={"full_name": "Jane Doe"}, headers=user.headers)
+    # Escaped JSON, as a client would send it (a lone surrogate has no UTF-8 form of its own).
+    body = assert_problem(
+        await client.patch(
+            ME,
+            content=json.dumps({"full_name": name}),
+            headers={**user.headers, "Content-Type": "application/json"},
+        ),
+        422,
+        "validation_error",
+    )
+    assert body["detail"].startswith("full_name: must not contain"), body
+    assert await _full_name(client, user) == "Jane Doe"
+    assert len(await _full_name_events(app, user.id)) == 1
+
+
+async def test_a_full_name_that_is_not_text_is_refused(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    for value in (42, ["Jane"], {"first": "Jane"}, True):
+        response = await client.patch(ME, json={"full_name": value}, headers=user.headers)
+        assert_problem(response, 422, "validation_error")
+    assert await _full_name(client, user) is None
+
+
+async def test_full_name_changes_are_audited_without_the_name(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    for name in ("Jane Doe", " Jane Doe ", "Jane Roe", ""):
+        response = await client.patch(ME, json={"full_name": name}, headers=user.headers)
+        assert response.status_code == 200, response.text
+    events = await _full_name_events(app, user.id)
+    # Set, (the same again: no change, no event), changed, removed.
+    assert len(events) == 3
+    for event in events:
+        assert event.actor_id == user.id
+        assert event.target_type == "user"
+        assert event.details == {}
+    export = (await client.get(EXPORT, headers=user.headers)).json()
+    for event in export["audit_events"]:
+        assert "Jane" not in str(event), event
+
+
+async def test_a_refused_profile_change_leaves_the_full_name_alone(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    other = await sign_in(client, app)
+    refused = (
+        ({"full_name": "Jane Doe", "role": "admin"}, 403, "role_change_forbidden"),
+        ({"full_name": "Jane Doe", "email": other.email}, 409, "email_taken"),
+        ({"full_name": "Jane Doe", "email": "not-an-address"}, 422, "validation_error"),
+    )
+    for body, status, code in refused:
+        assert_problem(await client.patch(ME, json=body, headers=user.headers), status, code)
+    assert await _full_name(client, user) is None
+    assert await _full_name_events(app, user.id) == []
+
+
+async def test_export_includes_the_full_name(client: httpx.AsyncClient, app: FastAPI) -> None:
+    user = await sign_in(client, app)
+    await client.patch(ME, json={"full_name": "Jane Doe"}, headers=user.headers)
+    export = (await client.get(EXPORT, headers=user.headers)).json()
+    assert export["user"]["full_name"] == "Jane Doe"
+
+
+async def test_openapi_documents_the_full_name(client: httpx.AsyncClient) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    (given,) = [
+        s
+        for s in schemas["UserUpdate"]["properties"]["full_name"]["anyOf"]
+        if s != {"type": "null"}
+    ]
+    assert given["type"] == "string"
+    assert given["maxLength"] == 200
+    assert "\\x00-\\x1f" in given["pattern"]
+    shown = schemas["UserOut"]["properties"]["full_name"]
+    assert {"type": "null"} in shown["anyOf"]
+    assert "full_name" in schemas["UserOut"]["required"]
+
+
+async def test_the_full_name_never_reaches_the_log(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Personal data: not in request lines, error lines or (at DEBUG) the drivers' SQL."""
+    marker = "Quintessa" + uuid.uuid4().hex[:8]
+    app = create_app(make_settings(database_url, tmp_path, log_level="DEBUG"))
+    try:
+        async with app.router.lifespan_context(app), new_client(app) as http:
+            user = await sign_in(http, app)
+            admin = await sign_in(http, app, role=Role.admin)
+            saved = await http.patch(ME, json={"full_name": marker}, headers=user.headers)
+            assert saved.status_code == 200
+            refused = await http.patch(ME, json={"full_name": marker + "\n"}, headers=user.headers)
+            assert refused.status_code == 422
+            assert (await http.get(ME, headers=user.headers)).json()["full_name"] == marker
+            assert (await http.get(EXPORT, headers=user.headers)).status_code == 200
+            found = await http.get(
+                "/api/v1/admin/users", params={"q": marker}, headers=admin.headers
+            )
+            assert found.json()["total"] == 1
+        output = capsys.readouterr().out
+        assert '"event": "request"' in output  # the request lines are there
+        assert marker not in output
+        assert marker.lower() not in output
+    finally:
+        configure_logging("WARNING")  # as the other tests' apps have it

@@ -23,6 +23,9 @@ class ServiceLevel(StrEnum):
     routine = "routine"
 
 
+#: Characters, after trimming; room for long multi-part names, not for free text.
+MAX_FULL_NAME_LENGTH = 200
+
 MIN_CHUNK_SIZE = 512 * KIB
 MAX_CHUNK_SIZE = 10 * MIB
 DEFAULT_CHUNK_SIZE = 1 * MIB
@@ -44,6 +47,8 @@ class User(IdMixin, TimestampMixin, Base):
     # Uniqueness is case-insensitive on every backend: compare on a lower-cased copy.
     username_key: Mapped[str] = mapped_column(String(50), unique=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    # Personal data (PRD FR-SETTINGS-01): in the export, never in log lines or audit details.
+    full_name: Mapped[str | None] = mapped_column(String(MAX_FULL_NAME_LENGTH))
     password_hash: Mapped[str] = mapped_column(String(100))
     role: Mapped[Role] = mapped_column(
         Enum(Role, native_enum=False, length=20, validate_strings=True)

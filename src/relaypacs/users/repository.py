@@ -58,6 +58,8 @@ class UserRepository:
                 or_(
                     User.username_key.like(pattern, escape="\\"),
                     User.email.like(pattern, escape="\\"),
+                    # SQLite's lower() folds ASCII only; PostgreSQL's folds every letter.
+                    func.lower(User.full_name).like(pattern, escape="\\"),
                 )
             )
         return statement

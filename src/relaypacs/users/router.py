@@ -49,7 +49,7 @@ async def get_me(user: CurrentUser) -> UserOut:
 @router.patch(
     "/me",
     response_model=UserOut,
-    summary="Change your own email address (roles are given by administrators)",
+    summary="Change your own email address or full name (roles are given by administrators)",
     responses=problem_responses(*AUTH_ERRORS, RoleChangeForbidden, EmailTaken),
 )
 async def update_me(
@@ -62,6 +62,7 @@ async def update_me(
             user,
             email=str(body.email) if body.email is not None else None,
             role=body.role,
+            full_name=body.full_name,
         )
     except RoleChangeForbidden:
         await session.commit()  # keep the audit record of the attempt

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -15,9 +17,16 @@ from pydantic import (
     StrictInt,
     StringConstraints,
 )
+from pydantic_core import PydanticCustomError
 
 from relaypacs.audit.schemas import AuditEventOut
-from relaypacs.users.models import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Role, ServiceLevel
+from relaypacs.users.models import (
+    MAX_CHUNK_SIZE,
+    MAX_FULL_NAME_LENGTH,
+    MIN_CHUNK_SIZE,
+    Role,
+    ServiceLevel,
+)
 
 Username = Annotated[
     str, StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -30,12 +39,39 @@ NO_NUL = r"^[^\x00]*$"
 PasswordInput = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=NO_NUL)]
 
 
+def _printable_text(value: object) -> object:
+    # On the raw value, before trimming: a name sent with a trailing newline or tab is refused
+    # like any other control character, not silently repaired. C1 controls count too, and lone
+    # surrogates (a JSON "\ud800" escape) cannot be stored as UTF-8 by PostgreSQL.
+    if isinstance(value, str):
+        categories = {unicodedata.category(c) for c in value}
+        if "Cc" in categories:
+            raise PydanticCustomError("control_characters", "must not contain control characters")
+        if "Cs" in categories:
+            raise PydanticCustomError("invalid_text", "must not contain lone surrogates")
+    return value
+
+
+# The pattern tells API clients the rule (it holds for the trimmed value too); the validator
+# enforces it, with its own message, before trimming.
+FullNameInput = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        max_length=MAX_FULL_NAME_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f]*$",
+    ),
+    BeforeValidator(_printable_text),
+]
+
+
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
     username: str
     email: str
+    full_name: str | None
     role: Role
     is_active: bool
     totp_enabled: bool
@@ -46,11 +82,21 @@ class UserOut(BaseModel):
 
 
 class UserUpdate(BaseModel):
-    """What users may change about themselves (``role`` is accepted only to refuse it clearly)."""
+    """What users may change about themselves (``role`` is accepted only to refuse it clearly).
+
+    An omitted (or null) field is left as it is.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr | None = None
+    full_name: FullNameInput | None = Field(
+        default=None,
+        description=(
+            f"Trimmed; at most {MAX_FULL_NAME_LENGTH} characters, no control characters. "
+            "An empty string removes it"
+        ),
+    )
     role: Role | None = Field(default=None, description="Refused: only admins change roles")
 
 

@@ -136,7 +136,12 @@ async def update_profile(
     *,
     email: str | None,
     role: Role | None,
+    full_name: str | None,
 ) -> User:
+    """Apply the given changes (``None``: leave as is; ``full_name=""`` removes the name).
+
+    Every check runs before the first change, so a refused request changes nothing.
+    """
     if role is not None and role != user.role:
         await record_audit(
             session,
@@ -159,6 +164,20 @@ async def update_profile(
             await record_audit(
                 session,
                 "email_changed",
+                request=request,
+                actor_id=user.id,
+                target_type="user",
+                target_id=str(user.id),
+            )
+    if full_name is not None:
+        name = full_name.strip() or None
+        if name != user.full_name:
+            user.full_name = name
+            await users.flush()
+            # That it changed, never the name: audit details hold ids and outcomes only.
+            await record_audit(
+                session,
+                "full_name_changed",
                 request=request,
                 actor_id=user.id,
                 target_type="user",

@@ -21,6 +21,7 @@ const USERS: Record<string, User> = Object.fromEntries(
       id: `id-of-${username}`,
       username,
       email: `${username}@example.org`,
+      full_name: null,
       role: 'clinician',
       is_active: true,
       totp_enabled: false,

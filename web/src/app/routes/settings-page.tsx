@@ -5,6 +5,7 @@ import { ChangePasswordPanel, useAuth, TwoFactorPanel } from '@/features/auth';
 import { DataExportPanel, ProfilePanel, SignOutEverywherePanel } from '@/features/settings';
 import { PreferencesPanel, unfinishedCount } from '@/features/upload';
 import { useDocumentTitle } from '@/hooks/use-document-title';
+import { displayName } from '@/lib/display-name';
 
 /** The settings screen: it composes panels of three features (profile, 2FA, uploads). */
 export function SettingsPage() {
@@ -33,6 +34,12 @@ export function SettingsPage() {
       <SignOutEverywherePanel afterwards={signOut} unfinishedUploads={unfinishedCount} />
       <section className="card" aria-labelledby="sign-out-title">
         <h2 id="sign-out-title">This device</h2>
+        {user ? (
+          <p data-testid="signed-in-as">
+            Signed in as <strong>{displayName(user)}</strong>
+            {displayName(user) !== user.username ? ` (${user.username})` : null}.
+          </p>
+        ) : null}
         <p>Sign out here only; your other devices stay signed in.</p>
         <button type="button" className="button" onClick={() => void askSignOut()}>
           Sign out

@@ -10,6 +10,7 @@ export interface AdminUser {
   id: string;
   username: string;
   email: string;
+  full_name: string | null;
   role: Role;
   is_active: boolean;
   totp_enabled: boolean;

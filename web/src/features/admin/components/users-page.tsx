@@ -158,6 +158,11 @@ export function UsersPage() {
                     <th scope="row" className="admin-nowrap">
                       {user.username}
                       {self ? <span className="muted"> (you)</span> : null}
+                      {user.full_name ? (
+                        <span className="admin-full-name" data-testid="full-name">
+                          {user.full_name}
+                        </span>
+                      ) : null}
                     </th>
                     <td className="admin-nowrap">{user.email}</td>
                     <td data-testid="role">{user.role}</td>

@@ -26,6 +26,7 @@ export const KNOWN_ACTIONS = [
   'role_changed',
   'role_change_refused',
   'email_changed',
+  'full_name_changed',
   'personal_data_exported',
   'audit_exported',
   'analytics.exported',

@@ -9,6 +9,8 @@ export interface User {
   id: string;
   username: string;
   email: string;
+  /** null until the user gives one in Settings */
+  full_name: string | null;
   role: Role;
   is_active: boolean;
   totp_enabled: boolean;

@@ -1,6 +1,7 @@
 import { useEffect, useRef } from 'react';
 
 import { useDocumentTitle } from '@/hooks/use-document-title';
+import { displayName } from '@/lib/display-name';
 
 import { useAuth } from '../hooks/auth-context';
 
@@ -21,7 +22,7 @@ export function ChoosePasswordPage() {
         Choose your password
       </h1>
       <p>
-        {user ? <>Welcome, {user.username}. </> : null}Your account was set up with a one-time password. Choose your own
+        {user ? <>Welcome, {displayName(user)}. </> : null}Your account was set up with a one-time password. Choose your own
         password to carry on; you stay signed in.
       </p>
       <ChangePasswordForm currentLabel="One-time password" submitLabel="Save and continue" />

@@ -6,15 +6,22 @@ export interface Profile {
   id: string;
   username: string;
   email: string;
+  full_name: string | null;
   role: string;
   totp_enabled: boolean;
   created_at: string;
   last_login_at: string | null;
 }
 
-/** PATCH /users/me: the email address is what a user may change about themselves. */
-export async function updateEmail(email: string): Promise<Profile> {
-  return (await api.patch<Profile>('/users/me', { email })).data;
+/** What a user may change about themselves; a field left out stays as it is, `full_name: ''` removes the name. */
+export interface ProfileChanges {
+  email?: string;
+  full_name?: string;
+}
+
+/** PATCH /users/me with only what changed. */
+export async function updateProfile(changes: ProfileChanges): Promise<Profile> {
+  return (await api.patch<Profile>('/users/me', changes)).data;
 }
 
 /** Everything the gateway holds about the user (GDPR), as a JSON file to save. */

@@ -5,8 +5,8 @@ import { Field } from '@/components/field';
 import { formatDateTime } from '@/lib/format';
 import { toUserFacingError } from '@/lib/problem';
 
-import { updateEmail, type Profile } from '../api/settings';
-import { checkEmail } from '../lib/export';
+import { updateProfile, type Profile } from '../api/settings';
+import { fieldErrorsFromFailure, initialProfileForm, planProfileSave, savedMessage, type ProfileErrors, type ProfileForm } from '../lib/profile';
 
 const ROLE_LABELS: Record<string, string> = {
   clinician: 'Clinician',
@@ -15,11 +15,12 @@ const ROLE_LABELS: Record<string, string> = {
   admin: 'Administrator',
 };
 
-/** Who the user is; the email address can be changed here (roles are given by administrators). */
+/** Who the user is; the full name and email address can be changed here (roles are given by administrators). */
 export function ProfilePanel({ user, onSaved }: { user: Profile | null; onSaved: () => Promise<void> }) {
-  const [email, setEmail] = useState<string | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [message, setMessage] = useState<{ tone: 'success' | 'error'; text: string } | null>(null);
+  // null: not edited yet, so the fields follow the profile as it reloads.
+  const [form, setForm] = useState<ProfileForm | null>(null);
+  const [errors, setErrors] = useState<ProfileErrors>({});
+  const [message, setMessage] = useState<{ tone: 'success' | 'error' | 'info'; text: string } | null>(null);
   const [busy, setBusy] = useState(false);
 
   if (!user) {
@@ -30,24 +31,34 @@ export function ProfilePanel({ user, onSaved }: { user: Profile | null; onSaved:
       </section>
     );
   }
-  const value = email ?? user.email;
+  const values = form ?? initialProfileForm(user);
+
+  function edit(field: keyof ProfileForm, value: string): void {
+    setForm({ ...values, [field]: value });
+    setErrors((current) => ({ ...current, [field]: undefined }));
+  }
 
   async function save(event: SyntheticEvent): Promise<void> {
     event.preventDefault();
     if (!user) return;
-    const problem = checkEmail(value, user.email);
-    setError(problem);
+    const { changes, errors: problems } = planProfileSave(values, user);
+    setErrors(problems);
     setMessage(null);
-    if (problem) return;
+    if (Object.keys(problems).length > 0) return;
+    if (Object.keys(changes).length === 0) {
+      setMessage({ tone: 'info', text: 'Nothing to save: the profile is as shown.' });
+      return;
+    }
     setBusy(true);
     try {
-      await updateEmail(value.trim());
+      await updateProfile(changes);
       await onSaved();
-      setEmail(null);
-      setMessage({ tone: 'success', text: 'Email address saved.' });
+      setForm(null);
+      setMessage({ tone: 'success', text: savedMessage(changes) });
     } catch (caught) {
       const failure = toUserFacingError(caught);
-      if (failure.code === 'email_taken') setError('Another account uses this email address.');
+      const onFields = fieldErrorsFromFailure(failure);
+      if (onFields) setErrors(onFields);
       else setMessage({ tone: 'error', text: failure.message });
     } finally {
       setBusy(false);
@@ -70,20 +81,26 @@ export function ProfilePanel({ user, onSaved }: { user: Profile | null; onSaved:
       {message ? <Alert tone={message.tone}>{message.text}</Alert> : null}
       <form onSubmit={(e) => void save(e)} noValidate>
         <Field
+          label="Full name"
+          name="full_name"
+          autoComplete="name"
+          hint="Optional. Shown instead of your username; leave it empty to remove it."
+          value={values.fullName}
+          error={errors.fullName}
+          onChange={(e) => edit('fullName', e.target.value)}
+        />
+        <Field
           label="Email"
           type="email"
           name="email"
           autoComplete="email"
-          value={value}
-          error={error}
-          onChange={(e) => {
-            setEmail(e.target.value);
-            setError(null);
-          }}
+          value={values.email}
+          error={errors.email}
+          onChange={(e) => edit('email', e.target.value)}
           required
         />
         <button type="submit" className="button button--primary" disabled={busy}>
-          Save email
+          Save profile
         </button>
       </form>
     </section>

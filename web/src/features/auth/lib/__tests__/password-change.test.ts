@@ -23,6 +23,7 @@ function alice(): User {
     id: 'id-of-alice',
     username: 'alice',
     email: 'alice@example.org',
+    full_name: null,
     role: 'clinician',
     is_active: true,
     totp_enabled: false,
