@@ -65,7 +65,9 @@ async def test_logout_all_ends_every_sign_in_of_the_user(
             401,
             "invalid_refresh_token",
         )
-    assert await _audit_details(app, user.id, "logout_all") == [{"sessions_ended": 3}]
+    assert await _audit_details(app, user.id, "logout_all") == [
+        {"sessions_ended": 3, "upload_credentials_ended": 0}
+    ]
 
     # Someone else's sign-in carries on, and the user can sign in again afterwards.
     assert (await client.get(ME, headers=bystander.headers)).status_code == 200

@@ -169,21 +169,27 @@ async def job_finished(
 
 
 async def complete_and_wait(
-    client: httpx.AsyncClient, app: FastAPI, session: Session, wait_seconds: float = 60
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    session: Session,
+    wait_seconds: float = 60,
+    *,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """POST complete, await the assembly job and, when it validated the study and the
-    forwarding stage is installed, the forwarding job; return the upload's status."""
+    forwarding stage is installed, the forwarding job; return the upload's status.
+
+    ``headers``: how to authenticate (default: the upload token)."""
+    headers = headers or session.token_headers
     async with (
         job_finished(app, "uploads.assemble", session.id) as assembled,
         job_finished(app, FORWARD_JOB, session.id) as forwarded,
     ):
-        response = await client.post(
-            f"{API}/uploads/{session.id}/complete", headers=session.token_headers
-        )
+        response = await client.post(f"{API}/uploads/{session.id}/complete", headers=headers)
         assert response.status_code == 202, response.text
         await asyncio.wait_for(assembled.wait(), wait_seconds)
-        after = await status(client, session)
+        after = await status(client, session, headers)
         forwarding = FORWARD_JOB in app.state.job_worker.registry.handlers
         if forwarding and after["state"] in {"validated", "queued", "forwarding"}:
             await asyncio.wait_for(forwarded.wait(), wait_seconds)
-    return await status(client, session)
+    return await status(client, session, headers)

@@ -37,6 +37,7 @@ from relaypacs.auth.keys import Keyring
 from relaypacs.auth.models import LoginSession, RefreshToken
 from relaypacs.auth.passwords import check_password_policy, hash_password, verify_password
 from relaypacs.auth.repository import AuthRepository
+from relaypacs.auth.revocation import end_delegated_credentials
 from relaypacs.auth.tokens import (
     AccessClaims,
     hash_refresh_token,
@@ -366,11 +367,13 @@ class AuthService:
 
     async def logout_all(self, user: User, claims: AccessClaims) -> int:
         """Sign out everywhere: every sign-in of the user ends (its refresh family and access
-        tokens), this access token included. Returns how many sign-ins were still live."""
+        tokens), this access token included, and so does every token other domains handed out
+        for the user (upload tokens). Returns how many sign-ins were still live."""
         now = utcnow()
         await self.auth.deny_access_token(claims.jti, claims.expires_at, now)
         ended = await self.auth.revoke_user_sessions(user.id, now, "logout_all")
-        await self._audit("logout_all", actor=user, details={"sessions_ended": ended})
+        delegated = await end_delegated_credentials(self.session, user.id, now)
+        await self._audit("logout_all", actor=user, details={"sessions_ended": ended, **delegated})
         return ended
 
     # --- second factor -------------------------------------------------------------------
@@ -434,5 +437,7 @@ class AuthService:
         # Every token issued under the old password ends now, on every device.
         user.token_version += 1
         await self.users.flush()
-        await self.auth.revoke_user_sessions(user.id, utcnow(), "password_changed")
-        await self._audit("password_changed", actor=user)
+        now = utcnow()
+        await self.auth.revoke_user_sessions(user.id, now, "password_changed")
+        delegated = await end_delegated_credentials(self.session, user.id, now)
+        await self._audit("password_changed", actor=user, details={**delegated})

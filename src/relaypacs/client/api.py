@@ -45,6 +45,9 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # leaves it silent for tens of seconds at a time; measured on the 50%-loss link of the harness,
 # one 5 MB study took 319 s with this (21% re-sent) and 490 s without (68% re-sent).
 TCP_THIN_LINEAR_TIMEOUTS = 16
+#: What the gateway answers a request made with an upload token that no longer opens its upload:
+#: ended by the owner's sign-out everywhere or new password, or replaced by a newer token.
+ENDED_UPLOAD_TOKEN_CODES = frozenset({"upload_token_revoked", "invalid_upload_token"})
 
 
 class ClientError(Exception):
@@ -232,6 +235,8 @@ class GatewayClient:
         self.stats = TransferStats()
         self._refresh_lock = asyncio.Lock()
         self._access_token: str | None = None
+        # Upload tokens the gateway said ended: asked with the sign-in instead from then on.
+        self._ended_upload_tokens: set[str] = set()
         self._chunk_window: InFlightWindow | None = None
         self.must_change_password = False
         # Each timeout bounds one socket operation (connect, one 64 KiB write, the wait for the
@@ -354,20 +359,33 @@ class GatewayClient:
         except ValueError:
             return {}
 
+    async def renew_upload_token(self, upload_id: str) -> dict[str, Any]:
+        """A new upload token for one's own upload, asked with the sign-in (the previous token,
+        ended or not, stops working)."""
+        response = await self._request("POST", f"{API}/uploads/{upload_id}/token")
+        return dict(response.json())
+
+    def upload_token_ended(self, upload_token: str) -> bool:
+        """Whether the gateway said this upload token no longer opens its upload."""
+        return upload_token in self._ended_upload_tokens
+
     async def _with_upload_token(
         self, method: str, url: str, upload_token: str | None
     ) -> httpx.Response:
         """Prefer the upload's own token: a long run then needs the sign-in only to start uploads,
         so a refresh (single-use, risky on a lossy link) is rarely needed at all."""
-        if upload_token is not None:
+        if upload_token is not None and upload_token not in self._ended_upload_tokens:
             try:
                 return await self._request(
                     method, url, headers={"X-Upload-Token": upload_token}, signed=False
                 )
             except ApiError as error:
-                # The token lives as long as the session (24 h); the sign-in outlives it.
+                # The token lives as long as the session (24 h); the sign-in outlives it. It
+                # also ends with the owner's sign-out everywhere or new password.
                 if error.status not in (401, 410):
                     raise
+                if error.code in ENDED_UPLOAD_TOKEN_CODES:
+                    self._ended_upload_tokens.add(upload_token)
         return await self._request(method, url)
 
     async def cancel_upload(self, upload_id: str) -> None:
@@ -419,15 +437,22 @@ class GatewayClient:
             self.stats.resent += attempt_bytes
             attempt_bytes = 0
 
-        response = await self._request(
-            "PUT",
-            url,
-            content_factory=body,
-            headers=headers,
-            signed=upload_token is None,
-            on_retry=rewind,
-            window=window,
-        )
+        try:
+            response = await self._request(
+                "PUT",
+                url,
+                content_factory=body,
+                headers=headers,
+                signed=upload_token is None,
+                on_retry=rewind,
+                window=window,
+            )
+        except ApiError as error:
+            if upload_token is not None and error.code in ENDED_UPLOAD_TOKEN_CODES:
+                # Sent again with a new token: what went out with the ended one was wasted.
+                self._ended_upload_tokens.add(upload_token)
+                rewind()
+            raise
         return response.status_code
 
     # ---- the retry loop ------------------------------------------------------------------

@@ -12,9 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from relaypacs.client.api import ApiError, ClientError, GatewayClient, InFlightWindow, content_md5
+from relaypacs.client.api import (
+    ENDED_UPLOAD_TOKEN_CODES,
+    ApiError,
+    ClientError,
+    GatewayClient,
+    InFlightWindow,
+    content_md5,
+)
 
 CHECKSUM_RETRIES = 3
+#: New upload tokens one chunk may ask for: a token refused again at once is not a sign-out.
+TOKEN_RENEWALS = 3
 
 
 class UploadGone(ClientError):
@@ -27,6 +36,52 @@ class UploadClosed(ClientError):
 
 class LocalFileChanged(ClientError):
     """The server holds different bytes for a chunk: the local file changed since it was sent."""
+
+
+class UploadToken:
+    """The upload's own token, shared by the workers sending its chunks.
+
+    The gateway ends it when its owner signs out everywhere or changes the password; the upload
+    goes on. Then one worker asks for a new token with the sign-in (the others wait and take
+    it) and the chunks the gateway already holds are not sent again. Without a sign-in that is
+    :class:`~relaypacs.client.api.NotSignedIn`: the run stops, and after `relaypacs login` the
+    same command resumes where it stopped.
+    """
+
+    def __init__(
+        self,
+        client: GatewayClient,
+        upload_id: str,
+        value: str | None,
+        on_renewed: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.upload_id = upload_id
+        self.value = value
+        self._on_renewed = on_renewed
+        self._lock = asyncio.Lock()
+
+    async def renew(self, rejected: str | None) -> str | None:
+        """A token to use instead of ``rejected`` (a new one, unless another worker got it)."""
+        async with self._lock:
+            if self.value != rejected:
+                return self.value
+            try:
+                issued = await self.client.renew_upload_token(self.upload_id)
+            except ApiError as error:
+                if error.status in (404, 410):
+                    raise UploadGone(error.detail) from error
+                raise
+            self.value = str(issued["upload_token"])
+            if self._on_renewed is not None:
+                self._on_renewed(self.value)
+            return self.value
+
+    async def renew_if_ended(self) -> None:
+        """Renew now when the gateway already said this token ended (e.g. to a status call),
+        rather than after every chunk in flight was refused with it."""
+        if self.value is not None and self.client.upload_token_ended(self.value):
+            await self.renew(self.value)
 
 
 @dataclass(frozen=True)
@@ -47,12 +102,17 @@ def read_chunk(path: Path, index: int, chunk_size: int) -> tuple[bytes, str]:
 async def send_chunks(
     client: GatewayClient,
     upload_id: str,
-    upload_token: str | None,
+    upload_token: UploadToken | str | None,
     chunk_size: int,
     plans: list[FilePlan],
     parallel: int = 4,
     on_bytes: Callable[[int], None] | None = None,
 ) -> None:
+    token = (
+        upload_token
+        if isinstance(upload_token, UploadToken)
+        else UploadToken(client, upload_id, upload_token)
+    )
     queue: asyncio.Queue[tuple[FilePlan, int]] = asyncio.Queue()
     # One window per client (so per run): what a cut taught holds for the next study too.
     window = client.chunk_window(parallel)
@@ -66,9 +126,7 @@ async def send_chunks(
                 plan, index = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await _send_one(
-                client, upload_id, upload_token, chunk_size, plan, index, on_bytes, window
-            )
+            await _send_one(client, upload_id, token, chunk_size, plan, index, on_bytes, window)
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -85,26 +143,38 @@ async def send_chunks(
 async def _send_one(
     client: GatewayClient,
     upload_id: str,
-    upload_token: str | None,
+    upload_token: UploadToken,
     chunk_size: int,
     plan: FilePlan,
     index: int,
     on_bytes: Callable[[int], None] | None,
     window: InFlightWindow | None = None,
 ) -> None:
-    for attempt in range(CHECKSUM_RETRIES):
-        data, md5 = await asyncio.to_thread(read_chunk, plan.path, index, chunk_size)
+    checksum_failures = renewals = 0
+    data, md5 = await asyncio.to_thread(read_chunk, plan.path, index, chunk_size)
+    while True:
+        token = upload_token.value
         try:
             await client.put_chunk(
-                upload_id, plan.file_id, index, data, md5, upload_token, on_bytes, window
+                upload_id, plan.file_id, index, data, md5, token, on_bytes, window
             )
             return
         except ApiError as error:
-            if error.code == "checksum_mismatch" and attempt + 1 < CHECKSUM_RETRIES:
+            if error.code == "checksum_mismatch" and checksum_failures + 1 < CHECKSUM_RETRIES:
                 # Bytes damaged on the way (or a read raced a writer): read and send again.
+                checksum_failures += 1
                 if on_bytes is not None:
                     on_bytes(-len(data))
                 client.stats.resent += len(data)
+                data, md5 = await asyncio.to_thread(read_chunk, plan.path, index, chunk_size)
+                continue
+            if (
+                token is not None
+                and error.code in ENDED_UPLOAD_TOKEN_CODES
+                and renewals < TOKEN_RENEWALS
+            ):
+                renewals += 1
+                await upload_token.renew(token)
                 continue
             if error.code == "chunk_conflict":
                 raise LocalFileChanged(

@@ -25,6 +25,7 @@ from relaypacs.client.engine import (
     LocalFileChanged,
     UploadClosed,
     UploadGone,
+    UploadToken,
     send_chunks,
 )
 from relaypacs.client.exit_codes import ExitCode
@@ -406,6 +407,13 @@ class StudyUploader:
             self.reporter.study_started(study, label, study.size, study.size)
             return
         paths = await asyncio.to_thread(self._materialize, study)
+
+        def renewed(value: str) -> None:
+            # Kept at once: a run stopped after this resumes with the token that works.
+            entry.upload_token = outcome.upload_token = value
+            self.journal.save(entry)
+
+        token = UploadToken(self.client, entry.upload_id, entry.upload_token, renewed)
         for attempt in range(COMPLETE_ATTEMPTS):
             if status is None and attempt == 0 and not outcome.resumed:
                 missing = {
@@ -427,10 +435,13 @@ class StudyUploader:
                 outcome.bytes_needed = needed
                 self.reporter.study_started(study, label, study.size, study.size - needed)
             try:
+                # A status already told the token ended (a sign-out everywhere, a new password):
+                # a new one now, rather than after every chunk in flight was refused with it.
+                await token.renew_if_ended()
                 await send_chunks(
                     self.client,
                     entry.upload_id,
-                    entry.upload_token,
+                    token,
                     entry.chunk_size,
                     plans,
                     self.options.parallel,

@@ -1,7 +1,9 @@
 """Who may touch an upload: its upload token (X-Upload-Token), its owner, or an admin.
 
 An unknown upload and another user's upload look the same (404), so ids cannot be probed.
-A token that matches no upload is 401; a valid token used on a different upload is 403.
+A token that matches no upload is 401 (``invalid_upload_token``), and so is a token its owner's
+sign-out everywhere or new password ended (``upload_token_revoked``); a valid token used on a
+different upload is 403.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from relaypacs.uploads.exceptions import (
     UploadFileNotFound,
     UploadNotFound,
     UploadTokenMismatch,
+    UploadTokenRevoked,
 )
 from relaypacs.uploads.ingest import ChunkCommitter
 from relaypacs.uploads.models import Upload, UploadFile
@@ -74,10 +77,11 @@ async def resolve_access(
         found = await repository.get_upload_id_by_token_hash(session, hash_token(upload_token))
         if found is None:
             raise InvalidUploadToken()
-        token_upload_id, owner_active = found
-        if not owner_active:
+        if not found.owner_active:
             raise AccountDisabled("The upload token ended when its owner's account was disabled")
-        if token_upload_id != wanted:
+        if found.revoked:
+            raise UploadTokenRevoked()
+        if found.upload_id != wanted:
             raise UploadTokenMismatch()
         upload = await repository.get_upload(session, wanted)
         assert upload is not None
@@ -112,10 +116,10 @@ async def resolve_chunk_access(
         row = await repository.get_upload_and_file_by_token(
             session, hash_token(upload_token), wanted, wanted_file
         )
-        if row is not None and row[2]:
+        if row is not None and row[2] and row[0].token_revoked_at is None:
             return _token_access(request, row[0]), row[1]
-    # Anything else (bearer token, a disabled owner, or an error to tell apart) takes the
-    # general path.
+    # Anything else (bearer token, a disabled owner, a revoked token, or an error to tell
+    # apart) takes the general path.
     access = await resolve_access(request, session, upload_id, user, upload_token)
     upload_file = await repository.get_file(session, access.upload.id, wanted_file)
     if upload_file is None:
@@ -155,6 +159,10 @@ class ChunkRouteCache:
     upload are remembered at once: a CT study of a thousand one-chunk files would otherwise pay
     the database round trip on every file. ``capacity`` counts routes (files), not uploads, so
     memory stays bounded (tens of MB) even with many uploads of 10,000 files each.
+
+    The token itself can end after its routes were remembered (revoked, replaced, its owner
+    disabled): the group commit checks it again under the upload's share lock, so a remembered
+    route never stores a chunk past that moment, in this process or any other.
     """
 
     def __init__(self, capacity: int = 50_000) -> None:
@@ -182,6 +190,13 @@ class ChunkRouteCache:
             _, evicted = self._entries.popitem(last=False)
             self._routes -= len(evicted.routes)
         return entry
+
+    def forget(self, key: tuple[str, str]) -> None:
+        """Drop an entry whose token the database refused: its next chunk is checked before its
+        body is read, not after."""
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._routes -= len(entry.routes)
 
     def __len__(self) -> int:
         """How many routes (files) are remembered."""

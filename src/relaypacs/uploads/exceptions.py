@@ -1,8 +1,8 @@
 """The uploads error catalogue (tusd-style: one class per outcome, each with a stable code)::
 
 UploadNotFound, UploadFileNotFound, ChunkNotFound        404
-InvalidUploadToken                                       401
-UploadTokenMismatch                                      403
+InvalidUploadToken, UploadTokenRevoked                   401
+UploadTokenMismatch, NotUploadOwner                      403
 InvalidContentMD5, ChecksumMismatch, ChunkSizeMismatch   400
 ChunkTooLarge, UploadTooLarge                            413
 InvalidIdempotencyKey                                    400
@@ -15,6 +15,8 @@ ChunkStoreUnavailable                                    503
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from relaypacs.errors import (
     BadRequest,
@@ -49,9 +51,32 @@ class InvalidUploadToken(Unauthorized):
     title = "The upload token is not valid"
 
 
+class UploadTokenRevoked(Unauthorized):
+    """The owner signed out everywhere, changed the password or was disabled since the token was
+    issued. The upload itself goes on: the owner, signed in, continues with the access token or
+    gets a new upload token (``POST /uploads/{id}/token``)."""
+
+    code = "upload_token_revoked"
+    title = "The upload token was revoked"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(
+            detail
+            or "The upload token ended when its owner signed out everywhere or the password "
+            "changed; sign in again and continue with the access token, or get a new upload "
+            "token with POST /api/v1/uploads/{upload_id}/token",
+            **extra,
+        )
+
+
 class UploadTokenMismatch(Forbidden):
     code = "upload_token_mismatch"
     title = "The upload token belongs to another upload"
+
+
+class NotUploadOwner(Forbidden):
+    code = "not_upload_owner"
+    title = "Only the user who started the upload may do this"
 
 
 class InvalidContentMD5(BadRequest):

@@ -87,6 +87,10 @@ class Upload(IdMixin, TimestampMixin, Base):
     state: Mapped[UploadState] = mapped_column(_state_enum(), default=UploadState.created)
     # SHA-256 of the upload token; the token itself is shown once and never stored.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Set when the owner signed out everywhere, changed the password or was disabled: the token
+    # acts for its owner, so it ends with their sign-ins. Kept apart from token_hash so that the
+    # refusal can say why (upload_token_revoked); a new token for the upload clears it.
+    token_revoked_at: Mapped[datetime | None]
     expires_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -133,17 +133,24 @@ async def get_upload(
     return (await session.scalars(statement)).first()
 
 
-async def get_upload_id_by_token_hash(
-    session: AsyncSession, token_hash: str
-) -> tuple[uuid.UUID, bool] | None:
-    """The upload a token opens, and whether its owner's account is active."""
+class TokenHolder(NamedTuple):
+    """What an upload token's lookup says about it."""
+
+    upload_id: uuid.UUID
+    owner_active: bool
+    revoked: bool
+
+
+async def get_upload_id_by_token_hash(session: AsyncSession, token_hash: str) -> TokenHolder | None:
+    """The upload a token opens, whether its owner's account is active and whether the token
+    was revoked."""
     statement = (
-        select(Upload.id, User.is_active)
+        select(Upload.id, User.is_active, Upload.token_revoked_at)
         .join(User, User.id == Upload.owner_id)
         .where(Upload.token_hash == token_hash)
     )
     row = (await session.execute(statement)).first()
-    return (row[0], row[1]) if row is not None else None
+    return TokenHolder(row[0], row[1], row[2] is not None) if row is not None else None
 
 
 async def get_upload_and_file_by_token(
@@ -181,22 +188,43 @@ async def list_files(session: AsyncSession, upload_id: uuid.UUID) -> list[Upload
     return list((await session.scalars(statement)).all())
 
 
-async def mark_receiving(session: AsyncSession, upload_id: uuid.UUID) -> bool:
-    """created → receiving, once; returns whether this call made the change."""
+async def mark_receiving(
+    session: AsyncSession, upload_id: uuid.UUID, token_hashes: Collection[str] | None = None
+) -> bool:
+    """created → receiving, once; returns whether this call made the change.
+
+    ``token_hashes``: only while one of these upload tokens is the upload's live one (the
+    chunks asking came with them, and a chunk refused for its token changes nothing).
+    """
+    conditions = [Upload.id == upload_id, Upload.state == UploadState.created]
+    if token_hashes is not None:
+        conditions += [Upload.token_hash.in_(token_hashes), Upload.token_revoked_at.is_(None)]
     result = await session.execute(
         update(Upload)
-        .where(Upload.id == upload_id, Upload.state == UploadState.created)
+        .where(*conditions)
         .values(state=UploadState.receiving, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
 
 
+class LockedUpload(NamedTuple):
+    """An upload as a batch of chunks finds it under its share lock."""
+
+    state: UploadState
+    expires_at: datetime
+    owner_active: bool
+    #: The hash of the upload's live token, and whether it was revoked.
+    token_hash: str
+    token_revoked: bool
+
+
 async def lock_uploads_for_chunks(
     session: AsyncSession, upload_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, tuple[UploadState, datetime, bool]]:
-    """State, expiry and whether the owner's account is active, of the uploads a batch of
-    chunks belongs to, read under a share lock (on the upload rows only).
+) -> dict[uuid.UUID, LockedUpload]:
+    """State, expiry, whether the owner's account is active and the upload token's standing,
+    of the uploads a batch of chunks belongs to, read under a share lock (on the upload rows
+    only).
 
     PostgreSQL: ``FOR SHARE`` in id order (rows are locked as they come out of the sort), so
     batches of chunk inserts in several processes run side by side and never deadlock with each
@@ -205,14 +233,64 @@ async def lock_uploads_for_chunks(
     one write lock, which serves the same purpose.
     """
     statement = (
-        select(Upload.id, Upload.state, Upload.expires_at, User.is_active)
+        select(
+            Upload.id,
+            Upload.state,
+            Upload.expires_at,
+            User.is_active,
+            Upload.token_hash,
+            Upload.token_revoked_at,
+        )
         .join(User, User.id == Upload.owner_id)
         .where(Upload.id.in_(upload_ids))
         .order_by(Upload.id)
         .with_for_update(read=True, of=Upload)
     )
     rows = (await session.execute(statement)).all()
-    return {upload_id: (state, expires, active) for upload_id, state, expires, active in rows}
+    return {
+        upload_id: LockedUpload(state, expires, active, token_hash, revoked_at is not None)
+        for upload_id, state, expires, active, token_hash, revoked_at in rows
+    }
+
+
+async def revoke_upload_tokens(session: AsyncSession, owner_id: uuid.UUID, now: datetime) -> int:
+    """End the upload tokens of an owner's uploads whose session still runs; returns how many.
+
+    A token of an upload past ``expires_at`` opens nothing any more: it is left as it is.
+    ``updated_at`` is kept: it dates an upload's last change of state (its delivery, for
+    retention), and a revoked token changes nothing of the upload itself.
+
+    PostgreSQL: the rows are locked first, in id order like every batch of chunks (see
+    :func:`lock_uploads_for_chunks`), so a batch already holding an upload's share lock commits
+    first and every later batch sees the revocation.
+    """
+    locked = select(Upload.id).where(
+        Upload.owner_id == owner_id,
+        Upload.token_revoked_at.is_(None),
+        Upload.expires_at > now,
+    )
+    ids = list((await session.scalars(locked.order_by(Upload.id).with_for_update())).all())
+    if ids:
+        await session.execute(
+            update(Upload)
+            .where(Upload.id.in_(ids))
+            .values(token_revoked_at=now, updated_at=Upload.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+    return len(ids)
+
+
+async def replace_upload_token(
+    session: AsyncSession, upload_id: uuid.UUID, token_hash: str
+) -> None:
+    """Give the upload a new token: the previous one (revoked or not) opens nothing any more."""
+    await session.execute(
+        update(Upload)
+        .where(Upload.id == upload_id)
+        # updated_at kept, as in revoke_upload_tokens.
+        .values(token_hash=token_hash, token_revoked_at=None, updated_at=Upload.updated_at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def insert_chunks(

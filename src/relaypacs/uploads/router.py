@@ -14,8 +14,9 @@ from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 
 from relaypacs.audit.service import record_audit
-from relaypacs.auth.dependencies import CurrentUser, OptionalUser
+from relaypacs.auth.dependencies import AUTH_ERRORS, CurrentUser, OptionalUser
 from relaypacs.auth.exceptions import AccountDisabled
+from relaypacs.auth.revocation import register_delegated_credentials
 from relaypacs.db.base import utcnow
 from relaypacs.db.session import SessionDep
 from relaypacs.errors import TooManyRequests, Unauthorized, problem_responses
@@ -30,6 +31,7 @@ from relaypacs.uploads.dependencies import (
     get_committer,
     get_resources,
     get_route_cache,
+    parse_id,
     resolve_chunk_access,
 )
 from relaypacs.uploads.exceptions import (
@@ -46,6 +48,7 @@ from relaypacs.uploads.exceptions import (
     InvalidContentMD5,
     InvalidIdempotencyKey,
     InvalidUploadToken,
+    NotUploadOwner,
     UploadExpired,
     UploadFileNotFound,
     UploadIncomplete,
@@ -53,6 +56,7 @@ from relaypacs.uploads.exceptions import (
     UploadNotFound,
     UploadNotReceiving,
     UploadTokenMismatch,
+    UploadTokenRevoked,
     UploadTooLarge,
 )
 from relaypacs.uploads.models import UploadState
@@ -70,16 +74,21 @@ from relaypacs.uploads.schemas import (
     UploadPage,
     UploadStatus,
     UploadSummary,
+    UploadTokenIssued,
 )
 from relaypacs.uploads.service import hash_token
 from relaypacs.uploads.store import ChunkStore
 from relaypacs.users.models import Role, ServiceLevel
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])
+# An upload token acts for its owner: it ends with the owner's sign-ins (sign out everywhere, a
+# new password, a disabled account), counted in that event's audit row.
+register_delegated_credentials("upload_credentials_ended", service.end_upload_tokens)
 
 _ACCESS_ERRORS = (
     Unauthorized,
     InvalidUploadToken,
+    UploadTokenRevoked,
     AccountDisabled,
     UploadTokenMismatch,
     UploadNotFound,
@@ -196,16 +205,17 @@ class _ChunkRoute(APIRoute):
             token = request.headers.get("x-upload-token")
             if token and "authorization" not in request.headers:
                 params = request.path_params
-                cached = get_route_cache(request).get((hash_token(token), params["upload_id"]))
+                key = (hash_token(token), params["upload_id"])
+                cached = get_route_cache(request).get(key)
                 if cached is not None and (route := cached.routes.get(params["file_id"])):
-                    return await _put_remembered_chunk(request, cached, route)
+                    return await _put_remembered_chunk(request, key, cached, route)
             return await full(request)
 
         return handle
 
 
 async def _put_remembered_chunk(
-    request: Request, cached: CachedUpload, route: service.ChunkRoute
+    request: Request, key: tuple[str, str], cached: CachedUpload, route: service.ChunkRoute
 ) -> Response:
     resources = get_resources(request)
     request.state.user_id = str(route.owner_id)
@@ -219,7 +229,9 @@ async def _put_remembered_chunk(
     await resources.rate_limiter.hit(
         resources.settings.chunk_rate_limit, "upload_chunk", str(route.owner_id)
     )
-    return await _store_chunk(request, resources.chunk_store, target, cached.receiving, cached)
+    return await _store_chunk(
+        request, resources.chunk_store, target, cached.receiving, key[0], (key, cached)
+    )
 
 
 async def put_chunk(
@@ -257,14 +269,19 @@ async def put_chunk(
         siblings = await repository.list_files(session, upload.id) if remember else []
         # No transaction may stay open while a slow client sends the body.
         await session.commit()
-    cached = None
+    remembered = None
     if remember and x_upload_token:
+        key = (hash_token(x_upload_token), upload_id)
         cached = get_route_cache(request).put(
-            (hash_token(x_upload_token), upload_id),
-            [service.ChunkRoute.of(upload, f) for f in siblings],
-            receiving=receiving,
+            key, [service.ChunkRoute.of(upload, f) for f in siblings], receiving=receiving
         )
-    return await _store_chunk(request, chunk_store, target, receiving, cached)
+        remembered = (key, cached)
+    token_hash = hash_token(x_upload_token) if x_upload_token and access.via_token else None
+    return await _store_chunk(request, chunk_store, target, receiving, token_hash, remembered)
+
+
+#: What the group commit answers when the chunk's upload token is no longer the upload's.
+_TOKEN_ENDED = (InvalidUploadToken, UploadTokenRevoked, AccountDisabled)
 
 
 async def _store_chunk(
@@ -272,8 +289,12 @@ async def _store_chunk(
     chunk_store: ChunkStore,
     target: service.ChunkTarget,
     receiving: bool,
-    cached: CachedUpload | None,
+    token_hash: str | None,
+    remembered: tuple[tuple[str, str], CachedUpload] | None,
 ) -> Response:
+    """``token_hash``: the upload token the chunk came with, checked again by the group commit
+    (None: an access token). ``remembered``: the route cache's key and entry the chunk came
+    through (or that were just put in)."""
     try:
         staged = await service.stage_chunk(chunk_store, target, request.stream())
     except ClientDisconnect as exc:
@@ -282,9 +303,17 @@ async def _store_chunk(
         metrics.record_checksum_failure()
         raise
     # Group commit: answered once the row is committed, together with concurrent chunks.
-    created = await get_committer(request).record(
-        service.ChunkArrival(target, staged, mark_receiving=not receiving)
-    )
+    try:
+        created = await get_committer(request).record(
+            service.ChunkArrival(
+                target, staged, mark_receiving=not receiving, token_hash=token_hash
+            )
+        )
+    except _TOKEN_ENDED:
+        if remembered is not None:
+            get_route_cache(request).forget(remembered[0])
+        raise
+    cached = remembered[1] if remembered is not None else None
     if cached is not None:
         cached.receiving = True  # the commit made sure of it
     if created:
@@ -499,6 +528,35 @@ async def complete_upload(
     )
     await session.commit()
     return CompletionAccepted(upload_id=upload.id, state=upload.state)
+
+
+@router.post(
+    "/{upload_id}/token",
+    response_model=UploadTokenIssued,
+    summary="A new upload token for your own upload (access token only); the previous one ends",
+    description="For a client whose upload token was revoked (`upload_token_revoked`: its owner "
+    "signed out everywhere or changed the password) and that wants to go on sending chunks with "
+    "an upload token rather than its access token. Only the user who started the upload may ask, "
+    "with `Authorization: Bearer` (an upload token never opens this route). The session's expiry "
+    "stays as it was; the previous token, revoked or not, opens nothing any more.",
+    responses=problem_responses(*AUTH_ERRORS, UploadNotFound, NotUploadOwner, UploadExpired),
+)
+async def issue_upload_token(
+    request: Request, session: SessionDep, user: CurrentUser, upload_id: str
+) -> UploadTokenIssued:
+    async with database_turn(request, session):
+        upload = await repository.get_upload(
+            session, parse_id(upload_id, UploadNotFound), lock="update"
+        )
+        if upload is None or (upload.owner_id != user.id and user.role is not Role.admin):
+            raise UploadNotFound()
+        if upload.owner_id != user.id:
+            # The token acts for its owner (its chunks are the owner's): an admin sees the upload
+            # with their own access token instead.
+            raise NotUploadOwner("Only the user who started the upload can get a token for it")
+        token = await service.issue_upload_token(session, upload, request=request, actor_id=user.id)
+        await session.commit()
+    return UploadTokenIssued(upload_id=upload.id, upload_token=token, expires_at=upload.expires_at)
 
 
 @router.delete(

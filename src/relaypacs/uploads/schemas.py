@@ -116,6 +116,14 @@ class UploadCreated(BaseModel):
     files: list[FileCreated]
 
 
+class UploadTokenIssued(BaseModel):
+    upload_id: uuid.UUID
+    upload_token: str = Field(
+        description="Send as X-Upload-Token; replaces the upload's previous token"
+    )
+    expires_at: datetime = Field(description="The upload session's expiry, unchanged")
+
+
 class ChunkStored(BaseModel):
     upload_id: uuid.UUID
     file_id: uuid.UUID

@@ -55,11 +55,13 @@ from relaypacs.uploads.exceptions import (
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
     InvalidContentMD5,
+    InvalidUploadToken,
     UploadExpired,
     UploadIncomplete,
     UploadNotCancellable,
     UploadNotFound,
     UploadNotReceiving,
+    UploadTokenRevoked,
     UploadTooLarge,
 )
 from relaypacs.uploads.models import (
@@ -172,7 +174,12 @@ def _token_seal_context(upload_id: uuid.UUID) -> bytes:
 
 
 async def _claim_or_replay(
-    session: AsyncSession, owner: User, idempotency_key: str, data: UploadCreate, now: datetime
+    session: AsyncSession,
+    owner: User,
+    idempotency_key: str,
+    data: UploadCreate,
+    now: datetime,
+    request: Request | None,
 ) -> UploadIdempotency | CreatedUpload:
     """The upload an earlier request with this key created, or this request's claim on the key.
 
@@ -185,7 +192,7 @@ async def _claim_or_replay(
     for _ in range(2):
         earlier = await repository.get_idempotency_key(session, owner.id, key_hash, since=since)
         if earlier is not None:
-            return await _replay(session, earlier, idempotency_key, body_hash)
+            return await _replay(session, earlier, idempotency_key, body_hash, request)
         await repository.delete_idempotency_keys_before(session, owner.id, since)
         claim = UploadIdempotency(
             owner_id=owner.id, key_hash=key_hash, request_hash=body_hash, created_at=now
@@ -196,7 +203,11 @@ async def _claim_or_replay(
 
 
 async def _replay(
-    session: AsyncSession, earlier: UploadIdempotency, idempotency_key: str, body_hash: str
+    session: AsyncSession,
+    earlier: UploadIdempotency,
+    idempotency_key: str,
+    body_hash: str,
+    request: Request | None,
 ) -> CreatedUpload:
     if earlier.request_hash != body_hash:
         raise IdempotencyKeyReused()
@@ -205,9 +216,20 @@ async def _replay(
     upload = await repository.get_upload(session, earlier.upload_id)
     if upload is None:
         raise IdempotencyKeyInFlight()
-    token = unseal_token(
-        earlier.token_sealed, key=idempotency_key, context=_token_seal_context(upload.id)
-    )
+    context = _token_seal_context(upload.id)
+    token = unseal_token(earlier.token_sealed, key=idempotency_key, context=context)
+    if (upload.token_revoked_at is not None or hash_token(token) != upload.token_hash) and (
+        upload.expires_at > utcnow()
+    ):
+        # The token first given has ended since (its owner signed out everywhere, or a new
+        # one was issued): the same upload is answered with a token that works, and a later
+        # repeat gets that one.
+        token = await issue_upload_token(
+            session, upload, request=request, actor_id=earlier.owner_id
+        )
+        await repository.complete_idempotency_key(
+            session, earlier, upload.id, seal_token(token, key=idempotency_key, context=context)
+        )
     files = await repository.list_files(session, upload.id)
     log.info("upload_create_replayed", upload_id=str(upload.id))
     return CreatedUpload(upload, files, token, replayed=True)
@@ -234,7 +256,7 @@ async def create_upload(
     now = utcnow()
     claim: UploadIdempotency | None = None
     if idempotency_key is not None:
-        claimed = await _claim_or_replay(session, owner, idempotency_key, data, now)
+        claimed = await _claim_or_replay(session, owner, idempotency_key, data, now, request)
         if isinstance(claimed, CreatedUpload):
             return claimed
         claim = claimed
@@ -480,12 +502,17 @@ class ChunkArrival:
     """A chunk whose body is staged and verified, waiting for its row (see :func:`record_chunks`).
 
     ``mark_receiving``: the upload may still be ``created`` (this process has not seen it
-    receiving yet).
+    receiving yet). ``token_hash``: the token is checked again when the row goes in, since it
+    may have been revoked (or replaced) after the request checked it, or after this process
+    remembered the route.
     """
 
     target: ChunkTarget
     staged: StagedChunk
     mark_receiving: bool
+    #: The hash of the upload token the chunk came with; None for the owner's (or an admin's)
+    #: access token, checked by the request itself.
+    token_hash: str | None = None
 
 
 #: What :func:`record_chunks` decided for one arrival: ``True`` stored (201), ``False`` the same
@@ -511,8 +538,8 @@ async def record_chunks(
     upload_ids = sorted({a.target.upload_id for a in arrivals})
     # The state changes go first, in id order: their exclusive row locks, taken before the
     # share locks below, cannot deadlock with a concurrent batch doing the same.
-    for upload_id in sorted({a.target.upload_id for a in arrivals if a.mark_receiving}):
-        if await repository.mark_receiving(session, upload_id):
+    for upload_id, token_hashes in sorted(_receiving_marks(arrivals).items()):
+        if await repository.mark_receiving(session, upload_id, token_hashes):
             await repository.add_event(session, upload_id, UploadState.receiving)
     states = await repository.lock_uploads_for_chunks(session, upload_ids)
     outcomes: list[ChunkOutcome | None] = [None] * len(arrivals)
@@ -523,12 +550,12 @@ async def record_chunks(
         try:
             if found is None:
                 raise UploadNotFound()
-            state, expires_at, owner_active = found
-            if not owner_active:
+            if not found.owner_active:
                 # Disabling an account stops its upload tokens too, even a route cached by
                 # an API process before the account was disabled.
                 raise AccountDisabled()
-            check_receiving(state, expires_at, now)
+            check_token(found, arrival.token_hash)
+            check_receiving(found.state, found.expires_at, now)
         except RelayError as exc:
             outcomes[n] = exc
             continue
@@ -573,6 +600,67 @@ async def record_chunks(
             log.warning("chunk_commit_failed", chunks=len(winners), error=type(exc).__name__)
             raise ChunkStoreUnavailable() from exc
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _receiving_marks(arrivals: Sequence[ChunkArrival]) -> dict[uuid.UUID, set[str] | None]:
+    """Uploads the batch may move to receiving, each with the upload tokens that must still be
+    live for it (None: an access token asked, already checked)."""
+    marks: dict[uuid.UUID, set[str] | None] = {}
+    for arrival in arrivals:
+        if not arrival.mark_receiving:
+            continue
+        upload_id = arrival.target.upload_id
+        hashes = marks.setdefault(upload_id, set())
+        if arrival.token_hash is None:
+            marks[upload_id] = None
+        elif hashes is not None:
+            hashes.add(arrival.token_hash)
+    return marks
+
+
+def check_token(found: repository.LockedUpload, token_hash: str | None) -> None:
+    """A chunk sent with an upload token is stored only while that token is the upload's live
+    one: a token revoked (or replaced) after its route was checked, or cached, stores nothing."""
+    if token_hash is None:
+        return
+    if token_hash != found.token_hash:
+        raise InvalidUploadToken()
+    if found.token_revoked:
+        raise UploadTokenRevoked()
+
+
+# --- upload tokens -----------------------------------------------------------------------------
+
+
+async def end_upload_tokens(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
+    """Every upload token of the user's unexpired uploads stops working at once (the user signed
+    out everywhere, changed the password, or was disabled). The uploads go on: their owner,
+    signed in again, continues with the access token or a new upload token."""
+    ended = await repository.revoke_upload_tokens(session, user_id, now)
+    if ended:
+        log.info("upload_tokens_revoked", user_id=str(user_id), count=ended)
+    return ended
+
+
+async def issue_upload_token(
+    session: AsyncSession, upload: Upload, *, request: Request | None, actor_id: uuid.UUID
+) -> str:
+    """A new upload token for the upload, with the session's expiry; the previous one, revoked
+    or not, opens nothing any more (one live token per upload)."""
+    # Past its session a token opens nothing, whatever the upload's state.
+    if upload.expires_at <= utcnow():
+        raise UploadExpired(f"The upload session expired at {upload.expires_at.isoformat()}")
+    token = secrets.token_urlsafe(32)
+    await repository.replace_upload_token(session, upload.id, hash_token(token))
+    await record_audit(
+        session,
+        "upload.token_issued",
+        request=request,
+        actor_id=actor_id,
+        target_type="upload",
+        target_id=str(upload.id),
+    )
+    return token
 
 
 # --- status ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from relaypacs.audit.schemas import AuditEventOut
 from relaypacs.audit.service import events_about_user, record_audit
 from relaypacs.auth.passwords import check_password_policy, hash_password
 from relaypacs.auth.repository import AuthRepository
+from relaypacs.auth.revocation import end_delegated_credentials
 from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
 from relaypacs.users.exceptions import (
@@ -271,9 +272,12 @@ async def administer_user(
         )
     if is_active is not None and is_active != user.is_active:
         user.is_active = is_active
+        delegated: dict[str, int] = {}
         if not is_active:
             user.token_version += 1
             await AuthRepository(session).revoke_user_sessions(user.id, now, "account_disabled")
+            # Not only refused while disabled: enabling the account again brings none back.
+            delegated = await end_delegated_credentials(session, user.id, now)
         await record_audit(
             session,
             "user_enabled" if is_active else "user_disabled",
@@ -281,6 +285,7 @@ async def administer_user(
             actor_id=admin.id,
             target_type="user",
             target_id=str(user.id),
+            details=delegated or None,
         )
     await users.flush()
     return user

@@ -37,6 +37,7 @@ export const KNOWN_ACTIONS = [
   'upload.viewed',
   'upload.listed',
   'upload.requeued',
+  'upload.token_issued',
   'report.updated',
 ] as const;
 

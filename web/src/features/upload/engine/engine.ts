@@ -9,7 +9,7 @@ import { userOfToken } from '@/lib/session-user';
 import { backoffDelay, classifyFailure, DEFAULT_BACKOFF, retryAfterMs, type BackoffOptions } from './backoff';
 import type { ChunkTask } from './chunking';
 import type { JobStore } from './db';
-import type { CreateUploadBody } from './protocol';
+import { ENDED_UPLOAD_TOKEN, type CreateUploadBody } from './protocol';
 import { planFresh, planResume, queueOrder, type ResumePlan } from './resume';
 import { AbortedError, TransportError, type Transport } from './transport';
 import type { EngineCommand, EngineEvent, JobProgress, JobState, JobView, UploadJob } from './types';
@@ -38,6 +38,8 @@ export interface EngineDeps {
 const RUNNABLE: ReadonlySet<JobState> = new Set(['waiting', 'uploading', 'completing']);
 const STOPPED_MIDWAY: ReadonlySet<JobState> = new Set(['waiting', 'uploading', 'completing', 'paused', 'failed']);
 const RATE_WINDOW_MS = 10_000;
+/** New upload tokens one chunk may ask for: a token refused again at once is not a sign-out. */
+const MAX_TOKEN_RENEWALS = 3;
 
 interface Live {
   confirmed: Map<number, number>;
@@ -67,6 +69,8 @@ export class UploadEngine {
   /** another user's token arrived: this engine has let go of its queue and does nothing more */
   private stopped = false;
   private active: { jobId: string; controller: AbortController; done: Promise<void> } | null = null;
+  /** the running job's request for a new upload token, which every lane refused with `rejected` awaits */
+  private renewal: { jobId: string; rejected: string; done: Promise<void> } | null = null;
   private emitTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly parallel: number;
   private readonly now: () => number;
@@ -408,35 +412,46 @@ export class UploadEngine {
 
   private async sendChunk(job: UploadJob, task: ChunkTask, signal: AbortSignal): Promise<void> {
     const file = job.files[task.fileIndex];
-    const { serverId, uploadToken } = job;
-    if (!file?.serverFileId || !serverId || !uploadToken) throw new Error('the upload session is incomplete');
+    const { serverId } = job;
+    if (!file?.serverFileId || !serverId || !job.uploadToken) throw new Error('the upload session is incomplete');
     const fileId = file.serverFileId;
     const key = `${task.fileIndex}:${task.chunkIndex}`;
-    await this.retrying(
-      job,
-      signal,
-      async () => {
-        // Read and hash on every try: a checksum refusal may mean the bytes changed under us.
-        const body = await this.deps.store.readChunk(job.id, task.fileIndex, task.start, task.end);
-        const md5 = await this.deps.md5(body);
-        this.setInflight(job, key, task.fileIndex, 0);
-        try {
-          await this.deps.transport.putChunk({
-            uploadId: serverId,
-            fileId,
-            index: task.chunkIndex,
-            body,
-            md5,
-            uploadToken,
-            signal,
-            onProgress: (sent) => this.setInflight(job, key, task.fileIndex, sent),
-          });
-        } finally {
-          this.live.get(job.id)?.inflight.delete(key);
-        }
-      },
-      { needsToken: false, authIsFatal: true },
-    );
+    for (let renewals = 0; ; renewals += 1) {
+      const uploadToken = job.uploadToken;
+      if (!uploadToken) throw new Error('the upload session is incomplete');
+      try {
+        await this.retrying(
+          job,
+          signal,
+          async () => {
+            // Read and hash on every try: a checksum refusal may mean the bytes changed under us.
+            const body = await this.deps.store.readChunk(job.id, task.fileIndex, task.start, task.end);
+            const md5 = await this.deps.md5(body);
+            this.setInflight(job, key, task.fileIndex, 0);
+            try {
+              await this.deps.transport.putChunk({
+                uploadId: serverId,
+                fileId,
+                index: task.chunkIndex,
+                body,
+                md5,
+                uploadToken,
+                signal,
+                onProgress: (sent) => this.setInflight(job, key, task.fileIndex, sent),
+              });
+            } finally {
+              this.live.get(job.id)?.inflight.delete(key);
+            }
+          },
+          { needsToken: false, authIsFatal: true },
+        );
+        break;
+      } catch (error) {
+        const ended = error instanceof TransportError && error.status === 401 && ENDED_UPLOAD_TOKEN.has(error.code ?? '');
+        if (!ended || renewals >= MAX_TOKEN_RENEWALS) throw error;
+        await this.renewUploadToken(job, uploadToken, signal);
+      }
+    }
     const live = this.live.get(job.id);
     if (live) live.confirmed.set(task.fileIndex, (live.confirmed.get(task.fileIndex) ?? 0) + (task.end - task.start));
     this.scheduleEmit();
@@ -445,6 +460,31 @@ export class UploadEngine {
       live.savedAt = this.now();
       await this.save(job);
     }
+  }
+
+  /**
+   * The upload token ended (its owner signed out everywhere or changed the password): the upload
+   * goes on with a new one, asked for with the sign-in, waiting for one as every other call does
+   * while there is none. One request for all the lanes refused with the same token; the new
+   * token is saved with the job at once, so a reload goes on with it too.
+   */
+  private async renewUploadToken(job: UploadJob, rejected: string, signal: AbortSignal): Promise<void> {
+    if (job.uploadToken !== rejected) return; // another lane got the new one meanwhile
+    const pending = this.renewal;
+    if (pending?.jobId === job.id && pending.rejected === rejected) return pending.done;
+    const serverId = job.serverId;
+    if (!serverId) throw new Error('the upload has no session on the gateway');
+    const done: Promise<void> = (async (): Promise<void> => {
+      const issued = await this.retrying(job, signal, (token) => this.deps.transport.renewUploadToken(serverId, token, signal), {
+        needsToken: true,
+      });
+      job.uploadToken = issued.upload_token;
+      await this.save(job);
+    })().finally(() => {
+      if (this.renewal?.done === done) this.renewal = null;
+    });
+    this.renewal = { jobId: job.id, rejected, done };
+    return done;
   }
 
   private async retrying<T>(

@@ -18,6 +18,20 @@ export interface CreatedUpload {
   files: { file_id: string; name: string; size: number; chunk_count: number }[];
 }
 
+/** A new upload token for an upload whose token ended (`POST /uploads/{id}/token`). */
+export interface IssuedUploadToken {
+  upload_id: string;
+  upload_token: string;
+  expires_at: string;
+}
+
+/**
+ * What the gateway answers a chunk sent with an upload token that no longer opens its upload:
+ * ended when its owner signed out everywhere or changed the password, or replaced by a newer
+ * token. The upload itself goes on: a new token is asked for with the sign-in.
+ */
+export const ENDED_UPLOAD_TOKEN = new Set(['upload_token_revoked', 'invalid_upload_token']);
+
 /** Why the gateway could not use a file, or an entry of a ZIP (`entry`), after checking it. */
 export interface FileProblem {
   entry: string | null;

@@ -1,5 +1,11 @@
 /** The engine's network edge: an interface so tests swap the network, not the logic. */
-import { parseUploadStatus, type CreateUploadBody, type CreatedUpload, type ServerUploadStatus } from './protocol';
+import {
+  parseUploadStatus,
+  type CreateUploadBody,
+  type CreatedUpload,
+  type IssuedUploadToken,
+  type ServerUploadStatus,
+} from './protocol';
 
 /** A failed request. status null: no HTTP answer (offline, refused, reset or stalled). */
 export class TransportError extends Error {
@@ -42,6 +48,8 @@ export interface Transport {
   putChunk(request: PutChunkRequest): Promise<number>;
   complete(uploadId: string, token: string, signal: AbortSignal): Promise<void>;
   cancel(uploadId: string, token: string, signal: AbortSignal): Promise<void>;
+  /** A new upload token for one's own upload, asked with the sign-in; the previous one ends. */
+  renewUploadToken(uploadId: string, token: string, signal: AbortSignal): Promise<IssuedUploadToken>;
 }
 
 function problemOf(body: unknown): { code: string | null; message: string | null } {
@@ -126,6 +134,8 @@ export function httpTransport(options: HttpTransportOptions): Transport {
     cancel: async (uploadId, token, signal) => {
       await call('DELETE', `/uploads/${encodeURIComponent(uploadId)}`, token, signal);
     },
+    renewUploadToken: async (uploadId, token, signal) =>
+      (await call('POST', `/uploads/${encodeURIComponent(uploadId)}/token`, token, signal)) as IssuedUploadToken,
     putChunk: (request) =>
       new Promise<number>((resolve, reject) => {
         const url = `${base}/uploads/${encodeURIComponent(request.uploadId)}/files/${encodeURIComponent(request.fileId)}/chunks/${request.index}`;

@@ -522,6 +522,77 @@ describe('upload engine', () => {
   });
 });
 
+describe('an upload token that ends with its sign-in', () => {
+  /** Records each chunk the gateway accepts, and runs `then` once it has accepted `count`. */
+  function afterStored(count: number, then: () => void): number[] {
+    const original = gateway.putChunk.bind(gateway);
+    const statuses: number[] = [];
+    gateway.putChunk = async (request) => {
+      const status = await original(request);
+      statuses.push(status);
+      if (statuses.length === count) then();
+      return status;
+    };
+    return statuses;
+  }
+
+  it('waits for a sign-in after the owner signed out everywhere, then goes on with a new upload token', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(20), 'b.dcm': 'b'.repeat(8) });
+    await store.addJob(record, blobs);
+    const statuses = afterStored(3, () => {
+      // Signed out everywhere: the upload token ends, and so does this device's sign-in.
+      gateway.revokeUploadTokens();
+      gateway.expiredToken = 'access-1';
+    });
+    const h = harness();
+    await started(h);
+    await until(() => h.latest()[0]?.progress?.waitingFor === 'sign-in', 'waiting for a sign-in');
+    expect(h.events.some((e) => e.type === 'need-token')).toBe(true);
+    expect(await stateOf('j1')).toBe('uploading');
+
+    await h.engine.handle({ type: 'token', token: 'access-2' });
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+
+    // Every chunk was stored once, none sent again once stored (that would answer 200).
+    expect(statuses).toEqual(Array(7).fill(201));
+    const saved = await store.getJob('j1');
+    const serverId = saved?.serverId ?? '';
+    expect(new TextDecoder().decode(gateway.assembled(serverId, 0))).toBe('a'.repeat(20));
+    expect(new TextDecoder().decode(gateway.assembled(serverId, 1))).toBe('b'.repeat(8));
+    // One new token for all the chunks that were refused together, kept for a reload.
+    expect(gateway.renewals).toEqual([{ uploadId: serverId, token: saved?.uploadToken }]);
+    expect(saved?.uploadToken).not.toBe(`tok-${serverId}`);
+    expect(JSON.stringify(h.events)).not.toContain('tok-');
+  });
+
+  it('goes on at once when the sign-in is already a new one (a password changed on this device)', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(20) });
+    await store.addJob(record, blobs);
+    afterStored(2, () => gateway.revokeUploadTokens());
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    expect(h.events.some((e) => e.type === 'need-token')).toBe(false);
+    expect(gateway.renewals).toHaveLength(1);
+  });
+
+  it('fails the upload rather than loop when every new token is refused at once', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcdefgh' });
+    await store.addJob(record, blobs);
+    // Each token is revoked as soon as it is used, the first one included.
+    const put = gateway.putChunk.bind(gateway);
+    gateway.putChunk = async (request) => {
+      gateway.revokeUploadTokens();
+      return put(request);
+    };
+    const h = harness({ parallel: 1 });
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'failed', 'failed');
+    expect(gateway.renewals).toHaveLength(3);
+    expect((await store.getJob('j1'))?.message).toMatch(/refused/);
+  });
+});
+
 describe('queue persistence', () => {
   it('keeps jobs and their file bytes across a new database connection (a reload)', async () => {
     const [record, blobs] = job('j1', { 'a.dcm': 'persist me' });

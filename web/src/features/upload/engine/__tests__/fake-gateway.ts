@@ -4,12 +4,14 @@
  */
 import { chunkCount } from '../chunking';
 import { md5Base64 } from '../md5';
-import type { CreateUploadBody, CreatedUpload, ServerUploadStatus } from '../protocol';
+import type { CreateUploadBody, CreatedUpload, IssuedUploadToken, ServerUploadStatus } from '../protocol';
 import { AbortedError, TransportError, type PutChunkRequest, type Transport } from '../transport';
 
 interface Session {
   id: string;
   token: string;
+  /** the owner signed out everywhere (or changed the password) since the token was given */
+  tokenRevoked?: boolean;
   chunkSize: number;
   state: string;
   files: { file_id: string; name: string; size: number; chunks: Map<number, Uint8Array> }[];
@@ -35,6 +37,8 @@ export class FakeGateway implements Transport {
   chunkSize = 4;
   private nextId = 1;
   completions = 0;
+  /** new upload tokens given out (POST /uploads/{id}/token), in order */
+  readonly renewals: { uploadId: string; token: string }[] = [];
 
   private check(signal: AbortSignal): void {
     if (signal.aborted) throw new AbortedError();
@@ -121,6 +125,7 @@ export class FakeGateway implements Transport {
     this.puts.push({ uploadId: request.uploadId, fileId: request.fileId, index: request.index });
     const session = this.session(request.uploadId);
     if (request.uploadToken !== session.token) throw new TransportError(401, 'invalid_upload_token', 'bad token');
+    if (session.tokenRevoked) throw new TransportError(401, 'upload_token_revoked', 'revoked', null, { code: 'upload_token_revoked' });
     if (this.failNextPuts > 0) {
       this.failNextPuts -= 1;
       throw new TransportError(503, null, 'busy');
@@ -155,6 +160,22 @@ export class FakeGateway implements Transport {
     if (missing) throw new TransportError(409, 'upload_incomplete', 'missing chunks');
     this.completions += 1;
     session.state = 'assembling';
+  }
+
+  /** The owner signs out everywhere: every upload token ends, the uploads stay. */
+  revokeUploadTokens(): void {
+    for (const session of this.sessions.values()) session.tokenRevoked = true;
+  }
+
+  async renewUploadToken(uploadId: string, token: string, signal: AbortSignal): Promise<IssuedUploadToken> {
+    await Promise.resolve();
+    this.check(signal);
+    this.auth(token);
+    const session = this.session(uploadId);
+    session.token = `tok-${uploadId}-${this.renewals.length + 2}`;
+    session.tokenRevoked = false;
+    this.renewals.push({ uploadId, token: session.token });
+    return { upload_id: uploadId, upload_token: session.token, expires_at: '2099-01-01T00:00:00Z' };
   }
 
   async cancel(uploadId: string, token: string, signal: AbortSignal): Promise<void> {

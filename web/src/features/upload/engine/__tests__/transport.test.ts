@@ -145,3 +145,25 @@ describe('httpTransport session start', () => {
     expect(headers[1]).not.toHaveProperty('Idempotency-Key');
   });
 });
+
+describe('httpTransport new upload token', () => {
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  it('asks for it with the sign-in, never with an upload token', async () => {
+    const issued = { upload_id: 'u 1', upload_token: 'new-token', expires_at: '2099-01-01T00:00:00Z' };
+    const fetchMock = vi.fn(async () => Promise.resolve(new Response(JSON.stringify(issued), { status: 200 })));
+    vi.stubGlobal('fetch', fetchMock);
+    const transport = httpTransport({ apiBase: '/api/v1', stallTimeoutMs: 1000 });
+
+    await expect(transport.renewUploadToken('u 1', 'access', new AbortController().signal)).resolves.toEqual(issued);
+
+    const [url, init] = (fetchMock.mock.calls as unknown as [string, RequestInit][])[0]!;
+    expect(url).toBe('/api/v1/uploads/u%201/token');
+    expect(init.method).toBe('POST');
+    const headers = init.headers as Record<string, string>;
+    expect(headers.Authorization).toBe('Bearer access');
+    expect(headers).not.toHaveProperty('X-Upload-Token');
+  });
+});
