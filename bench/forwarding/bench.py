@@ -261,7 +261,11 @@ async def control_request(
 
 
 async def through_gateway(
-    port: int, paths: list[Path], connections: int, at_uploaded: Callable[[], None] = lambda: None
+    port: int,
+    paths: list[Path],
+    connections: int,
+    at_uploaded: Callable[[], None] = lambda: None,
+    at_state: Callable[[str], None] = lambda state: None,
 ) -> dict[str, Any]:
     auth = await sign_in(port)
     body = json.dumps(
@@ -321,6 +325,7 @@ async def through_gateway(
         )
         assert status == 200, text
         state = json.loads(text)["items"][0]["state"]
+        at_state(state)
         if state in {"delivered", "partially_delivered", "failed", "rejected"}:
             break
         await asyncio.sleep(0.05)
@@ -394,8 +399,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
             cpu_at_uploaded: dict[str, float] = {}
+            # CPU when the client first saw each state (polled every 50 ms): the CPU split.
+            cpu_at_state: dict[str, dict[str, float]] = {}
             outcome = await through_gateway(
-                port, paths, args.connections, lambda: cpu_at_uploaded.update(meter.read())
+                port,
+                paths,
+                args.connections,
+                lambda: cpu_at_uploaded.update(meter.read()),
+                lambda state: cpu_at_state.setdefault(state, meter.read()) and None,
             )
             gateway_cpu = meter.read()
             at = outcome["timeline"]
@@ -439,7 +450,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"gateway / best direct = {results['ratio_gateway_to_best_direct']}")
             results["cpu_seconds"]["gateway"] = gateway_cpu
             results["cpu_seconds"]["gateway_until_uploaded"] = cpu_at_uploaded
+            by_phase = cpu_by_phase(cpu_at_uploaded, cpu_at_state, gateway_cpu)
+            results["cpu_seconds"]["gateway_by_phase"] = by_phase
             print(f"    CPU seconds until the last chunk: {cpu_at_uploaded}")
+            print(f"    gateway CPU seconds by phase:     {by_phase}")
             print(f"    CPU seconds until delivered:      {gateway_cpu}")
             results["cpu_bound"] = cpu_bound(
                 gateway_cpu, results["cpu_seconds"]["direct"][best], best_direct, len(paths)
@@ -455,6 +469,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         )
         return results
+
+
+def cpu_by_phase(
+    at_uploaded: dict[str, float],
+    at_state: dict[str, dict[str, float]],
+    at_end: dict[str, float],
+) -> dict[str, float]:
+    """The gateway processes' CPU seconds in each phase: the upload, then from each state the
+    client saw to the next one (``assembling`` ends when it sees ``validated`` or later)."""
+
+    def own(reading: dict[str, float]) -> float:
+        return sum(v for k, v in reading.items() if k.startswith("gateway_"))
+
+    phases = {"upload": own(at_uploaded)}
+    previous_name, previous = "complete", own(at_uploaded)
+    for state, reading in at_state.items():
+        phases[previous_name] = round(own(reading) - previous, 2)
+        previous_name, previous = state, own(reading)
+    phases[previous_name] = round(own(at_end) - previous, 2)
+    return {name: round(value, 2) for name, value in phases.items()}
 
 
 def cpu_bound(
