@@ -52,35 +52,6 @@ class FileValidation:
         self.problems.append({"entry": entry, "status": "skipped", "reason": reason})
 
 
-async def validate_file(
-    *,
-    store: ChunkStore,
-    staging: StagingArea,
-    path: Path,
-    upload_id: uuid.UUID,
-    stored_key: str,
-    size: int,
-    sha256: str,
-    limits: ZipLimits,
-) -> FileValidation:
-    """Validate the assembled file at ``path`` (already stored under ``stored_key``).
-
-    A plain instance is recorded with the file's own key; each valid ZIP entry is stored as its
-    own instance object.
-    """
-    return await validate_inspected(
-        await to_thread.run_sync(inspect_plain, path),
-        store=store,
-        staging=staging,
-        path=path,
-        upload_id=upload_id,
-        stored_key=stored_key,
-        size=size,
-        sha256=sha256,
-        limits=limits,
-    )
-
-
 def inspect_plain(path: Path) -> Inspection | None:
     """Blocking: :func:`inspect_instance` of a plain file, ``None`` for a ZIP archive.
 
@@ -104,7 +75,12 @@ async def validate_inspected(
     sha256: str,
     limits: ZipLimits,
 ) -> FileValidation:
-    """:func:`validate_file` given :func:`inspect_plain`'s answer for ``path``."""
+    """Validate the assembled file at ``path`` (already stored under ``stored_key``), given
+    :func:`inspect_plain`'s answer for it.
+
+    A plain instance is recorded with the file's own key; each valid ZIP entry is stored as its
+    own instance object.
+    """
     result = FileValidation()
     if inspection is None:
         await _validate_archive(result, store, staging, path, upload_id, limits)
