@@ -534,7 +534,9 @@ export class UploadEngine {
       else break;
       await this.change(signal);
     }
-    this.setWaiting(job, null);
+    // A lane that needs no sign-in (a chunk sent with the upload token) must not clear another
+    // lane's wait for one: the job still cannot go on until the renewal has a sign-in.
+    if (!(this.liveOf(job).waitingFor === 'sign-in' && !this.token)) this.setWaiting(job, null);
     return this.token ?? '';
   }
 
