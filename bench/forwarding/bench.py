@@ -184,7 +184,12 @@ def forget_study(orthanc: OrthancServer, study_uid: str, expected: int) -> None:
 
 
 def start_gateway(
-    work: Path, orthanc: OrthancServer, plan: str, database_url: str | None
+    work: Path,
+    orthanc: OrthancServer,
+    plan: str,
+    database_url: str | None,
+    *,
+    forward_while_receiving: bool = False,
 ) -> tuple[int, list[subprocess.Popen[bytes]], Path]:
     instances, parallel = plan.split("x")
     port = free_port()
@@ -208,6 +213,8 @@ def start_gateway(
     }
     if database_url:
         env["RELAYPACS_DATABASE_URL"] = database_url
+    if forward_while_receiving:
+        env["RELAYPACS_FORWARD_WHILE_RECEIVING"] = "true"
     log = log_path.open("wb")
     processes = [
         subprocess.Popen(
@@ -392,7 +399,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.to_thread(forget_study, orthanc, study_uid, len(paths))
             best = min(results["direct"], key=results["direct"].get)
 
-            port, processes, log_path = start_gateway(work, orthanc, best, args.database_url)
+            port, processes, log_path = start_gateway(
+                work,
+                orthanc,
+                best,
+                args.database_url,
+                forward_while_receiving=args.forward_while_receiving,
+            )
             assert orthanc.process is not None
             meter = CpuMeter(
                 {
@@ -423,9 +436,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "forward_total": at["delivered"] - at["forwarding"],
             }
             assembled = log_record(log_path, "upload_assembled", outcome["upload_id"])
+            # The forwarding job after `complete` sends what early forwarding had not stored.
+            sent_after_complete = forwarded.get("sent")
             results["gateway"] = {
                 "batching": best,
                 "connections": args.connections,
+                "forward_while_receiving": args.forward_while_receiving,
+                "instances_sent_after_complete": sent_after_complete,
                 "seconds": round(gateway_seconds, 2),
                 # Files left to assemble after `complete` (the others were done while uploading).
                 "files_assembled_after_complete": assembled.get("assembled_now"),
@@ -435,6 +452,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             print(f"gateway ({best}, {args.connections} connections): {gateway_seconds:6.2f} s")
             print(f"    files assembled after complete: {assembled.get('assembled_now')}")
+            print(f"    instances sent after complete:  {sent_after_complete}")
             for name, value in results["gateway"]["split_seconds"].items():
                 print(f"    {name:18s} {value}")
             for process in processes:
@@ -534,6 +552,11 @@ def main() -> None:
     )
     parser.add_argument("--connections", type=int, default=8, help="chunk PUTs in flight")
     parser.add_argument("--database-url", default=None, help="PostgreSQL (adds a worker process)")
+    parser.add_argument(
+        "--forward-while-receiving",
+        action="store_true",
+        help="RELAYPACS_FORWARD_WHILE_RECEIVING=true: instances go to the PACS as they arrive",
+    )
     args = parser.parse_args()
     results = asyncio.run(run(args))
     out = ROOT / "bench" / "results" / f"forwarding-{time.strftime('%Y%m%dT%H%M%S')}.json"

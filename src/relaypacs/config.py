@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         "the rest of the study arrives; default: on when the jobs run in another process than "
         "`serve` (inside it, the work slows the upload down more than it saves)",
     )
+    forward_while_receiving: bool = Field(
+        default=False,
+        description="Send each validated instance to the PACS while the rest of the study is "
+        "still arriving (implies ASSEMBLE_WHILE_RECEIVING). Off by default: a study cancelled "
+        "or left to expire after that keeps the instances the PACS already stored",
+    )
     # --- jobs (relaypacs.jobs) ---
     worker_concurrency: int = Field(default=4, ge=1, le=64, description="Jobs run at once")
     job_poll_seconds: float = Field(default=1.0, gt=0, description="Look for due jobs this often")
@@ -224,6 +230,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"RELAYPACS_RETENTION_AUDIT_DAYS must be 0 (keep forever) or at least "
                 f"{AUDIT_MINIMUM_RETENTION_DAYS} (six years)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _forwarding_needs_early_assembly(self) -> Settings:
+        if self.forward_while_receiving and self.assemble_while_receiving is False:
+            raise ValueError(
+                "RELAYPACS_FORWARD_WHILE_RECEIVING needs the files assembled while they arrive: "
+                "it cannot be combined with RELAYPACS_ASSEMBLE_WHILE_RECEIVING=false"
             )
         return self
 

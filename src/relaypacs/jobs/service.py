@@ -96,6 +96,12 @@ async def get_job(session: AsyncSession, job_id: uuid.UUID) -> Job:
     return job
 
 
+async def is_running(session: AsyncSession, dedupe_key: str) -> bool:
+    """Whether the unfinished job with ``dedupe_key`` is running now (not merely queued)."""
+    job = await repository.get_unfinished_by_dedupe_key(session, dedupe_key)
+    return job is not None and job.state is JobState.running
+
+
 async def queue_depth(session: AsyncSession) -> dict[tuple[str, str], int]:
     """Jobs by (kind, state), for metrics and admin views."""
     return {

@@ -177,6 +177,11 @@ class Forwarder:
                 retry_after=retry_after,
             )
 
+    async def send(self, rows: Sequence[DicomInstance], report: ForwardReport) -> StowResult:
+        """Send ``rows`` now, recording each batch's outcome as it is answered (whatever the
+        upload's state: early forwarding sends while it still receives)."""
+        return await self._store(rows, report)
+
     async def _store(self, rows: Sequence[DicomInstance], report: ForwardReport) -> StowResult:
         report.passes += 1
         report.sent += len(rows)

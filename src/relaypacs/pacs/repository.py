@@ -41,6 +41,24 @@ async def instances_with_status(
     return list((await session.scalars(statement)).all())
 
 
+async def unsent_instances(
+    session: AsyncSession, upload_id: uuid.UUID, *, limit: int
+) -> list[DicomInstance]:
+    """Instances never offered to the PACS (pending, with no outcome or reason recorded), in
+    the order they were recorded."""
+    statement = (
+        select(DicomInstance)
+        .where(
+            DicomInstance.upload_id == upload_id,
+            DicomInstance.forward_status == ForwardStatus.pending,
+            DicomInstance.forward_reason.is_(None),
+        )
+        .order_by(DicomInstance.created_at, DicomInstance.sop_instance_uid)
+        .limit(limit)
+    )
+    return list((await session.scalars(statement)).all())
+
+
 async def count_by_status(session: AsyncSession, upload_id: uuid.UUID) -> dict[ForwardStatus, int]:
     statement = (
         select(DicomInstance.forward_status, func.count())

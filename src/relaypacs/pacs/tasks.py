@@ -36,7 +36,8 @@ from relaypacs.jobs.registry import (
     register_periodic,
 )
 from relaypacs.jobs.worker import retry_delay
-from relaypacs.pacs import forwarding, repository
+from relaypacs.pacs import early, forwarding, repository
+from relaypacs.uploads.overlap import FORWARD_READY_JOB
 from relaypacs.uploads.service import FORWARD_JOB, job_key
 
 log = structlog.get_logger(__name__)
@@ -49,7 +50,14 @@ _MIN_RETRY_SECONDS = 1.0
 STALLED_JOB = "pacs.stalled_deliveries"
 STALLED_SWEEP_EVERY = timedelta(minutes=1)
 
-__all__ = ["FORWARD_JOB", "STALLED_JOB", "fail_stalled_deliveries", "forward"]
+__all__ = [
+    "FORWARD_JOB",
+    "FORWARD_READY_JOB",
+    "STALLED_JOB",
+    "fail_stalled_deliveries",
+    "forward",
+    "forward_ready",
+]
 
 
 @job_handler(FORWARD_JOB, max_age=_WORKER_MAX_AGE)
@@ -86,6 +94,41 @@ async def forward(ctx: JobContext, payload: dict[str, Any]) -> None:
             passes=report.passes,
             stow_seconds=round(report.stow_seconds, 3),
             confirm_seconds=round(report.confirm_seconds, 3),
+        )
+
+
+@job_handler(FORWARD_READY_JOB)
+async def forward_ready(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Instances validated while the study still arrives (``RELAYPACS_FORWARD_WHILE_RECEIVING``).
+
+    Never retried: whatever it could not send waits for the forwarding after ``complete``.
+    """
+    try:
+        upload_id = uuid.UUID(str(payload["upload_id"]))
+    except (KeyError, ValueError) as exc:
+        raise PermanentFailure("payload without a valid upload_id") from exc
+    forwarder = forwarding.Forwarder(
+        sessionmaker=ctx.sessionmaker,
+        chunk_store=ctx.resources.chunk_store,
+        destination=ctx.resources.pacs.primary,
+        settings=ctx.settings,
+        upload_id=upload_id,
+    )
+    try:
+        report = await early.forward_ready_instances(forwarder)
+    except Exception as exc:
+        log.exception(
+            "forward_early_error", upload_id=str(upload_id), error_type=type(exc).__name__
+        )
+        return
+    if report.sent:
+        log.info(
+            "upload_forwarded_early",
+            upload_id=str(upload_id),
+            sent=report.sent,
+            stored=report.stored,
+            refused=report.refused,
+            stow_seconds=round(report.stow_seconds, 3),
         )
 
 

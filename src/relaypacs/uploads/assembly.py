@@ -5,8 +5,10 @@ Each file is assembled and validated as soon as its last chunk is stored (the up
 :func:`relaypacs.uploads.overlap.enqueue_complete_files`), while the rest of the study is
 still arriving; ``complete`` then leaves only the files that are not done yet to the
 ``uploads.assemble`` job, which records the upload's outcome (``validated`` or ``rejected``) and
-hands it to forwarding at once. Nothing is sent to a PACS before ``complete``: forwarding takes
-an upload only from ``validated`` (a cancelled upload never gets there).
+hands it to forwarding at once. Nothing is sent to a PACS before ``complete`` unless the operator
+turned on ``RELAYPACS_FORWARD_WHILE_RECEIVING``: then each recorded round also starts the
+``pacs.forward_ready`` job (:mod:`relaypacs.pacs.early`), and the ``uploads.assemble`` job waits
+until that job has stopped sending, so that what it decides below is final.
 
 For each file: stream its chunks in order into one local temporary (computing SHA-256 and size,
 never holding more than one block in memory), check the size, validate with pydicom, store the
@@ -16,7 +18,8 @@ work and before marking it done) and the early and the final job may meet on one
 first to record wins, the other discards its work.
 
 Two files holding one SOP Instance UID: the file earlier in the upload keeps it. An early job
-leaves a file that collides with what is recorded to the final job, which decides by position.
+leaves a file that collides with what is recorded to the final job, which decides by position,
+except that a copy already sent to the PACS stays: the PACS holds those bytes.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from relaypacs.operations import metrics
 from relaypacs.reports import service as reports_service
 from relaypacs.uploads import repository, service, store
 from relaypacs.uploads.models import FileStatus, Upload, UploadFile, UploadState
+from relaypacs.uploads.overlap import enqueue_forward_ready
 from relaypacs.uploads.store import LOCAL_READ_BYTES, ChunkStore, StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -198,6 +202,10 @@ async def _assemble_each(
 
 #: Files assembled per round of :func:`assemble_ready_files` (recorded in one transaction).
 EARLY_ROUND_FILES = 16
+#: How long :func:`assemble_ready_files` looks for more ready files before it ends, and how
+#: often. A file completed just as it ends waits for ``complete``: slower, never wrong.
+EARLY_LINGER_SECONDS = 1.0
+EARLY_POLL_SECONDS = 0.2
 
 
 async def assemble_ready_files(
@@ -216,6 +224,7 @@ async def assemble_ready_files(
     """
     recorded_files = 0
     deferred: set[uuid.UUID] = set()
+    idle = 0.0
     while True:
         async with sessionmaker() as session:
             upload = await repository.get_upload(session, upload_id)
@@ -229,7 +238,14 @@ async def assemble_ready_files(
             chunks = await repository.list_chunks(session, upload_id, [f.id for f in ready])
             await session.commit()
         if not ready:
-            return recorded_files
+            if idle >= EARLY_LINGER_SECONDS:
+                return recorded_files
+            # A file completed while this job runs adds no job of its own (the enqueue finds
+            # this one unfinished): stay a moment, as the next file is usually on its way.
+            await asyncio.sleep(EARLY_POLL_SECONDS)
+            idle += EARLY_POLL_SECONDS
+            continue
+        idle = 0.0
         round_ = _EarlyRound()
         try:
             await _assemble_each(
@@ -285,6 +301,8 @@ async def _record_round(
                     deferred.add(current.id)
             if recorded and warnings:
                 locked.warnings = merge_warnings(locked.warnings, _warnings_of(locked, recorded))
+            if recorded:
+                await enqueue_forward_ready(session, upload_id, locked.service_level)
         round_.committing = True
         await session.commit()
     round_.kept = recorded
@@ -531,7 +549,9 @@ async def _record_outcome(
         for found in validation.instances:
             uid = found.header.sop_instance_uid
             holder = holders.get(uid)
-            if holder is not None and files[holder.file_id].position <= upload_file.position:
+            if holder is not None and (
+                files[holder.file_id].position <= upload_file.position or _sent(holder)
+            ):
                 validation.refuse(found.entry_name, DUPLICATE)
                 continue
             if holder is not None:
@@ -564,6 +584,11 @@ async def _record_outcome(
 
 
 DUPLICATE = "duplicate SOP Instance UID in this upload"
+
+
+def _sent(row: DicomInstance) -> bool:
+    """Whether early forwarding sent this copy (stored, refused, or tried without an answer)."""
+    return row.forward_status is not ForwardStatus.pending or row.forward_reason is not None
 
 
 async def _give_way(session: AsyncSession, upload_file: UploadFile, row: DicomInstance) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.db.base import utcnow
-from relaypacs.dicom.models import DicomInstance
+from relaypacs.dicom.models import DicomInstance, ForwardStatus
 from relaypacs.uploads.models import (
     FileStatus,
     Upload,
@@ -561,6 +561,15 @@ async def delete_instance(session: AsyncSession, instance: DicomInstance) -> Non
 
 async def count_instances(session: AsyncSession, upload_id: uuid.UUID) -> int:
     statement = select(func.count()).where(DicomInstance.upload_id == upload_id)
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def count_stored_in_pacs(session: AsyncSession, upload_id: uuid.UUID) -> int:
+    """Instances the PACS has acknowledged (early forwarding can do that before ``complete``)."""
+    statement = select(func.count()).where(
+        DicomInstance.upload_id == upload_id,
+        DicomInstance.forward_status == ForwardStatus.stored,
+    )
     return int((await session.execute(statement)).scalar_one())
 
 

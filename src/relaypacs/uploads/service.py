@@ -750,9 +750,10 @@ async def cancel_upload(
     check_expiry(upload.state, upload.expires_at, utcnow())
     if upload.state not in _CANCELLABLE:
         raise UploadNotCancellable(f"The upload is {upload.state.value}", state=upload.state.value)
+    detail = await _already_in_pacs(session, upload)
     upload.state = UploadState.cancelled
     upload.updated_at = utcnow()
-    await repository.add_event(session, upload.id, UploadState.cancelled)
+    await repository.add_event(session, upload.id, UploadState.cancelled, detail)
     await record_audit(
         session,
         "upload.cancelled",
@@ -762,6 +763,18 @@ async def cancel_upload(
         target_id=str(upload.id),
     )
     return upload
+
+
+async def _already_in_pacs(session: AsyncSession, upload: Upload) -> str | None:
+    """The timeline's word on instances that stay in the PACS when an upload ends unfinished
+    (only early forwarding sends before ``complete``; the PACS keeps what it stored)."""
+    if upload.state not in RECEIVING_STATES:
+        return None
+    stored = await repository.count_stored_in_pacs(session, upload.id)
+    if not stored:
+        return None
+    log.warning("upload_ended_with_instances_in_pacs", upload_id=str(upload.id), count=stored)
+    return f"{stored} instance(s) had already been stored in the PACS and remain there"
 
 
 async def purge_stored_bytes(
@@ -782,9 +795,10 @@ async def expire_sessions(
         upload = await repository.get_upload(session, upload_id, lock="update")
         if upload is None or upload.state not in RECEIVING_STATES or upload.expires_at > now:
             continue
+        detail = await _already_in_pacs(session, upload)
         upload.state = UploadState.expired
         upload.updated_at = now
-        await repository.add_event(session, upload.id, UploadState.expired)
+        await repository.add_event(session, upload.id, UploadState.expired, detail)
         expired.append(upload_id)
     return expired
 

@@ -3,6 +3,8 @@ complete, then the rest after ``complete``), and the expiry sweep."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -11,6 +13,7 @@ import structlog
 
 from relaypacs.db.base import utcnow
 from relaypacs.dicom.archives import ZipLimits
+from relaypacs.jobs import service as jobs_service
 from relaypacs.jobs.registry import (
     JobContext,
     PermanentFailure,
@@ -23,12 +26,13 @@ from relaypacs.reports import service as reports_service
 from relaypacs.uploads import repository, service
 from relaypacs.uploads.assembly import AssemblyError, assemble_ready_files, assemble_upload
 from relaypacs.uploads.models import UploadState
-from relaypacs.uploads.overlap import ASSEMBLE_READY_JOB
+from relaypacs.uploads.overlap import ASSEMBLE_READY_JOB, FORWARD_READY_JOB
 from relaypacs.uploads.store import StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
 EXPIRY_SWEEP_EVERY = timedelta(minutes=10)
+_EARLY_SENDER_POLL_SECONDS = 0.1
 
 
 @job_handler(service.ASSEMBLE_JOB)
@@ -39,6 +43,7 @@ async def assemble(ctx: JobContext, payload: dict[str, Any]) -> None:
         raise PermanentFailure("payload without a valid upload_id") from exc
     settings = ctx.settings
     limits = ZipLimits(max_total_bytes=4 * settings.max_upload_bytes)
+    await _wait_for_early_sender(ctx, upload_id)
     try:
         await assemble_upload(ctx.sessionmaker, ctx.resources.chunk_store, upload_id, limits=limits)
     except (StoreUnavailable, OSError) as exc:
@@ -58,6 +63,25 @@ async def assemble(ctx: JobContext, payload: dict[str, Any]) -> None:
         if failed:
             metrics.record_upload_finished(UploadState.failed.value)
         raise PermanentFailure(str(exc)) from exc
+
+
+async def _wait_for_early_sender(ctx: JobContext, upload_id: uuid.UUID) -> None:
+    """Until the upload's early forwarding job is no longer running.
+
+    It stops before its next batch once it sees the upload completed. Which copy of an instance
+    held by two files stays depends on what already reached the PACS, so the outcome is decided
+    only after it. A sender whose worker died counts as running until its lease ends.
+    """
+    deadline = time.monotonic() + ctx.settings.job_lease_seconds
+    while True:
+        async with ctx.sessionmaker() as session:
+            sending = await jobs_service.is_running(session, f"{FORWARD_READY_JOB}:{upload_id}")
+            await session.commit()
+        if not sending:
+            return
+        if time.monotonic() >= deadline:
+            raise RetryLater("instances are still being sent early")
+        await asyncio.sleep(_EARLY_SENDER_POLL_SECONDS)
 
 
 @job_handler(ASSEMBLE_READY_JOB)

@@ -1,0 +1,251 @@
+"""Forwarding while the study still arrives (``RELAYPACS_FORWARD_WHILE_RECEIVING``), against a
+real Orthanc: instances reach the PACS before ``complete``, each exactly once and byte for byte;
+``complete`` sends only the rest; a PACS that is down leaves them for the forwarding after
+``complete``; a cancelled study says what stayed in the PACS; and when two files hold one
+instance, the copy the PACS already has is the one the gateway keeps."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import ValidationError
+from pydicom.uid import generate_uid
+
+from relaypacs.uploads.overlap import assemble_while_receiving
+from tests.conftest import make_settings
+from tests.pacs.forwarding import (
+    API,
+    FINAL_STATES,
+    ForwardingBase,
+    RecordingOrthanc,
+    module_forwarding_base,
+    pacs_settings,
+    recording_orthanc,
+    sop_instance_uid,
+    timeline,
+    wait_for_state,
+    with_series_description,
+)
+from tests.support import uploads
+from tests.support.accounts import new_client, running_app, sign_in
+from tests.support.dicom_studies import instance
+from tests.support.orthanc import orthanc_available
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not orthanc_available(), reason="apt orthanc + orthanc-dicomweb"),
+]
+
+base = module_forwarding_base("forward-early")
+orthanc = recording_orthanc  # each test gets an Orthanc of its own
+
+LIFECYCLE = ["created", "receiving", "assembling", "validated", "queued", "forwarding", "delivered"]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _series(count: int, study_uid: str) -> list[bytes]:
+    series_uid = generate_uid()
+    return [
+        instance(study_uid=study_uid, series_uid=series_uid, instance_number=n)
+        for n in range(1, count + 1)
+    ]
+
+
+async def _send_file(client: httpx.AsyncClient, session: uploads.Session, position: int) -> None:
+    for file_position, index in session.all_chunks():
+        if file_position == position:
+            response = await uploads.put(client, session, position, index)
+            assert response.status_code == 201, response.text
+
+
+async def _until(
+    client: httpx.AsyncClient, session: uploads.Session, ready: Any, seconds: float = 30
+) -> dict[str, Any]:
+    """The upload's status once ``ready(status)`` (early jobs are not awaited by any helper)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            status = await uploads.status(client, session)
+            if ready(status):
+                return status
+            await asyncio.sleep(0.05)
+
+
+def _stored(status: dict[str, Any]) -> set[str]:
+    return {i["sop_instance_uid"] for i in status["instances"] if i["forward_status"] == "stored"}
+
+
+def test_forwarding_while_receiving_is_off_by_default_and_needs_early_assembly(
+    tmp_path: Any,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
+    default = make_settings(url, tmp_path)
+    assert default.forward_while_receiving is False
+    # The embedded default assembles after `complete`; forwarding early implies assembling early.
+    assert assemble_while_receiving(default) is False
+    assert assemble_while_receiving(make_settings(url, tmp_path, forward_while_receiving=True))
+    with pytest.raises(ValidationError, match="FORWARD_WHILE_RECEIVING"):
+        make_settings(url, tmp_path, forward_while_receiving=True, assemble_while_receiving=False)
+
+
+async def test_instances_reach_the_pacs_while_the_rest_arrives_and_complete_sends_the_rest(
+    base: ForwardingBase, orthanc: RecordingOrthanc
+) -> None:
+    study_uid = generate_uid()
+    files = _series(4, study_uid)
+    settings = base.settings(**pacs_settings(orthanc), forward_while_receiving=True)
+    async with running_app(settings) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await uploads.start(client, user.headers, files)
+        for position in range(3):
+            await _send_file(client, session, position)
+        early = await _until(client, session, lambda s: len(_stored(s)) == 3)
+        # In the PACS, byte for byte, while the upload is still receiving its last file.
+        assert early["state"] == "receiving"
+        for data in files[:3]:
+            assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
+        assert orthanc.instance_sha256(sop_instance_uid(files[3])) is None
+
+        await _send_file(client, session, 3)
+        status = await uploads.complete_and_wait(client, app, session)
+        assert status["state"] == "delivered", status
+        # The lifecycle of DESIGN.md, unchanged; QIDO-RS confirmed the whole study.
+        assert timeline(status) == LIFECYCLE
+        assert status["timeline"][-1]["detail"] == "4 instance(s) stored; confirmed with QIDO-RS"
+        assert _stored(status) == {sop_instance_uid(data) for data in files}
+    for data in files:
+        assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
+    # Nothing was sent twice: `complete` sent only the one instance still pending.
+    assert set(orthanc.received().values()) == {1}
+    assert orthanc.study_instance_count(study_uid) == len(files)
+
+
+async def test_a_cancelled_upload_says_which_instances_stay_in_the_pacs(
+    base: ForwardingBase, orthanc: RecordingOrthanc
+) -> None:
+    files = _series(3, generate_uid())
+    settings = base.settings(**pacs_settings(orthanc), forward_while_receiving=True)
+    async with running_app(settings) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await uploads.start(client, user.headers, files)
+        await _send_file(client, session, 0)
+        await _send_file(client, session, 1)
+        await _until(client, session, lambda s: len(_stored(s)) == 2)
+        response = await client.delete(f"{API}/uploads/{session.id}", headers=user.headers)
+        assert response.status_code in (200, 204), response.text
+        await app.state.job_worker.idle()
+        status = await uploads.status(client, session)
+        assert status["state"] == "cancelled"
+        assert status["timeline"][-1]["detail"] == (
+            "2 instance(s) had already been stored in the PACS and remain there"
+        )
+    assert sum(orthanc.received().values()) == 2
+
+
+async def test_a_pacs_down_while_receiving_leaves_the_instances_for_after_complete(
+    base: ForwardingBase, tmp_path: Any
+) -> None:
+    orthanc = RecordingOrthanc(tmp_path / "orthanc")  # configured, not started: the PACS is down
+    study_uid = generate_uid()
+    files = _series(3, study_uid)
+    settings = base.settings(**pacs_settings(orthanc), forward_while_receiving=True)
+    try:
+        async with running_app(settings) as app, new_client(app) as client:
+            user = await sign_in(client, app)
+            session = await uploads.start(client, user.headers, files)
+            await uploads.send_all(client, session)
+            # Offered, failed, and kept with the reason; none stored. The job does not insist
+            # on a PACS that is down: the forwarding after `complete` retries with back-off.
+            tried = await _until(
+                client,
+                session,
+                lambda s: (
+                    len(s["instances"]) == 3 and any(i["forward_reason"] for i in s["instances"])
+                ),
+            )
+            await app.state.job_worker.idle()
+            assert tried["state"] == "receiving"
+            assert {i["forward_status"] for i in tried["instances"]} == {"pending"}
+            reasons = {i["forward_reason"] for i in tried["instances"]} - {None}
+            assert reasons == {"STOW-RS failed (ConnectError)"}
+
+            await asyncio.to_thread(orthanc.start)
+            response = await client.post(
+                f"{API}/uploads/{session.id}/complete", headers=session.token_headers
+            )
+            assert response.status_code == 202, response.text
+            status = await wait_for_state(app, client, session, FINAL_STATES)
+            assert status["state"] == "delivered", status
+        for data in files:
+            assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
+        assert set(orthanc.received().values()) == {1}
+    finally:
+        await asyncio.to_thread(orthanc.kill)
+
+
+async def test_complete_while_instances_are_being_sent_sends_none_twice(
+    base: ForwardingBase, tmp_path: Any
+) -> None:
+    # A slow PACS (0.5 s per instance), one instance per request: `complete` arrives while the
+    # early job is mid-study. The final assembly waits for it; the forwarding sends the rest.
+    orthanc = RecordingOrthanc(tmp_path / "orthanc", delay=0.5)
+    await asyncio.to_thread(orthanc.start)
+    study_uid = generate_uid()
+    files = _series(6, study_uid)
+    settings = base.settings(
+        **pacs_settings(orthanc),
+        forward_while_receiving=True,
+        stow_max_batch_instances=1,
+        stow_parallel_requests=1,
+    )
+    try:
+        async with running_app(settings) as app, new_client(app) as client:
+            user = await sign_in(client, app)
+            session = await uploads.start(client, user.headers, files)
+            await uploads.send_all(client, session)
+            await asyncio.to_thread(orthanc.wait_until_received, 1)
+            status = await uploads.complete_and_wait(client, app, session)
+            assert status["state"] == "delivered", status
+            assert timeline(status) == LIFECYCLE
+        assert orthanc.study_instance_count(study_uid) == len(files)
+        assert set(orthanc.received().values()) == {1}
+        for data in files:
+            assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
+    finally:
+        await asyncio.to_thread(orthanc.kill)
+
+
+async def test_the_copy_already_in_the_pacs_stays_when_an_earlier_file_holds_the_instance(
+    base: ForwardingBase, orthanc: RecordingOrthanc
+) -> None:
+    # Two files with one SOP Instance UID and different bytes. Without early forwarding the
+    # earlier file keeps it; here the later file's copy reached the PACS first, so the gateway
+    # keeps that one: its record must describe what the PACS holds.
+    later = instance()
+    earlier = with_series_description(later, "ANOTHER COPY")
+    assert sop_instance_uid(earlier) == sop_instance_uid(later)
+    assert earlier != later
+    settings = base.settings(**pacs_settings(orthanc), forward_while_receiving=True)
+    async with running_app(settings) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await uploads.start(
+            client, user.headers, [earlier, later], names=["a.dcm", "b.dcm"]
+        )
+        await _send_file(client, session, 1)
+        await _until(client, session, lambda s: len(_stored(s)) == 1)
+        await _send_file(client, session, 0)
+        status = await uploads.complete_and_wait(client, app, session)
+        assert status["state"] == "delivered", status
+        assert [f["status"] for f in status["files"]] == ["invalid", "valid"]
+        assert "duplicate SOP Instance UID" in status["files"][0]["problems"][0]["reason"]
+        [kept] = status["instances"]
+        assert kept["file_id"] == session.file_id(1)
+        assert status["files"][1]["sha256"] == _sha256(later)
+    assert orthanc.instance_sha256(sop_instance_uid(later)) == _sha256(later)
+    assert sum(orthanc.received().values()) == 1
