@@ -1,6 +1,7 @@
 """Assembly overlaps the upload: each file is assembled and validated as soon as its last chunk
-is stored, ``complete`` leaves only the rest, and forwarding starts at once after it — but
-nothing reaches the PACS before ``complete``, and a cancelled upload never does."""
+is stored, ``complete`` leaves only the rest, and forwarding starts at once after it — but,
+unless ``RELAYPACS_FORWARD_WHILE_RECEIVING`` is on (test_forward_while_receiving.py), nothing
+reaches the PACS before ``complete``, and a cancelled upload never does."""
 
 from __future__ import annotations
 
