@@ -220,7 +220,7 @@ class LockedUpload(NamedTuple):
 
 
 async def lock_uploads_for_chunks(
-    session: AsyncSession, upload_ids: Sequence[uuid.UUID]
+    session: AsyncSession, upload_ids: Sequence[uuid.UUID], *, exclusive: bool = False
 ) -> dict[uuid.UUID, LockedUpload]:
     """State, expiry, whether the owner's account is active and the upload token's standing,
     of the uploads a batch of chunks belongs to, read under a share lock (on the upload rows
@@ -231,6 +231,12 @@ async def lock_uploads_for_chunks(
     other, while cancel and complete (``FOR UPDATE``) wait until the batch has committed: what
     is read here stays true until then. SQLite: the transaction began IMMEDIATE and holds the
     one write lock, which serves the same purpose.
+
+    ``exclusive``: ``FOR NO KEY UPDATE`` instead, for a batch that will update some of these
+    rows (created → receiving): still in id order and in this one statement, so that no upload
+    row is ever locked out of id order (signing out everywhere locks the owner's uploads in id
+    order too: :func:`revoke_upload_tokens`), and no share lock is upgraded afterwards (two
+    batches upgrading the same row would deadlock).
     """
     statement = (
         select(
@@ -244,7 +250,7 @@ async def lock_uploads_for_chunks(
         .join(User, User.id == Upload.owner_id)
         .where(Upload.id.in_(upload_ids))
         .order_by(Upload.id)
-        .with_for_update(read=True, of=Upload)
+        .with_for_update(read=not exclusive, key_share=exclusive, of=Upload)
     )
     rows = (await session.execute(statement)).all()
     return {
@@ -261,8 +267,9 @@ async def revoke_upload_tokens(session: AsyncSession, owner_id: uuid.UUID, now: 
     retention), and a revoked token changes nothing of the upload itself.
 
     PostgreSQL: the rows are locked first, in id order like every batch of chunks (see
-    :func:`lock_uploads_for_chunks`), so a batch already holding an upload's share lock commits
-    first and every later batch sees the revocation.
+    :func:`lock_uploads_for_chunks`: each batch locks all its upload rows in one statement in
+    id order, whatever it updates next), so a batch already holding an upload's lock commits
+    first, every later batch sees the revocation, and neither side can deadlock the other.
     """
     locked = select(Upload.id).where(
         Upload.owner_id == owner_id,

@@ -536,12 +536,18 @@ async def record_chunks(
     """
     now = utcnow()
     upload_ids = sorted({a.target.upload_id for a in arrivals})
-    # The state changes go first, in id order: their exclusive row locks, taken before the
-    # share locks below, cannot deadlock with a concurrent batch doing the same.
-    for upload_id, token_hashes in sorted(_receiving_marks(arrivals).items()):
+    marks = _receiving_marks(arrivals)
+    # Every upload row of the batch is locked by this one statement, in id order (PostgreSQL),
+    # before any is updated: exclusively when the batch may move one to receiving, so that no
+    # share lock is upgraded later and no row is locked out of id order (either would deadlock
+    # with a concurrent batch, or with signing out everywhere: revoke_upload_tokens).
+    states = await repository.lock_uploads_for_chunks(session, upload_ids, exclusive=bool(marks))
+    for upload_id, token_hashes in sorted(marks.items()):
         if await repository.mark_receiving(session, upload_id, token_hashes):
             await repository.add_event(session, upload_id, UploadState.receiving)
-    states = await repository.lock_uploads_for_chunks(session, upload_ids)
+            found = states.get(upload_id)
+            if found is not None:
+                states[upload_id] = found._replace(state=UploadState.receiving)
     outcomes: list[ChunkOutcome | None] = [None] * len(arrivals)
     rows: list[dict[str, object]] = []
     for n, arrival in enumerate(arrivals):
