@@ -68,12 +68,14 @@ types: install
 # on 2 cores. Three runs, each in its own processes:
 # - tests/uploads overrides the `settings` fixture (every test on both chunk stores); the shared
 #   session `app` must never be built from one folder's settings and used by the other's tests;
-# - the browser tests: Playwright's sync API drives its own event loop.
+# - the browser tests: Playwright's sync API drives its own event loop. They run 2 at a time,
+#   a test file per worker (`--dist loadfile`: each worker has its own gateway, Orthanc and
+#   Chromium; module fixtures such as test_admin's gateway start once, tests keep their order).
 PYTEST_WORKERS ?= 4
 pytest: install system-deps web
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --ignore=tests/e2e --ignore=tests/uploads --durations=15
 	$(BIN)/pytest -n $(PYTEST_WORKERS) tests/uploads --durations=5
-	$(BIN)/pytest tests/e2e --durations=5
+	$(BIN)/pytest -n 2 --dist loadfile tests/e2e --durations=5
 
 # Deployment files without Docker (compose schema, nginx -t, promtool, dashboards) and the
 # licences of everything that ships (PRD C-BIZ-03).
