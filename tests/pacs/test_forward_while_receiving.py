@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import ValidationError
 from pydicom.uid import generate_uid
+from sqlalchemy import update
 
+from relaypacs.db.base import utcnow
+from relaypacs.uploads import service as uploads_service
+from relaypacs.uploads.models import Upload
 from relaypacs.uploads.overlap import assemble_while_receiving
 from tests.conftest import make_settings
 from tests.pacs.forwarding import (
@@ -146,6 +152,38 @@ async def test_a_cancelled_upload_says_which_instances_stay_in_the_pacs(
             "2 instance(s) had already been stored in the PACS and remain there"
         )
     assert sum(orthanc.received().values()) == 2
+
+
+async def test_an_expired_upload_says_which_instances_stay_in_the_pacs(
+    base: ForwardingBase, orthanc: RecordingOrthanc
+) -> None:
+    files = _series(2, generate_uid())
+    settings = base.settings(**pacs_settings(orthanc), forward_while_receiving=True)
+    async with running_app(settings) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await uploads.start(client, user.headers, files)
+        await _send_file(client, session, 0)
+        await _until(client, session, lambda s: len(_stored(s)) == 1)
+        await app.state.job_worker.idle()
+        # The 24 h pass without the rest of the study or a `complete`.
+        async with app.state.sessionmaker() as db:
+            await db.execute(
+                update(Upload)
+                .where(Upload.id == uuid.UUID(session.id))
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+            expired = await uploads_service.expire_sessions(db, utcnow())
+            await db.commit()
+        assert expired == [uuid.UUID(session.id)]
+        # The upload token ended with the session; its owner still sees it.
+        response = await client.get(f"{API}/uploads/{session.id}", headers=user.headers)
+        assert response.status_code == 200, response.text
+        status = response.json()
+        assert status["state"] == "expired"
+        assert status["timeline"][-1]["detail"] == (
+            "1 instance(s) had already been stored in the PACS and remain there"
+        )
+    assert sum(orthanc.received().values()) == 1
 
 
 async def test_a_pacs_down_while_receiving_leaves_the_instances_for_after_complete(
