@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from relaypacs.audit.models import AuditEvent
@@ -112,9 +113,18 @@ async def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_re
         f"POST {LOGIN} HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n"
         f"Content-Length: {200 * MIB}\n"
     )
+    counted = {"method": "POST", "route": LOGIN, "status": "413"}
+    before = REGISTRY.get_sample_value("relaypacs_http_requests_total", counted) or 0.0
     status, raw_headers, content = await _exchange(url, head, [])  # not one byte of the body
     _assert_refused(status, raw_headers, content)
     assert b"x-request-id:" in raw_headers.lower()  # answered inside the request log
+    # Refused before routing, yet counted under its route, not as an unknown path (the count
+    # is written just after the answer is sent).
+    async with asyncio.timeout(ANSWER_TIMEOUT_S):
+        while True:
+            if REGISTRY.get_sample_value("relaypacs_http_requests_total", counted) == before + 1:
+                break
+            await asyncio.sleep(0.05)
 
 
 async def test_a_streamed_body_is_refused_as_soon_as_it_passes_the_limit(

@@ -191,8 +191,9 @@ class RequestBodyLimitMiddleware:
     """Every request body but a chunk PUT's is at most ``max_body_bytes``; a larger one is
     refused with 413 ``request_too_large``, and the app's own answer (if any) is discarded.
 
-    A declared ``Content-Length`` over the limit is refused before anything is read; a body
-    without one (chunked) is counted as it arrives and refused as soon as it passes the limit.
+    A declared ``Content-Length`` over the limit is refused when the app first reads the body,
+    before anything is read; a body without one (chunked) is counted as it arrives and refused
+    as soon as it passes the limit. A route that never reads its body answers as usual.
 
     Not Starlette's ``RequestBodyLimitMiddleware`` (FastAPI's ``max_body_size``): it would wrap
     the chunk route's ``receive`` too, the gateway's hot path, and it answers in plain text.
@@ -208,16 +209,17 @@ class RequestBodyLimitMiddleware:
             return
         limit = self.max_body_bytes
         declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            await self._refuse(scope, receive, send)
-            return
+        # Refused at the app's first read, before a byte is read: by then the router has named
+        # the route for the request log and metrics.
+        over_declared = declared is not None and declared > limit
         received = 0
         refused = False
         started = False
 
         async def receive_within_limit() -> Message:
             nonlocal received, refused
-            if refused:
+            if refused or over_declared:
+                refused = True
                 raise _BodyTooLarge()
             message = await receive()
             if message["type"] == "http.request":
