@@ -324,3 +324,32 @@ async def test_with_the_worker_inside_serve_files_wait_for_complete_by_default(
             assert session.id not in {j.payload.get("upload_id") for j in jobs}
         status = await uploads.complete_and_wait(client, app, session)
         assert status["state"] == "delivered", status
+
+
+async def test_two_files_holding_one_instance_in_one_round_leave_the_choice_to_complete(
+    base: ForwardingBase,
+) -> None:
+    # Early assembly off while the chunks arrive, then one early run takes both files in one
+    # round: it records one copy and leaves the other file, whatever their order, to the final
+    # job, which keeps the earlier file's copy.
+    data = instance()
+    async with (
+        running_app(base.settings(assemble_while_receiving=False)) as app,
+        new_client(app) as client,
+    ):
+        user = await sign_in(client, app)
+        session = await uploads.start(client, user.headers, [data, data], names=["a.dcm", "b.dcm"])
+        await uploads.send_all(client, session)
+        recorded = await assemble_ready_files(
+            app.state.sessionmaker,
+            app.state.resources.chunk_store,
+            uuid.UUID(session.id),
+            limits=ZipLimits(max_total_bytes=1 << 30),
+        )
+        assert recorded == 1
+        early = await uploads.status(client, session)
+        assert sorted(f["status"] for f in early["files"]) == ["pending", "valid"]
+        status = await uploads.complete_and_wait(client, app, session)
+        assert status["state"] == "delivered", status
+        assert [f["status"] for f in status["files"]] == ["valid", "invalid"]
+        assert [i["file_id"] for i in status["instances"]] == [session.file_id(0)]

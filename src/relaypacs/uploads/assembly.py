@@ -291,14 +291,7 @@ async def _record_round(
             session, upload_id, lock="update" if warnings else "share"
         )
         if locked is not None and locked.state in _EARLY_STATES:
-            for outcome in round_.outcomes:
-                current = await repository.get_file(session, upload_id, outcome[0].id)
-                if current is None or current.status is not FileStatus.pending:
-                    continue
-                if await _record_early(session, current, outcome):
-                    recorded.append(outcome)
-                else:
-                    deferred.add(current.id)
+            recorded = await _record_early(session, upload_id, round_.outcomes, deferred)
             if recorded and warnings:
                 locked.warnings = merge_warnings(locked.warnings, _warnings_of(locked, recorded))
             if recorded:
@@ -319,23 +312,37 @@ async def _discard_unrecorded(
             await _discard_objects(sessionmaker, chunk_store, outcome[0].upload_id, outcome)
 
 
-async def _record_early(session: AsyncSession, upload_file: UploadFile, outcome: _Outcome) -> bool:
-    _, validation, sha256, _size = outcome
-    uids = [found.header.sop_instance_uid for found in validation.instances]
-    if len(set(uids)) != len(uids) or await repository.existing_sop_instance_uids(
-        session, upload_file.upload_id, uids
-    ):
-        # Which copy stays depends on the files' positions: the final job decides.
-        return False
-    await repository.add_instances(
-        session,
-        [
-            _instance_row(upload_file.upload_id, upload_file.id, found)
-            for found in validation.instances
-        ],
-    )
-    _set_file_outcome(upload_file, validation.instances, validation, sha256)
-    return True
+async def _record_early(
+    session: AsyncSession,
+    upload_id: uuid.UUID,
+    outcomes: list[_Outcome],
+    deferred: set[uuid.UUID],
+) -> list[_Outcome]:
+    """Record the round's files that are still pending: their instances and outcome, in a few
+    statements for the whole round (this runs while chunks arrive and compete for the
+    database). A file holding an instance already recorded, or held twice, is left to the final
+    job (added to ``deferred``): which copy stays depends on the files' positions."""
+    current = await repository.get_files(session, upload_id, [o[0].id for o in outcomes])
+    pending = [
+        o for o in outcomes if o[0].id in current and current[o[0].id].status is FileStatus.pending
+    ]
+    uids = [found.header.sop_instance_uid for o in pending for found in o[1].instances]
+    taken = await repository.existing_sop_instance_uids(session, upload_id, uids)
+    recorded: list[_Outcome] = []
+    rows: list[DicomInstance] = []
+    for outcome in pending:
+        upload_file = current[outcome[0].id]
+        _, validation, sha256, _size = outcome
+        file_uids = [found.header.sop_instance_uid for found in validation.instances]
+        if len(set(file_uids)) != len(file_uids) or not taken.isdisjoint(file_uids):
+            deferred.add(upload_file.id)
+            continue
+        taken.update(file_uids)
+        rows.extend(_instance_row(upload_id, upload_file.id, f) for f in validation.instances)
+        _set_file_outcome(upload_file, validation.instances, validation, sha256)
+        recorded.append(outcome)
+    await repository.add_instances(session, rows)
+    return recorded
 
 
 async def _discard_objects(

@@ -28,6 +28,10 @@ from relaypacs.users.models import ServiceLevel, User
 Lock = Literal["share", "update"] | None
 
 
+#: Bound on IN lists (SQLite allows 32766 parameters).
+_IN_BATCH = 500
+
+
 async def add_upload(session: AsyncSession, upload: Upload, files: Sequence[UploadFile]) -> None:
     session.add(upload)
     session.add_all(files)
@@ -179,6 +183,18 @@ async def get_file(
         UploadFile.id == file_id, UploadFile.upload_id == upload_id
     )
     return (await session.scalars(statement)).first()
+
+
+async def get_files(
+    session: AsyncSession, upload_id: uuid.UUID, file_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, UploadFile]:
+    """The upload's files among ``file_ids``, by id (one statement)."""
+    if not file_ids:
+        return {}
+    statement = select(UploadFile).where(
+        UploadFile.upload_id == upload_id, UploadFile.id.in_(list(file_ids))
+    )
+    return {f.id: f for f in (await session.scalars(statement)).all()}
 
 
 async def list_files(session: AsyncSession, upload_id: uuid.UUID) -> list[UploadFile]:
@@ -553,12 +569,16 @@ async def files_with_all_chunks(
 async def existing_sop_instance_uids(
     session: AsyncSession, upload_id: uuid.UUID, uids: Sequence[str]
 ) -> set[str]:
-    if not uids:
-        return set()
-    statement = select(DicomInstance.sop_instance_uid).where(
-        DicomInstance.upload_id == upload_id, DicomInstance.sop_instance_uid.in_(list(uids))
-    )
-    return set((await session.scalars(statement)).all())
+    found: set[str] = set()
+    unique = sorted(set(uids))
+    # Bounded IN lists: a ZIP from a CD can hold thousands of instances.
+    for start in range(0, len(unique), _IN_BATCH):
+        statement = select(DicomInstance.sop_instance_uid).where(
+            DicomInstance.upload_id == upload_id,
+            DicomInstance.sop_instance_uid.in_(unique[start : start + _IN_BATCH]),
+        )
+        found.update((await session.scalars(statement)).all())
+    return found
 
 
 async def delete_instance(session: AsyncSession, instance: DicomInstance) -> None:
