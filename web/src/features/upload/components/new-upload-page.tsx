@@ -13,9 +13,10 @@ import { requestPersistentStorage } from '@/lib/storage';
 import { getPreferences, type Preferences } from '../api/uploads';
 import { inspectFiles, type Inspected } from '../dicom/read-headers';
 import { checkStudy, type StudyCheck } from '../dicom/study-check';
-import type { UploadJob } from '../engine/types';
+import type { ServiceLevel, UploadJob } from '../engine/types';
 import { engine, jobStore, requestBackgroundSync } from '../lib/engine-instance';
 import { focusField } from '../lib/focus-field';
+import { serviceLevelOf } from '../lib/service-level';
 import { expandZip, isZip } from '../lib/zip';
 
 import { FilePicker, type PickedFile } from './file-picker';
@@ -51,7 +52,9 @@ export function NewUploadPage() {
   const [step, setStep] = useState<Step>({ kind: 'pick' });
   const [toSend, setToSend] = useState<PickedFile[]>([]);
   const [check, setCheck] = useState<StudyCheck | null>(null);
-  const [study, setStudy] = useState<StudyDraft>(EMPTY_STUDY);
+  const [draft, setDraft] = useState<StudyDraft>(EMPTY_STUDY);
+  /** the level the user picked, if they did: no default (arriving late) or prefill replaces it */
+  const [chosenLevel, setChosenLevel] = useState<ServiceLevel | null>(null);
   const [fromHeaders, setFromHeaders] = useState<ReadonlySet<string>>(new Set());
   const [preferences, setPreferences] = useState<Preferences | null>(null);
   const [submitted, setSubmitted] = useState(false);
@@ -66,7 +69,6 @@ export function NewUploadPage() {
     getPreferences()
       .then((prefs) => {
         setPreferences(prefs);
-        setStudy((current) => ({ ...current, service_level: prefs.default_service_level }));
       })
       .catch(() => undefined); // offline: routine until the preference can be read
   }, []);
@@ -101,7 +103,7 @@ export function NewUploadPage() {
       setCheck(result);
       setToSend(sendable);
       setFromHeaders(new Set(Object.keys(result.prefill)));
-      setStudy((current) => ({ ...current, ...result.prefill }));
+      setDraft((current) => ({ ...current, ...result.prefill }));
       setMixedAccepted(false);
       setStep({ kind: 'review' });
       setTimeout(() => headingRef.current?.focus(), 0);
@@ -111,6 +113,7 @@ export function NewUploadPage() {
     }
   }
 
+  const study: StudyDraft = { ...draft, service_level: serviceLevelOf(chosenLevel, preferences?.default_service_level) };
   const errors = submitted ? validateStudy(study, today()) : {};
   const mixed = (check?.mixedPatients ?? false) || (check?.mixedStudies ?? false);
 
@@ -241,7 +244,8 @@ export function NewUploadPage() {
               errors={errors}
               onChange={(next) => {
                 setFromHeaders((kept) => stillFromHeaders(kept, study, next));
-                setStudy(next);
+                if (next.service_level !== study.service_level) setChosenLevel(next.service_level);
+                setDraft(next);
               }}
               fromHeaders={fromHeaders}
             />
