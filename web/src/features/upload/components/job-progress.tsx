@@ -5,8 +5,10 @@ import { ProgressBar } from '@/components/progress-bar';
 import { useNetworkStatus } from '@/hooks/use-network-status';
 import { formatBytes, formatDuration, formatRate } from '@/lib/format';
 
+import { getUploadStatus } from '../api/uploads';
 import type { EngineClient } from '../engine/client';
 import type { JobView } from '../engine/types';
+import { cancelWarning, storedInstanceCount, type PacsCheck } from '../lib/cancel-warning';
 
 function statusLine(job: JobView, network: string): string {
   const progress = job.progress;
@@ -35,6 +37,45 @@ function useAnnouncement(job: JobView, line: string, percent: number): string {
     lastStep.current = step;
   }, [line, percent, job.state]);
   return message;
+}
+
+/** How often the open cancel dialog asks again: instances may reach the PACS while it is open. */
+const RECHECK_MS = 3_000;
+
+/**
+ * The cancel dialog's text, shown only while the dialog is open (each opening asks afresh): how
+ * many of the upload's instances the gateway already stored in the PACS, since a gateway that
+ * forwards while it receives sends them before the study is complete and keeps them on cancel.
+ * A polite live region: the text changes in place when the gateway answers.
+ */
+function CancelWarning({ serverId, offline }: { serverId: string | undefined; offline: boolean }) {
+  const [check, setCheck] = useState<PacsCheck>(() => (offline ? { kind: 'unknown' } : { kind: 'checking' }));
+  useEffect(() => {
+    // Offline the request would only wait for its timeout; back online, it is asked at once.
+    if (!serverId || offline) return;
+    let active = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ask = async () => {
+      try {
+        const status = await getUploadStatus(serverId);
+        if (active) setCheck({ kind: 'known', stored: storedInstanceCount(status.instances) });
+      } catch {
+        // A count already known stays: stored instances never leave the PACS.
+        if (active) setCheck((previous) => (previous.kind === 'known' ? previous : { kind: 'unknown' }));
+      }
+      if (active) timer = setTimeout(() => void ask(), RECHECK_MS);
+    };
+    void ask();
+    return () => {
+      active = false;
+      clearTimeout(timer);
+    };
+  }, [serverId, offline]);
+  return (
+    <p aria-live="polite" data-testid="cancel-warning" data-check={check.kind}>
+      {cancelWarning(serverId !== undefined, check)}
+    </p>
+  );
 }
 
 export function JobProgress({ job, client }: { job: JobView; client: EngineClient }) {
@@ -122,7 +163,7 @@ export function JobProgress({ job, client }: { job: JobView; client: EngineClien
           </>
         }
       >
-        <p>The study will not reach the reading centre and its copy on this device is deleted.</p>
+        {confirmCancel ? <CancelWarning serverId={job.serverId} offline={network === 'offline'} /> : null}
       </Dialog>
     </div>
   );
