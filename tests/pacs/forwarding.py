@@ -203,6 +203,30 @@ async def wait_for_status(
             await happened.wait()
 
 
+async def send_file(client: httpx.AsyncClient, session: uploads.Session, position: int) -> None:
+    """Every chunk of the file at ``position`` (the others are left unsent)."""
+    for file_position, index in session.all_chunks():
+        if file_position == position:
+            response = await uploads.put(client, session, position, index)
+            assert response.status_code == 201, response.text
+
+
+async def status_once(
+    client: httpx.AsyncClient,
+    session: uploads.Session,
+    ready: Callable[[dict[str, Any]], bool],
+    seconds: float = 30.0,
+) -> dict[str, Any]:
+    """The upload's status once ``ready(status)``, polled: early jobs (assembly and forwarding
+    while the study arrives) report to no worker listener a test could wait on."""
+    async with asyncio.timeout(seconds):
+        while True:
+            status = await uploads.status(client, session)
+            if ready(status):
+                return status
+            await asyncio.sleep(0.05)
+
+
 def timeline(status: dict[str, Any]) -> list[str]:
     return [event["state"] for event in status["timeline"]]
 

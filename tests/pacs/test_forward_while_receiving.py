@@ -12,7 +12,6 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import ValidationError
 from pydicom.uid import generate_uid
@@ -31,7 +30,9 @@ from tests.pacs.forwarding import (
     module_forwarding_base,
     pacs_settings,
     recording_orthanc,
+    send_file,
     sop_instance_uid,
+    status_once,
     timeline,
     wait_for_state,
     with_series_description,
@@ -64,25 +65,6 @@ def _series(count: int, study_uid: str) -> list[bytes]:
     ]
 
 
-async def _send_file(client: httpx.AsyncClient, session: uploads.Session, position: int) -> None:
-    for file_position, index in session.all_chunks():
-        if file_position == position:
-            response = await uploads.put(client, session, position, index)
-            assert response.status_code == 201, response.text
-
-
-async def _until(
-    client: httpx.AsyncClient, session: uploads.Session, ready: Any, seconds: float = 30
-) -> dict[str, Any]:
-    """The upload's status once ``ready(status)`` (early jobs are not awaited by any helper)."""
-    async with asyncio.timeout(seconds):
-        while True:
-            status = await uploads.status(client, session)
-            if ready(status):
-                return status
-            await asyncio.sleep(0.05)
-
-
 def _stored(status: dict[str, Any]) -> set[str]:
     return {i["sop_instance_uid"] for i in status["instances"] if i["forward_status"] == "stored"}
 
@@ -110,15 +92,15 @@ async def test_instances_reach_the_pacs_while_the_rest_arrives_and_complete_send
         user = await sign_in(client, app)
         session = await uploads.start(client, user.headers, files)
         for position in range(3):
-            await _send_file(client, session, position)
-        early = await _until(client, session, lambda s: len(_stored(s)) == 3)
+            await send_file(client, session, position)
+        early = await status_once(client, session, lambda s: len(_stored(s)) == 3)
         # In the PACS, byte for byte, while the upload is still receiving its last file.
         assert early["state"] == "receiving"
         for data in files[:3]:
             assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
         assert orthanc.instance_sha256(sop_instance_uid(files[3])) is None
 
-        await _send_file(client, session, 3)
+        await send_file(client, session, 3)
         status = await uploads.complete_and_wait(client, app, session)
         assert status["state"] == "delivered", status
         # The lifecycle of DESIGN.md, unchanged; QIDO-RS confirmed the whole study.
@@ -140,9 +122,9 @@ async def test_a_cancelled_upload_says_which_instances_stay_in_the_pacs(
     async with running_app(settings) as app, new_client(app) as client:
         user = await sign_in(client, app)
         session = await uploads.start(client, user.headers, files)
-        await _send_file(client, session, 0)
-        await _send_file(client, session, 1)
-        await _until(client, session, lambda s: len(_stored(s)) == 2)
+        await send_file(client, session, 0)
+        await send_file(client, session, 1)
+        await status_once(client, session, lambda s: len(_stored(s)) == 2)
         response = await client.delete(f"{API}/uploads/{session.id}", headers=user.headers)
         assert response.status_code in (200, 204), response.text
         await app.state.job_worker.idle()
@@ -162,8 +144,8 @@ async def test_an_expired_upload_says_which_instances_stay_in_the_pacs(
     async with running_app(settings) as app, new_client(app) as client:
         user = await sign_in(client, app)
         session = await uploads.start(client, user.headers, files)
-        await _send_file(client, session, 0)
-        await _until(client, session, lambda s: len(_stored(s)) == 1)
+        await send_file(client, session, 0)
+        await status_once(client, session, lambda s: len(_stored(s)) == 1)
         await app.state.job_worker.idle()
         # The 24 h pass without the rest of the study or a `complete`.
         async with app.state.sessionmaker() as db:
@@ -200,7 +182,7 @@ async def test_a_pacs_down_while_receiving_leaves_the_instances_for_after_comple
             await uploads.send_all(client, session)
             # Offered, failed, and kept with the reason; none stored. The job does not insist
             # on a PACS that is down: the forwarding after `complete` retries with back-off.
-            tried = await _until(
+            tried = await status_once(
                 client,
                 session,
                 lambda s: (
@@ -275,9 +257,9 @@ async def test_the_copy_already_in_the_pacs_stays_when_an_earlier_file_holds_the
         session = await uploads.start(
             client, user.headers, [earlier, later], names=["a.dcm", "b.dcm"]
         )
-        await _send_file(client, session, 1)
-        await _until(client, session, lambda s: len(_stored(s)) == 1)
-        await _send_file(client, session, 0)
+        await send_file(client, session, 1)
+        await status_once(client, session, lambda s: len(_stored(s)) == 1)
+        await send_file(client, session, 0)
         status = await uploads.complete_and_wait(client, app, session)
         assert status["state"] == "delivered", status
         assert [f["status"] for f in status["files"]] == ["invalid", "valid"]

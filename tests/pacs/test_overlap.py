@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
@@ -27,6 +25,8 @@ from tests.pacs.forwarding import (
     FINAL_STATES,
     ForwardingBase,
     module_forwarding_base,
+    send_file,
+    status_once,
     timeline,
     wait_for_state,
 )
@@ -43,27 +43,6 @@ def _series(count: int, *, rows: int = 16) -> list[bytes]:
         instance(study_uid=study_uid, series_uid=series_uid, instance_number=n, rows=rows)
         for n in range(1, count + 1)
     ]
-
-
-async def _send_file(client: httpx.AsyncClient, session: uploads.Session, position: int) -> None:
-    for file_position, index in session.all_chunks():
-        if file_position == position:
-            response = await uploads.put(client, session, position, index)
-            assert response.status_code == 201, response.text
-
-
-async def _until(
-    client: httpx.AsyncClient,
-    session: uploads.Session,
-    ready: Callable[[dict[str, Any]], bool],
-) -> dict[str, Any]:
-    """The upload's status once ``ready`` (early jobs are not awaited by any helper)."""
-    async with asyncio.timeout(30):
-        while True:
-            status = await uploads.status(client, session)
-            if ready(status):
-                return status
-            await asyncio.sleep(0.05)
 
 
 def _archived(base: ForwardingBase) -> set[bytes]:
@@ -86,9 +65,9 @@ async def test_files_are_validated_while_the_rest_arrives_and_complete_does_only
         user = await sign_in(client, app)
         session = await uploads.start(client, user.headers, contents)
         assert session.body["files"][0]["chunk_count"] == 2
-        await _send_file(client, session, 0)
-        await _send_file(client, session, 1)
-        early = await _until(
+        await send_file(client, session, 0)
+        await send_file(client, session, 1)
+        early = await status_once(
             client, session, lambda s: [f["status"] for f in s["files"]][:2] == ["valid"] * 2
         )
         # Validated ahead of `complete`: the upload still receives, the last file waits.
@@ -108,7 +87,7 @@ async def test_files_are_validated_while_the_rest_arrives_and_complete_does_only
             assert {j.kind for j in ours} == {ASSEMBLE_READY_JOB}
             assert FORWARD_JOB not in {j.kind for j in ours}
 
-        await _send_file(client, session, 2)
+        await send_file(client, session, 2)
         status = await uploads.complete_and_wait(client, app, session)
         assert status["state"] == "delivered", status
         # The lifecycle of DESIGN.md, unchanged.
@@ -140,7 +119,7 @@ async def test_a_cancelled_upload_whose_files_were_validated_never_reaches_the_p
         user = await sign_in(client, app)
         session = await uploads.start(client, user.headers, contents)
         await uploads.send_all(client, session)
-        await _until(client, session, lambda s: {f["status"] for f in s["files"]} == {"valid"})
+        await status_once(client, session, lambda s: {f["status"] for f in s["files"]} == {"valid"})
         response = await client.delete(f"{API}/uploads/{session.id}", headers=user.headers)
         assert response.status_code in (200, 204), response.text
         # Whatever the queue still holds for it runs, and sends nothing.
@@ -168,10 +147,10 @@ async def test_a_file_complete_before_the_earlier_copy_of_its_instance_gives_way
         session = await uploads.start(client, user.headers, [data, data], names=["a.dcm", "b.dcm"])
         # b.dcm arrives first and is validated early; a.dcm, earlier in the upload, then
         # holds the same instance: the earlier file keeps it, as without overlap.
-        await _send_file(client, session, 1)
-        early = await _until(client, session, lambda s: s["files"][1]["status"] == "valid")
+        await send_file(client, session, 1)
+        early = await status_once(client, session, lambda s: s["files"][1]["status"] == "valid")
         assert early["instance_count"] == 0
-        await _send_file(client, session, 0)
+        await send_file(client, session, 0)
         status = await uploads.complete_and_wait(client, app, session)
         assert status["state"] in FINAL_STATES
         assert status["instance_count"] == 1

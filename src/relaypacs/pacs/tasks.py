@@ -62,17 +62,8 @@ __all__ = [
 
 @job_handler(FORWARD_JOB, max_age=_WORKER_MAX_AGE)
 async def forward(ctx: JobContext, payload: dict[str, Any]) -> None:
-    try:
-        upload_id = uuid.UUID(str(payload["upload_id"]))
-    except (KeyError, ValueError) as exc:
-        raise PermanentFailure("payload without a valid upload_id") from exc
-    forwarder = forwarding.Forwarder(
-        sessionmaker=ctx.sessionmaker,
-        chunk_store=ctx.resources.chunk_store,
-        destination=ctx.resources.pacs.primary,
-        settings=ctx.settings,
-        upload_id=upload_id,
-    )
+    forwarder = _forwarder(ctx, payload)
+    upload_id = forwarder.upload_id
     try:
         report = await forwarder.run()
     except forwarding.NotYetDelivered as exc:
@@ -103,17 +94,8 @@ async def forward_ready(ctx: JobContext, payload: dict[str, Any]) -> None:
 
     Never retried: whatever it could not send waits for the forwarding after ``complete``.
     """
-    try:
-        upload_id = uuid.UUID(str(payload["upload_id"]))
-    except (KeyError, ValueError) as exc:
-        raise PermanentFailure("payload without a valid upload_id") from exc
-    forwarder = forwarding.Forwarder(
-        sessionmaker=ctx.sessionmaker,
-        chunk_store=ctx.resources.chunk_store,
-        destination=ctx.resources.pacs.primary,
-        settings=ctx.settings,
-        upload_id=upload_id,
-    )
+    forwarder = _forwarder(ctx, payload)
+    upload_id = forwarder.upload_id
     try:
         report = await early.forward_ready_instances(forwarder)
     except Exception as exc:
@@ -130,6 +112,21 @@ async def forward_ready(ctx: JobContext, payload: dict[str, Any]) -> None:
             refused=report.refused,
             stow_seconds=round(report.stow_seconds, 3),
         )
+
+
+def _forwarder(ctx: JobContext, payload: dict[str, Any]) -> forwarding.Forwarder:
+    """The upload's forwarder to the primary PACS, from a job's payload."""
+    try:
+        upload_id = uuid.UUID(str(payload["upload_id"]))
+    except (KeyError, ValueError) as exc:
+        raise PermanentFailure("payload without a valid upload_id") from exc
+    return forwarding.Forwarder(
+        sessionmaker=ctx.sessionmaker,
+        chunk_store=ctx.resources.chunk_store,
+        destination=ctx.resources.pacs.primary,
+        settings=ctx.settings,
+        upload_id=upload_id,
+    )
 
 
 async def _retry_or_give_up(
