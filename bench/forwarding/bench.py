@@ -109,6 +109,28 @@ def write_study(directory: Path, count: int) -> tuple[str, list[Path]]:
     return study_uid, paths
 
 
+class Pacer:
+    """Paces what one client sends, over all its connections, to ``mib_per_s``: a stand-in for
+    a link slower than the machine (no latency, no loss). ``None`` sends as fast as it can."""
+
+    def __init__(self, mib_per_s: float | None) -> None:
+        self.rate = mib_per_s * MIB if mib_per_s else None
+        self.started: float | None = None
+        self.sent = 0
+
+    async def take(self, size: int) -> None:
+        if self.rate is None:
+            return
+        now = time.perf_counter()
+        if self.started is None:
+            self.started = now
+        # The moment these bytes may go: everything before them at the link's rate.
+        due = self.started + self.sent / self.rate
+        self.sent += size
+        if due > now:
+            await asyncio.sleep(due - now)
+
+
 def batching(text: str) -> BatchLimits:
     instances, parallel = (int(part) for part in text.split("x"))
     return BatchLimits(max_instances=instances, parallel=parallel)
@@ -117,11 +139,15 @@ def batching(text: str) -> BatchLimits:
 # --- direct STOW-RS ----------------------------------------------------------------------------
 
 
-def stow_instances(paths: list[Path], study_uid: str) -> list[StowInstance]:
+def stow_instances(
+    paths: list[Path], study_uid: str, pacer: Pacer | None = None
+) -> list[StowInstance]:
     def opener(path: Path) -> AsyncIterator[bytes]:
         async def stream() -> AsyncIterator[bytes]:
             async with await anyio.open_file(path, "rb") as handle:
                 while piece := await handle.read(256 * 1024):
+                    if pacer is not None:
+                        await pacer.take(len(piece))
                     yield piece
 
         return stream()
@@ -140,7 +166,11 @@ def stow_instances(paths: list[Path], study_uid: str) -> list[StowInstance]:
 
 
 async def direct(
-    orthanc: OrthancServer, paths: list[Path], study_uid: str, plan: str
+    orthanc: OrthancServer,
+    paths: list[Path],
+    study_uid: str,
+    plan: str,
+    link_mib_per_s: float | None = None,
 ) -> tuple[float, dict[str, float]]:
     destination = DicomWebDestination(
         "orthanc",
@@ -155,7 +185,9 @@ async def direct(
         meter = CpuMeter({"orthanc": orthanc.process.pid})
         started = time.perf_counter()
         result = await store_in_batches(
-            destination, stow_instances(paths, study_uid), batching(plan)
+            destination,
+            stow_instances(paths, study_uid, Pacer(link_mib_per_s)),
+            batching(plan),
         )
         seconds = time.perf_counter() - started
         cpu = meter.read()
@@ -273,7 +305,9 @@ async def through_gateway(
     paths: list[Path],
     connections: int,
     at_uploaded: Callable[[], None] = lambda: None,
+    link_mib_per_s: float | None = None,
 ) -> dict[str, Any]:
+    pacer = Pacer(link_mib_per_s)
     auth = await sign_in(port)
     body = json.dumps(
         {
@@ -307,6 +341,7 @@ async def through_gateway(
                 file_id, path = queue.get_nowait()
                 data = await asyncio.to_thread(path.read_bytes)
                 md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+                await pacer.take(len(data))
                 status, _, text = await connection.request(
                     "PUT",
                     f"/api/v1/uploads/{upload_id}/files/{file_id}/chunks/0",
@@ -386,13 +421,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             },
             "study": {"instances": len(paths), "bytes": total, "mib": round(total / MIB, 1)},
             "database": args.database_url or "sqlite (embedded default)",
+            # Both clients paced to this (a slower link), or None: as fast as they can.
+            "link_mib_per_s": args.link_mib_per_s,
             "direct": {},
             "cpu_seconds": {"direct": {}},
         }
         processes: list[subprocess.Popen[bytes]] = []
         try:
             for plan in args.batchings:
-                seconds, cpu = await direct(orthanc, paths, study_uid, plan)
+                seconds, cpu = await direct(orthanc, paths, study_uid, plan, args.link_mib_per_s)
                 results["direct"][plan] = round(seconds, 2)
                 results["cpu_seconds"]["direct"][plan] = cpu
                 print(f"direct {plan:>6}: {seconds:6.2f} s  {total / MIB / seconds:6.1f} MiB/s")
@@ -418,7 +455,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             sampler = asyncio.create_task(sample_cpu(meter, samples))
             try:
                 outcome = await through_gateway(
-                    port, paths, args.connections, lambda: cpu_at_uploaded.update(meter.read())
+                    port,
+                    paths,
+                    args.connections,
+                    lambda: cpu_at_uploaded.update(meter.read()),
+                    args.link_mib_per_s,
                 )
             finally:
                 sampler.cancel()
@@ -461,7 +502,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             processes = []
             await asyncio.to_thread(forget_study, orthanc, study_uid, len(paths))
 
-            again, _ = await direct(orthanc, paths, study_uid, best)
+            again, _ = await direct(orthanc, paths, study_uid, best, args.link_mib_per_s)
             results["direct_again"] = {best: round(again, 2)}
             print(f"direct {best:>6} again: {again:6.2f} s")
             best_direct = min(results["direct"][best], again)
@@ -552,6 +593,12 @@ def main() -> None:
     )
     parser.add_argument("--connections", type=int, default=8, help="chunk PUTs in flight")
     parser.add_argument("--database-url", default=None, help="PostgreSQL (adds a worker process)")
+    parser.add_argument(
+        "--link-mib-per-s",
+        type=float,
+        default=None,
+        help="pace both the direct and the gateway's client to this rate (a slower link)",
+    )
     parser.add_argument(
         "--forward-while-receiving",
         action="store_true",
