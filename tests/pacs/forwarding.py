@@ -4,6 +4,7 @@ retries, an Orthanc that records what it receives, and waiting for an upload's s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import time
@@ -18,6 +19,7 @@ import httpx
 import pydicom
 import pytest
 from fastapi import FastAPI
+from pydicom.uid import generate_uid
 
 from relaypacs.config import Settings
 from relaypacs.jobs.registry import JobRegistry, default_registry, load_task_modules
@@ -27,6 +29,7 @@ from relaypacs.uploads.service import ASSEMBLE_JOB, FORWARD_JOB
 from tests.conftest import make_settings
 from tests.support import uploads
 from tests.support.databases import throwaway_database
+from tests.support.dicom_studies import instance
 from tests.support.orthanc import OrthancServer, orthanc_available
 
 API = "/api/v1"
@@ -121,6 +124,19 @@ def with_series_description(data: bytes, description: str) -> bytes:
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def series(count: int, study_uid: str, series_uid: str | None = None) -> list[bytes]:
+    """``count`` small CT instances of one series of ``study_uid``, numbered from 1."""
+    series_uid = series_uid or generate_uid()
+    return [
+        instance(study_uid=study_uid, series_uid=series_uid, instance_number=n)
+        for n in range(1, count + 1)
+    ]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def sop_instance_uid(data: bytes) -> str:

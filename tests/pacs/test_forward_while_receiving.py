@@ -7,7 +7,6 @@ instance, the copy the PACS already has is the one the gateway keeps."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -31,6 +30,8 @@ from tests.pacs.forwarding import (
     pacs_settings,
     recording_orthanc,
     send_file,
+    series,
+    sha256_hex,
     sop_instance_uid,
     status_once,
     timeline,
@@ -51,18 +52,6 @@ base = module_forwarding_base("forward-early")
 orthanc = recording_orthanc  # each test gets an Orthanc of its own
 
 LIFECYCLE = ["created", "receiving", "assembling", "validated", "queued", "forwarding", "delivered"]
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _series(count: int, study_uid: str) -> list[bytes]:
-    series_uid = generate_uid()
-    return [
-        instance(study_uid=study_uid, series_uid=series_uid, instance_number=n)
-        for n in range(1, count + 1)
-    ]
 
 
 def _stored(status: dict[str, Any]) -> set[str]:
@@ -86,7 +75,7 @@ async def test_instances_reach_the_pacs_while_the_rest_arrives_and_complete_send
     base: ForwardingBase, orthanc: RecordingOrthanc
 ) -> None:
     study_uid = generate_uid()
-    files = _series(4, study_uid)
+    files = series(4, study_uid)
     settings = base.settings(**pacs_settings(orthanc), forward_while_receiving=True)
     async with running_app(settings) as app, new_client(app) as client:
         user = await sign_in(client, app)
@@ -97,7 +86,7 @@ async def test_instances_reach_the_pacs_while_the_rest_arrives_and_complete_send
         # In the PACS, byte for byte, while the upload is still receiving its last file.
         assert early["state"] == "receiving"
         for data in files[:3]:
-            assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
+            assert orthanc.instance_sha256(sop_instance_uid(data)) == sha256_hex(data)
         assert orthanc.instance_sha256(sop_instance_uid(files[3])) is None
 
         await send_file(client, session, 3)
@@ -108,7 +97,7 @@ async def test_instances_reach_the_pacs_while_the_rest_arrives_and_complete_send
         assert status["timeline"][-1]["detail"] == "4 instance(s) stored; confirmed with QIDO-RS"
         assert _stored(status) == {sop_instance_uid(data) for data in files}
     for data in files:
-        assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
+        assert orthanc.instance_sha256(sop_instance_uid(data)) == sha256_hex(data)
     # Nothing was sent twice: `complete` sent only the one instance still pending.
     assert set(orthanc.received().values()) == {1}
     assert orthanc.study_instance_count(study_uid) == len(files)
@@ -117,7 +106,7 @@ async def test_instances_reach_the_pacs_while_the_rest_arrives_and_complete_send
 async def test_a_cancelled_upload_says_which_instances_stay_in_the_pacs(
     base: ForwardingBase, orthanc: RecordingOrthanc
 ) -> None:
-    files = _series(3, generate_uid())
+    files = series(3, generate_uid())
     settings = base.settings(**pacs_settings(orthanc), forward_while_receiving=True)
     async with running_app(settings) as app, new_client(app) as client:
         user = await sign_in(client, app)
@@ -139,7 +128,7 @@ async def test_a_cancelled_upload_says_which_instances_stay_in_the_pacs(
 async def test_an_expired_upload_says_which_instances_stay_in_the_pacs(
     base: ForwardingBase, orthanc: RecordingOrthanc
 ) -> None:
-    files = _series(2, generate_uid())
+    files = series(2, generate_uid())
     settings = base.settings(**pacs_settings(orthanc), forward_while_receiving=True)
     async with running_app(settings) as app, new_client(app) as client:
         user = await sign_in(client, app)
@@ -173,7 +162,7 @@ async def test_a_pacs_down_while_receiving_leaves_the_instances_for_after_comple
 ) -> None:
     orthanc = RecordingOrthanc(tmp_path / "orthanc")  # configured, not started: the PACS is down
     study_uid = generate_uid()
-    files = _series(3, study_uid)
+    files = series(3, study_uid)
     settings = base.settings(**pacs_settings(orthanc), forward_while_receiving=True)
     try:
         async with running_app(settings) as app, new_client(app) as client:
@@ -203,7 +192,7 @@ async def test_a_pacs_down_while_receiving_leaves_the_instances_for_after_comple
             status = await wait_for_state(app, client, session, FINAL_STATES)
             assert status["state"] == "delivered", status
         for data in files:
-            assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
+            assert orthanc.instance_sha256(sop_instance_uid(data)) == sha256_hex(data)
         assert set(orthanc.received().values()) == {1}
     finally:
         await asyncio.to_thread(orthanc.kill)
@@ -217,7 +206,7 @@ async def test_complete_while_instances_are_being_sent_sends_none_twice(
     orthanc = RecordingOrthanc(tmp_path / "orthanc", delay=0.5)
     await asyncio.to_thread(orthanc.start)
     study_uid = generate_uid()
-    files = _series(6, study_uid)
+    files = series(6, study_uid)
     settings = base.settings(
         **pacs_settings(orthanc),
         forward_while_receiving=True,
@@ -236,7 +225,7 @@ async def test_complete_while_instances_are_being_sent_sends_none_twice(
         assert orthanc.study_instance_count(study_uid) == len(files)
         assert set(orthanc.received().values()) == {1}
         for data in files:
-            assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
+            assert orthanc.instance_sha256(sop_instance_uid(data)) == sha256_hex(data)
     finally:
         await asyncio.to_thread(orthanc.kill)
 
@@ -266,6 +255,6 @@ async def test_the_copy_already_in_the_pacs_stays_when_an_earlier_file_holds_the
         assert "duplicate SOP Instance UID" in status["files"][0]["problems"][0]["reason"]
         [kept] = status["instances"]
         assert kept["file_id"] == session.file_id(1)
-        assert status["files"][1]["sha256"] == _sha256(later)
-    assert orthanc.instance_sha256(sop_instance_uid(later)) == _sha256(later)
+        assert status["files"][1]["sha256"] == sha256_hex(later)
+    assert orthanc.instance_sha256(sop_instance_uid(later)) == sha256_hex(later)
     assert sum(orthanc.received().values()) == 1

@@ -5,7 +5,6 @@ their reasons (DESIGN.md promises 4 and 5)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from pathlib import Path
 
@@ -26,6 +25,8 @@ from tests.pacs.forwarding import (
     pacs_settings,
     recording_orthanc,
     send_study,
+    series,
+    sha256_hex,
     sop_instance_uid,
     timeline,
     wait_for_state,
@@ -47,24 +48,12 @@ base = module_forwarding_base("forwarding")
 orthanc = recording_orthanc  # each test gets an Orthanc of its own
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _series(count: int, study_uid: str, series_uid: str | None = None) -> list[bytes]:
-    series_uid = series_uid or generate_uid()
-    return [
-        instance(study_uid=study_uid, series_uid=series_uid, instance_number=n)
-        for n in range(1, count + 1)
-    ]
-
-
 async def test_every_instance_reaches_orthanc_byte_for_byte_and_is_confirmed(
     base: ForwardingBase, orthanc: RecordingOrthanc
 ) -> None:
     study_uid = generate_uid()
-    plain = _series(3, study_uid)
-    entries = {f"DICOM/IMG{n}": data for n, data in enumerate(_series(2, study_uid), 1)}
+    plain = series(3, study_uid)
+    entries = {f"DICOM/IMG{n}": data for n, data in enumerate(series(2, study_uid), 1)}
     async with (
         running_app(base.settings(**pacs_settings(orthanc))) as app,
         new_client(app) as client,
@@ -81,7 +70,7 @@ async def test_every_instance_reaches_orthanc_byte_for_byte_and_is_confirmed(
         sent = [*plain, *entries.values()]
         for data in sent:
             # What reached the PACS is exactly what the client sent (a ZIP entry: its bytes).
-            assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
+            assert orthanc.instance_sha256(sop_instance_uid(data)) == sha256_hex(data)
         assert orthanc.study_instance_count(study_uid) == len(sent)
         assert set(orthanc.received().values()) == {1}
         assert {i["forward_status"] for i in status["instances"]} == {"stored"}
@@ -97,7 +86,7 @@ async def test_orthanc_down_when_the_upload_completes_is_delivered_once_it_is_ba
 ) -> None:
     orthanc = RecordingOrthanc(tmp_path / "orthanc")  # configured, not started: the PACS is down
     study_uid = generate_uid()
-    files = _series(3, study_uid)
+    files = series(3, study_uid)
     try:
         async with (
             running_app(base.settings(**pacs_settings(orthanc))) as app,
@@ -116,7 +105,7 @@ async def test_orthanc_down_when_the_upload_completes_is_delivered_once_it_is_ba
             assert "failed" not in timeline(status)
             assert timeline(status)[-3:] == ["queued", "forwarding", "delivered"]
         for data in files:
-            assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
+            assert orthanc.instance_sha256(sop_instance_uid(data)) == sha256_hex(data)
         assert orthanc.study_instance_count(study_uid) == len(files)
     finally:
         await asyncio.to_thread(orthanc.kill)
@@ -133,7 +122,7 @@ async def test_orthanc_killed_mid_forward_gets_the_rest_once_it_is_back_without_
         **pacs_settings(orthanc), stow_max_batch_instances=batch, stow_parallel_requests=1
     )
     study_uid = generate_uid()
-    files = _series(12, study_uid)
+    files = series(12, study_uid)
     try:
         async with running_app(settings) as app, new_client(app) as client:
             user = await sign_in(client, app)
@@ -155,7 +144,7 @@ async def test_orthanc_killed_mid_forward_gets_the_rest_once_it_is_back_without_
             assert status["state"] == "delivered", status
         assert orthanc.study_instance_count(study_uid) == len(files)
         for data in files:
-            assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
+            assert orthanc.instance_sha256(sop_instance_uid(data)) == sha256_hex(data)
         received = orthanc.received()
         # What was recorded as stored before the kill was never sent again; at most the one
         # request in flight at the kill was.
@@ -170,7 +159,7 @@ async def test_a_damaged_copy_is_refused_with_its_reason_while_the_rest_are_deli
     base: ForwardingBase, orthanc: RecordingOrthanc
 ) -> None:
     study_uid = generate_uid()
-    files = _series(3, study_uid)
+    files = series(3, study_uid)
     settings = base.settings(**pacs_settings(orthanc), run_worker_in_process=False)
     async with running_app(settings) as app, new_client(app) as client:
         user = await sign_in(client, app)
@@ -205,7 +194,7 @@ async def test_a_damaged_copy_is_refused_with_its_reason_while_the_rest_are_deli
         assert orthanc.instance_id(sop_instance_uid(files[1])) is None
         for data in (files[0], files[2]):
             assert by_uid[sop_instance_uid(data)]["forward_status"] == "stored"
-            assert orthanc.instance_sha256(sop_instance_uid(data)) == _sha256(data)
+            assert orthanc.instance_sha256(sop_instance_uid(data)) == sha256_hex(data)
         notes = (await client.get(f"{API}/notifications", headers=user.headers)).json()["items"]
         assert [(n["type"], n["title"]) for n in notes] == [
             ("upload_complete", "Study partly delivered to the PACS")
@@ -216,7 +205,7 @@ async def test_an_instance_the_pacs_discards_is_refused_once_qido_cannot_find_it
     base: ForwardingBase, orthanc: RecordingOrthanc
 ) -> None:
     study_uid = generate_uid()
-    kept = _series(2, study_uid)
+    kept = series(2, study_uid)
     discarded = with_series_description(instance(study_uid=study_uid), DISCARDED_SERIES)
     async with (
         running_app(base.settings(**pacs_settings(orthanc))) as app,
@@ -244,7 +233,7 @@ async def test_a_study_the_pacs_refuses_entirely_fails_with_the_reason_for_the_u
     base: ForwardingBase, orthanc: RecordingOrthanc
 ) -> None:
     study_uid = generate_uid()
-    files = [with_series_description(data, DISCARDED_SERIES) for data in _series(2, study_uid)]
+    files = [with_series_description(data, DISCARDED_SERIES) for data in series(2, study_uid)]
     async with (
         running_app(base.settings(**pacs_settings(orthanc))) as app,
         new_client(app) as client,
@@ -272,7 +261,7 @@ async def test_wrong_pacs_credentials_keep_the_study_queued_until_they_are_fixed
     base: ForwardingBase, orthanc: RecordingOrthanc
 ) -> None:
     study_uid = generate_uid()
-    files = _series(2, study_uid)
+    files = series(2, study_uid)
     wrong = {**pacs_settings(orthanc), "pacs_password": "not-the-password"}
     async with running_app(base.settings(**wrong)) as app, new_client(app) as client:
         user = await sign_in(client, app)
