@@ -15,6 +15,14 @@ One run, one Orthanc (apt `orthanc` + `orthanc-dicomweb`, started here with its 
    first chunk's request to the ``delivered`` row of the upload's timeline;
 3. **direct again** with the best batching, to show how much the machine drifted meanwhile.
 
+By default everything talks over loopback, as fast as the machine allows. ``--link-mbit N``
+(and ``--loss P``) put Orthanc and the gateway in a network namespace behind a veth pair whose
+client→server direction a ``tbf`` qdisc shapes to N Mbit/s (and an nftables rule drops P % of
+the packets each way): the reading centre across a slower link from the sender. Both clients,
+the direct STOW-RS and the gateway's chunk PUTs, cross that link; the gateway reaches Orthanc
+inside the namespace, as it reaches a PACS on its own LAN. (Root only; the embedded SQLite
+gateway only, as PostgreSQL listens on this namespace's loopback.)
+
 Between runs the study is deleted from Orthanc, so every run stores the same files afresh. The
 gateway's time is split with its own timeline (upload / assemble+validate / queue / forward) and
 the forwarding job's log line (STOW-RS and QIDO-RS confirmation seconds); the assembly job's
@@ -38,7 +46,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +57,8 @@ import anyio
 import httpx
 from pydicom.uid import CTImageStorage, generate_uid
 from tests.pacs.conftest import dicom_bytes
+from tests.resilience.network import can_make_namespaces, lossy_link
+from tests.resilience.pacs import NamespacedOrthanc
 from tests.support.orthanc import OrthancServer
 
 from bench.uploads.bench import Connection, free_port, wait_listening
@@ -129,6 +141,38 @@ class Pacer:
         self.sent += size
         if due > now:
             await asyncio.sleep(due - now)
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where Orthanc and the gateway run: this machine's loopback, or a network namespace that
+    the bench's clients reach over a shaped (and lossy) veth link at ``host``."""
+
+    host: str = "127.0.0.1"
+    namespace: str | None = None
+
+    def argv(self, *argv: str) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace, *argv] if self.namespace else list(argv)
+
+    def orthanc(self, directory: Path) -> OrthancServer:
+        if self.namespace is None:
+            return OrthancServer(directory)
+        return NamespacedOrthanc(directory, self.namespace, self.host)
+
+
+@contextmanager
+def site_for(link_mbit: float | None, loss_percent: int) -> Iterator[Site]:
+    """Loopback, or a namespace behind a veth link of ``link_mbit`` with ``loss_percent`` loss
+    each way (removed on exit, whatever happened)."""
+    if link_mbit is None and not loss_percent:
+        yield Site()
+        return
+    with lossy_link() as link:
+        if link_mbit is not None:
+            link.shape(round(link_mbit * 1000))
+        if loss_percent:
+            link.loss(inbound=loss_percent, outbound=loss_percent)
+        yield Site(link.server_ip, link.namespace)
 
 
 def batching(text: str) -> BatchLimits:
@@ -217,6 +261,7 @@ def forget_study(orthanc: OrthancServer, study_uid: str, expected: int) -> None:
 
 def start_gateway(
     work: Path,
+    site: Site,
     orthanc: OrthancServer,
     plan: str,
     database_url: str | None,
@@ -250,13 +295,15 @@ def start_gateway(
     log = log_path.open("wb")
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "relaypacs", "serve", "--port", str(port)],
+            site.argv(
+                sys.executable, "-m", "relaypacs", "serve", "--host", site.host, "--port", str(port)
+            ),
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     ]
-    wait_listening(port, processes[0])
+    wait_listening(port, processes[0], host=site.host)
     if database_url:
         # PostgreSQL: `serve` runs no jobs; a worker process does, as in production.
         processes.append(
@@ -271,8 +318,8 @@ def start_gateway(
     return port, processes, log_path
 
 
-async def sign_in(port: int) -> dict[str, str]:
-    connection = await Connection.open(port)
+async def sign_in(host: str, port: int) -> dict[str, str]:
+    connection = await Connection.open(port, host)
     name = f"bench{random.randrange(10**9)}"
     headers = {"Content-Type": "application/json"}
     body = json.dumps({"username": name, "email": f"{name}@example.org", "password": PASSWORD})
@@ -288,11 +335,11 @@ async def sign_in(port: int) -> dict[str, str]:
 
 
 async def control_request(
-    port: int, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    host: str, port: int, method: str, path: str, headers: dict[str, str], body: bytes = b""
 ) -> tuple[int, str]:
     """One request on a fresh connection (a control connection idle through the upload would
     meet the server's keep-alive timeout)."""
-    connection = await Connection.open(port)
+    connection = await Connection.open(port, host)
     try:
         status, _, content = await connection.request(method, path, headers, body)
     finally:
@@ -301,6 +348,7 @@ async def control_request(
 
 
 async def through_gateway(
+    host: str,
     port: int,
     paths: list[Path],
     connections: int,
@@ -308,7 +356,7 @@ async def through_gateway(
     link_mib_per_s: float | None = None,
 ) -> dict[str, Any]:
     pacer = Pacer(link_mib_per_s)
-    auth = await sign_in(port)
+    auth = await sign_in(host, port)
     body = json.dumps(
         {
             "study": {
@@ -323,7 +371,7 @@ async def through_gateway(
         }
     ).encode()
     status, text = await control_request(
-        port, "POST", "/api/v1/uploads", {**auth, "Content-Type": "application/json"}, body
+        host, port, "POST", "/api/v1/uploads", {**auth, "Content-Type": "application/json"}, body
     )
     assert status == 201, text
     created = json.loads(text)
@@ -335,7 +383,7 @@ async def through_gateway(
         queue.put_nowait((entry["file_id"], path))
 
     async def sender() -> None:
-        connection = await Connection.open(port)
+        connection = await Connection.open(port, host)
         try:
             while not queue.empty():
                 file_id, path = queue.get_nowait()
@@ -357,13 +405,13 @@ async def through_gateway(
     uploaded_at = time.time()
     at_uploaded()
     status, text = await control_request(
-        port, "POST", f"/api/v1/uploads/{upload_id}/complete", {"X-Upload-Token": token}
+        host, port, "POST", f"/api/v1/uploads/{upload_id}/complete", {"X-Upload-Token": token}
     )
     assert status == 202, text
     # The light list view (not the 1,000-instance status) while the gateway works.
     while True:
         status, text = await control_request(
-            port, "GET", "/api/v1/uploads?limit=1", {**auth, "Accept": "application/json"}
+            host, port, "GET", "/api/v1/uploads?limit=1", {**auth, "Accept": "application/json"}
         )
         assert status == 200, text
         state = json.loads(text)["items"][0]["state"]
@@ -375,7 +423,7 @@ async def through_gateway(
         await asyncio.sleep(0.5)
     seen_at = time.time()
     status, text = await control_request(
-        port, "GET", f"/api/v1/uploads/{upload_id}", {"X-Upload-Token": token}
+        host, port, "GET", f"/api/v1/uploads/{upload_id}", {"X-Upload-Token": token}
     )
     upload = json.loads(text)
     assert upload["state"] == "delivered", (upload["state"], upload["failure_reason"])
@@ -405,13 +453,16 @@ def forwarded_line(log_path: Path, upload_id: str) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-forwarding-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-forwarding-") as scratch,
+        site_for(args.link_mbit, args.loss) as site,
+    ):
         work = Path(scratch)
         study_dir = work / "study"
         study_dir.mkdir()
         study_uid, paths = await asyncio.to_thread(write_study, study_dir, args.instances)
         total = sum(path.stat().st_size for path in paths)
-        orthanc = OrthancServer(work / "orthanc")
+        orthanc = site.orthanc(work / "orthanc")
         await asyncio.to_thread(orthanc.start)
         results: dict[str, Any] = {
             "machine": {
@@ -423,6 +474,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "database": args.database_url or "sqlite (embedded default)",
             # Both clients paced to this (a slower link), or None: as fast as they can.
             "link_mib_per_s": args.link_mib_per_s,
+            # Or both cross a veth link shaped by tbf (Mbit/s) and dropping this % each way.
+            "link_mbit": args.link_mbit,
+            "loss_percent": args.loss,
             "direct": {},
             "cpu_seconds": {"direct": {}},
         }
@@ -438,6 +492,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             port, processes, log_path = start_gateway(
                 work,
+                site,
                 orthanc,
                 best,
                 args.database_url,
@@ -455,6 +510,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             sampler = asyncio.create_task(sample_cpu(meter, samples))
             try:
                 outcome = await through_gateway(
+                    site.host,
                     port,
                     paths,
                     args.connections,
@@ -604,7 +660,26 @@ def main() -> None:
         action="store_true",
         help="RELAYPACS_FORWARD_WHILE_RECEIVING=true: instances go to the PACS as they arrive",
     )
+    parser.add_argument(
+        "--link-mbit",
+        type=float,
+        default=None,
+        help="Orthanc and the gateway behind a veth link shaped to this rate (root; SQLite only)",
+    )
+    parser.add_argument(
+        "--loss",
+        type=int,
+        default=0,
+        help="on that link, drop this percentage of the packets each way (nftables)",
+    )
     args = parser.parse_args()
+    if args.link_mbit is not None or args.loss:
+        if why := can_make_namespaces():
+            parser.error(f"--link-mbit/--loss: this machine cannot: {why}")
+        if args.database_url:
+            parser.error("--link-mbit/--loss run the embedded SQLite gateway only")
+        if args.link_mib_per_s:
+            parser.error("--link-mbit and --link-mib-per-s are two ways to slow the link: pick one")
     results = asyncio.run(run(args))
     out = ROOT / "bench" / "results" / f"forwarding-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)

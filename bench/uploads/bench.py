@@ -55,8 +55,8 @@ class Connection:
         self.writer = writer
 
     @classmethod
-    async def open(cls, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
+    async def open(cls, port: int, host: str = "127.0.0.1") -> Connection:
+        reader, writer = await asyncio.open_connection(host, port, limit=2**20)
         return cls(reader, writer)
 
     async def request(
@@ -104,7 +104,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_listening(
+    port: int, process: subprocess.Popen[bytes], timeout: float = 60, host: str = "127.0.0.1"
+) -> None:
     import socket
 
     deadline = time.monotonic() + timeout
@@ -112,7 +114,7 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
         if process.poll() is not None:
             raise RuntimeError("server exited at start")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            socket.create_connection((host, port), timeout=0.5).close()
             return
         except OSError:
             time.sleep(0.1)

@@ -68,9 +68,12 @@ class Link:
         _run("tc", "qdisc", "del", "dev", self.host_if, "root", check=False)
         if rate_kbit is not None:
             # A burst of ~4 KB keeps the rate honest at 1 Mbit/s; 400 ms of queue like a 3G modem.
+            # Faster links need a burst of at least a timer tick's worth of bytes (rate / HZ) or
+            # tbf cannot reach its rate: 1/100 s of it from 3.2 Mbit/s up.
+            burst_kbit = max(32, rate_kbit // 100)
             _run(
                 "tc", "qdisc", "add", "dev", self.host_if, "root", "tbf",
-                "rate", f"{rate_kbit}kbit", "burst", "32kbit", "latency", "400ms",
+                "rate", f"{rate_kbit}kbit", "burst", f"{burst_kbit}kbit", "latency", "400ms",
             )  # fmt: skip
 
     def loss(self, inbound: int = 0, outbound: int = 0) -> None:
