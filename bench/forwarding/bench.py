@@ -20,8 +20,9 @@ By default everything talks over loopback, as fast as the machine allows. ``--li
 client→server direction a ``tbf`` qdisc shapes to N Mbit/s (and an nftables rule drops P % of
 the packets each way): the reading centre across a slower link from the sender. Both clients,
 the direct STOW-RS and the gateway's chunk PUTs, cross that link; the gateway reaches Orthanc
-inside the namespace, as it reaches a PACS on its own LAN. (Root only; the embedded SQLite
-gateway only, as PostgreSQL listens on this namespace's loopback.)
+inside the namespace, as it reaches a PACS on its own LAN. (Root only. The namespace has its own
+loopback: with ``--database-url``, reach PostgreSQL by its Unix socket, e.g.
+``postgresql+asyncpg://postgres@/benchfwd?host=/var/run/postgresql``.)
 
 Between runs the study is deleted from Orthanc, so every run stores the same files afresh. The
 gateway's time is split with its own timeline (upload / assemble+validate / queue / forward) and
@@ -308,7 +309,7 @@ def start_gateway(
         # PostgreSQL: `serve` runs no jobs; a worker process does, as in production.
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "relaypacs", "worker"],
+                site.argv(sys.executable, "-m", "relaypacs", "worker"),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -664,7 +665,7 @@ def main() -> None:
         "--link-mbit",
         type=float,
         default=None,
-        help="Orthanc and the gateway behind a veth link shaped to this rate (root; SQLite only)",
+        help="Orthanc and the gateway behind a veth link shaped to this rate (root)",
     )
     parser.add_argument(
         "--loss",
@@ -676,8 +677,11 @@ def main() -> None:
     if args.link_mbit is not None or args.loss:
         if why := can_make_namespaces():
             parser.error(f"--link-mbit/--loss: this machine cannot: {why}")
-        if args.database_url:
-            parser.error("--link-mbit/--loss run the embedded SQLite gateway only")
+        if args.database_url and "host=/" not in args.database_url:
+            parser.error(
+                "--link-mbit/--loss: the gateway runs in a network namespace, which has its own "
+                "loopback; reach PostgreSQL by its Unix socket (...?host=/var/run/postgresql)"
+            )
         if args.link_mib_per_s:
             parser.error("--link-mbit and --link-mib-per-s are two ways to slow the link: pick one")
     results = asyncio.run(run(args))
