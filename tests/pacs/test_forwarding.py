@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
@@ -22,11 +23,13 @@ from relaypacs.uploads.service import FORWARD_JOB
 from relaypacs.uploads.store import upload_prefix
 from relaypacs.users.models import Role
 from tests.operations.test_metrics import scrape, value
+from tests.pacs.faulty_server import BAD_GATEWAY, CountingServer
 from tests.pacs.forwarding import (
     API,
     FINAL_STATES,
     ForwardingBase,
     assemble_without_forwarding,
+    job_outcomes,
     module_forwarding_base,
     send_study,
     sop_instance_uid,
@@ -151,6 +154,41 @@ async def _fail_by_age(base: ForwardingBase, data: bytes) -> tuple[uploads.Sessi
         failed = await wait_for_state(app, client, session, FINAL_STATES)
         assert failed["state"] == "failed"
         return session, user
+
+
+async def _forward_job(app: FastAPI, upload_id: str) -> Job | None:
+    async with app.state.sessionmaker() as db:
+        jobs = (await db.scalars(select(Job).where(Job.kind == FORWARD_JOB))).all()
+        ours = [j for j in jobs if j.payload["upload_id"] == upload_id]
+        return ours[0] if ours else None
+
+
+async def test_while_the_circuit_is_open_a_queued_study_waits_without_asking_the_pacs(
+    base: ForwardingBase,
+) -> None:
+    # A PACS that answers every request with 502: after two failed checks the circuit opens,
+    # and the retries after it are told so at once instead of each asking the PACS again.
+    async with CountingServer(BAD_GATEWAY) as pacs:
+        settings = base.settings(
+            pacs_url=pacs.url,
+            pacs_kind="generic",
+            pacs_breaker_failures=2,
+            pacs_breaker_reset_seconds=3600,
+        )
+        async with running_app(settings) as app, new_client(app) as client:
+            user = await sign_in(client, app)
+            session = await send_study(client, user.headers, [instance()])
+            async with job_outcomes(app.state.job_worker) as happened, asyncio.timeout(60):
+                while True:
+                    happened.clear()
+                    job = await _forward_job(app, session.id)
+                    if job is not None and job.attempts >= 5:
+                        break
+                    await happened.wait()
+            status = await uploads.status(client, session)
+    assert status["state"] == "queued"
+    assert "circuit open" in (job.last_error or ""), job.last_error
+    assert pacs.connections == 2, "retries after the circuit opened must not reach the PACS"
 
 
 async def test_a_pacs_down_past_the_maximum_age_fails_the_upload_and_tells_the_uploader(

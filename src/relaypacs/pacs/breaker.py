@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from relaypacs.operations.metrics import observe_stow, set_pacs_reachable
 from relaypacs.pacs.destination import Destination, StowInstance, StowResult
-from relaypacs.pacs.exceptions import CircuitOpen, DestinationError
+from relaypacs.pacs.exceptions import CircuitOpen, DestinationError, DestinationMisconfigured
 
 T = TypeVar("T")
 
@@ -117,6 +117,14 @@ class GuardedDestination:
     async def count_instances(self, study_instance_uid: str) -> int:
         return await self._guarded(lambda: self.destination.count_instances(study_instance_uid))
 
+    async def check(self) -> None:
+        """The forwarding's reachability check before a study goes: a call like any other, so
+        while the circuit is open it fails at once (:class:`CircuitOpen`, with the time left)
+        instead of waiting on a PACS that is down, and its failures count towards opening it.
+        ``DestinationMisconfigured`` passes through with no verdict: a STOW-only endpoint may
+        not serve the QIDO-RS query, and the STOW-RS request itself will tell."""
+        await self._guarded(self.destination.ping, inconclusive=(DestinationMisconfigured,))
+
     async def ping(self) -> None:
         # Readiness wants the truth even while the circuit is open, and a success closes it.
         try:
@@ -131,10 +139,18 @@ class GuardedDestination:
     async def close(self) -> None:
         await self.destination.close()
 
-    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _guarded(
+        self,
+        call: Callable[[], Awaitable[T]],
+        *,
+        inconclusive: tuple[type[DestinationError], ...] = (),
+    ) -> T:
         self.breaker.before_call()
         try:
             value = await call()
+        except inconclusive:
+            self.breaker.record_abandoned()
+            raise
         except DestinationError:
             self.breaker.record_failure()
             set_pacs_reachable(self.name, reachable=False)

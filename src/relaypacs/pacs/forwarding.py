@@ -133,9 +133,11 @@ class Forwarder:
 
     async def _check_reachable(self) -> None:
         # Cheap, and outside any transaction: while the PACS is down the upload waits in
-        # `queued` without a `forwarding` row per retry in its timeline.
+        # `queued` without a `forwarding` row per retry in its timeline. Through the circuit
+        # breaker: with many studies queued, only the first few retries wait on a PACS that is
+        # down; the rest are told at once (and when to try again).
         try:
-            await self.destination.ping()
+            await self.destination.check()
         except DestinationMisconfigured:
             # The check is a QIDO-RS query, which a STOW-only endpoint may not serve: let the
             # STOW-RS request itself tell (wrong credentials fail there too, and are retried).
