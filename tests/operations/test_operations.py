@@ -11,10 +11,19 @@ async def test_healthz_answers(client: httpx.AsyncClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
-async def test_readyz_checks_the_database(client: httpx.AsyncClient) -> None:
+async def test_readyz_checks_the_database_and_shows_the_queue(client: httpx.AsyncClient) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"]["database"] == "ok"
+    body = response.json()
+    assert body["checks"]["database"] == "ok"
+    queue = body["queue"]
+    assert set(queue) == {
+        "jobs_queued",
+        "jobs_running",
+        "oldest_due_job_age_seconds",
+        "studies_awaiting_delivery",
+    }
+    assert queue["studies_awaiting_delivery"] == 0
 
 
 async def test_metrics_are_prometheus_text_labelled_by_route_template(

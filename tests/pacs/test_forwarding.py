@@ -191,6 +191,30 @@ async def test_while_the_circuit_is_open_a_queued_study_waits_without_asking_the
     assert pacs.connections == 2, "retries after the circuit opened must not reach the PACS"
 
 
+async def test_readyz_shows_a_pacs_that_is_down_and_the_studies_waiting_for_it(
+    base: ForwardingBase,
+) -> None:
+    async with CountingServer(BAD_GATEWAY) as pacs:
+        settings = base.settings(pacs_url=pacs.url, pacs_kind="generic", pacs_name="reading")
+        async with running_app(settings) as app, new_client(app) as client:
+            before = await client.get("/readyz")
+            user = await sign_in(client, app)
+            session = await send_study(client, user.headers, [instance()])
+            await wait_for_state(app, client, session, {"queued"})
+            after = await client.get("/readyz")
+    for response in (before, after):
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "not_ready"
+        assert body["checks"]["pacs:reading"] == "unavailable: DestinationUnavailable"
+        assert body["checks"]["database"] == "ok"
+    queue_before, queue_after = before.json()["queue"], after.json()["queue"]
+    # Other tests of this module may have left studies waiting in the same database.
+    assert queue_after["studies_awaiting_delivery"] == queue_before["studies_awaiting_delivery"] + 1
+    assert queue_after["jobs_queued"] >= 1
+    assert queue_after["oldest_due_job_age_seconds"] >= 0
+
+
 async def test_a_pacs_down_past_the_maximum_age_fails_the_upload_and_tells_the_uploader(
     base: ForwardingBase,
 ) -> None:

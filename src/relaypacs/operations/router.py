@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 import anyio
@@ -10,9 +11,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
+from relaypacs.jobs.models import JobState
 from relaypacs.operations.metrics import render_metrics
 from relaypacs.operations.readiness import Readiness
-from relaypacs.operations.service import collect_scrape_time_metrics
+from relaypacs.operations.service import collect_scrape_time_metrics, read_queue
 
 router = APIRouter(tags=["operations"])
 
@@ -21,9 +23,21 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class QueueSummary(BaseModel):
+    """Shown, not judged: a backlog is the queue doing its job (a PACS that is down shows in
+    its own check)."""
+
+    jobs_queued: int
+    jobs_running: int
+    oldest_due_job_age_seconds: float
+    studies_awaiting_delivery: int
+
+
 class ReadinessReport(BaseModel):
     status: Literal["ready", "not_ready"]
     checks: dict[str, str]
+    #: ``None`` when the database could not say in time.
+    queue: QueueSummary | None = None
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
@@ -34,14 +48,26 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=ReadinessReport,
-    summary="Readiness: every dependency answers",
+    summary="Readiness: every dependency answers (database, chunk store, each PACS); also shows "
+    "the queue's depth",
     responses={503: {"model": ReadinessReport, "description": "A dependency is unavailable"}},
 )
 async def readyz(request: Request) -> JSONResponse:
     readiness: Readiness = request.app.state.readiness
-    checks = await readiness.run()
+    checks, queue = await asyncio.gather(readiness.run(), read_queue(request.app.state.resources))
     ready = all(result == "ok" for result in checks.values())
-    report = ReadinessReport(status="ready" if ready else "not_ready", checks=checks)
+    report = ReadinessReport(
+        status="ready" if ready else "not_ready",
+        checks=checks,
+        queue=None
+        if queue is None
+        else QueueSummary(
+            jobs_queued=queue.jobs_in(JobState.queued),
+            jobs_running=queue.jobs_in(JobState.running),
+            oldest_due_job_age_seconds=round(queue.oldest_due_job_age_seconds, 1),
+            studies_awaiting_delivery=queue.studies_awaiting_delivery(),
+        ),
+    )
     return JSONResponse(report.model_dump(), status_code=200 if ready else 503)
 
 

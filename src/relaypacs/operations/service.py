@@ -23,6 +23,7 @@ from relaypacs import __version__
 from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
 from relaypacs.jobs import service as jobs_service
+from relaypacs.jobs.models import JobState
 from relaypacs.operations import repository
 from relaypacs.resources import Resources
 from relaypacs.uploads.models import UploadState
@@ -31,6 +32,38 @@ log = structlog.get_logger(__name__)
 
 # A slow database must not make the scrape time out and hide every other metric.
 QUEUE_QUERY_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """The durable queue and the delivery backlog, as the database holds them now."""
+
+    #: Jobs by (kind, state).
+    depth: dict[tuple[str, str], int]
+    oldest_due_job_age_seconds: float
+    #: Uploads waiting for (queued) or being sent to (forwarding) the PACS: state, count, since.
+    awaiting_delivery: list[tuple[UploadState, int, datetime | None]]
+
+    def jobs_in(self, state: JobState) -> int:
+        return sum(count for (_, in_state), count in self.depth.items() if in_state == state.value)
+
+    def studies_awaiting_delivery(self) -> int:
+        return sum(count for _, count, _ in self.awaiting_delivery)
+
+
+async def read_queue(resources: Resources) -> QueueState | None:
+    """The queue's state for metrics and readiness; ``None`` when the database cannot say in
+    time (its being down is reported by the readiness check itself)."""
+    try:
+        async with asyncio.timeout(QUEUE_QUERY_TIMEOUT_SECONDS):
+            async with resources.sessionmaker() as session:
+                depth = await jobs_service.queue_depth(session)
+                age = await jobs_service.oldest_due_job_age_seconds(session)
+                awaiting = await repository.uploads_awaiting_delivery(session)
+    except Exception as exc:
+        log.warning("queue_state_unavailable", error=type(exc).__name__)
+        return None
+    return QueueState(depth, age, awaiting)
 
 
 @dataclass(frozen=True)
@@ -83,6 +116,9 @@ async def collect_scrape_time_metrics(resources: Resources) -> list[Metric]:
 
 
 async def _queue_metrics(resources: Resources) -> list[Metric]:
+    queue = await read_queue(resources)
+    if queue is None:
+        return []
     jobs = GaugeMetricFamily(
         "relaypacs_jobs", "Jobs in the durable queue by kind and state", labels=["kind", "state"]
     )
@@ -90,19 +126,10 @@ async def _queue_metrics(resources: Resources) -> list[Metric]:
         "relaypacs_job_oldest_due_age_seconds",
         "How long the longest-waiting due job has waited (0 when none waits)",
     )
-    try:
-        async with asyncio.timeout(QUEUE_QUERY_TIMEOUT_SECONDS):
-            async with resources.sessionmaker() as session:
-                depth = await jobs_service.queue_depth(session)
-                age = await jobs_service.oldest_due_job_age_seconds(session)
-                awaiting = await repository.uploads_awaiting_delivery(session)
-    except Exception as exc:  # the database being down is reported by relaypacs_dependency_up
-        log.warning("queue_metrics_unavailable", error=type(exc).__name__)
-        return []
-    for (kind, state), count in sorted(depth.items()):
+    for (kind, state), count in sorted(queue.depth.items()):
         jobs.add_metric([kind, state], count)
-    oldest.add_metric([], age)
-    return [jobs, oldest, *_delivery_backlog(resources, awaiting)]
+    oldest.add_metric([], queue.oldest_due_job_age_seconds)
+    return [jobs, oldest, *_delivery_backlog(resources, queue.awaiting_delivery)]
 
 
 def _delivery_backlog(
