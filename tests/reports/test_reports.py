@@ -202,6 +202,11 @@ async def test_a_radiologist_moves_a_report_to_ready_and_the_uploader_hears_each
     assert "Dr Ada Lovelace" in text
     # A long UID wraps inside its table cell.
     assert delivered.study_uid in "".join(text.split())
+    # The uploader's list names the radiologist too.
+    listed = await client.get(f"{API}/reports", params={"status": "ready"}, headers=owner.headers)
+    assert [(r["id"], r["radiologist"]) for r in listed.json()["items"]] == [
+        (str(delivered.report_id), "Dr Ada Lovelace")
+    ]
 
 
 async def test_only_radiologists_and_admins_change_reports(
