@@ -189,6 +189,12 @@ async def test_while_the_circuit_is_open_a_queued_study_waits_without_asking_the
     assert status["state"] == "queued"
     assert "circuit open" in (job.last_error or ""), job.last_error
     assert pacs.connections == 2, "retries after the circuit opened must not reach the PACS"
+    # Why it waits is on the upload, in one row however many retries there were.
+    assert timeline(status)[-2:] == ["queued", "queued"]
+    assert timeline(status).count("queued") == 2
+    note = status["timeline"][-1]["detail"]
+    assert note.startswith("the PACS is unreachable: circuit open after repeated failures; ")
+    assert "next attempt in" in note
 
 
 async def test_readyz_shows_a_pacs_that_is_down_and_the_studies_waiting_for_it(

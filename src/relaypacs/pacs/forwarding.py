@@ -373,6 +373,16 @@ async def wait_in_queue(
         upload = await uploads_repository.get_upload(session, upload_id, lock="update")
         if upload is not None and upload.state is UploadState.forwarding:
             await _transition(session, upload, UploadState.queued, reason)
+        elif upload is not None and upload.state is UploadState.queued:
+            # Still waiting for a first send (the PACS was unreachable at the check): one row
+            # says why, dated when the waiting began, and later retries update its reason in
+            # place rather than adding a row each (an outage may last a day of retries).
+            latest = await uploads_repository.latest_event(session, upload_id)
+            detail = reason[: repository.REASON_LENGTH]
+            if latest is not None and latest.state is UploadState.queued and latest.detail:
+                latest.detail = detail
+            else:
+                await uploads_repository.add_event(session, upload_id, UploadState.queued, detail)
         await session.commit()
 
 

@@ -433,6 +433,16 @@ async def add_event(
     await session.flush()
 
 
+async def latest_event(session: AsyncSession, upload_id: uuid.UUID) -> UploadEvent | None:
+    statement = (
+        select(UploadEvent)
+        .where(UploadEvent.upload_id == upload_id)
+        .order_by(UploadEvent.at.desc(), UploadEvent.id.desc())
+        .limit(1)
+    )
+    return (await session.scalars(statement)).first()
+
+
 async def list_events(session: AsyncSession, upload_id: uuid.UUID) -> list[UploadEvent]:
     statement = (
         select(UploadEvent)
