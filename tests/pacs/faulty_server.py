@@ -2,6 +2,7 @@
 
 :class:`FaultyStowServer` answers every request itself with one fault (no PACS behind it);
 :class:`CountingServer` gives every connection one canned answer and counts the connections;
+:class:`DrainingServer` reads and drops every body and answers 200;
 :class:`FaultyProxy` stands in front of a real Orthanc and spoils the first STOW-RS requests
 only, passing everything else through untouched. Both run in the test's event loop on
 127.0.0.1 and speak just enough HTTP/1.1 for httpx (requests carry ``Content-Length``;
@@ -273,39 +274,51 @@ class _Replay(asyncio.StreamReader):
         return await self._rest.read(n)
 
 
-class CountingServer:
-    """A real port that answers every connection with ``answer`` and closes it; it counts the
-    connections, so a test can tell a call that reached the network from one that did not."""
+class CountingServer(_LoopbackServer):
+    """Gives every connection one canned ``answer`` and closes it; counts the connections, so a
+    test can tell a call that reached the network from one that did not."""
 
     def __init__(self, answer: bytes) -> None:
+        super().__init__()
         self.answer = answer
         self.connections = 0
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> CountingServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/dicom-web"
+        return f"http://127.0.0.1:{self.port}/dicom-web"
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(self.answer)
-            await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(self.answer)
+        await writer.drain()
         writer.close()
 
 
-# The PACS is up but broken: a 502 with no body, on every connection.
+class DrainingServer(_LoopbackServer):
+    """Reads each request's body in 64 KiB pieces, keeps only its length, answers 200 ``{}``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/dicom-web"
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, length = await _read_head(reader)
+        await _discard(reader, length)
+        self.received += length
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\n"
+            b"Content-Length: 2\r\n\r\n{}"
+        )
+        await writer.drain()
+        writer.close()
+
+
+# A PACS that is up but broken: 502 with no body.
 BAD_GATEWAY = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 # A STOW-only endpoint: no QIDO-RS here.
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"

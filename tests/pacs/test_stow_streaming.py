@@ -8,8 +8,6 @@ allocation tracer measures the client's peak while 64 MiB go out in one request.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -20,55 +18,11 @@ import httpx
 
 from relaypacs.pacs.destination import StowInstance
 from relaypacs.pacs.destinations.dicomweb import DicomWebDestination
+from tests.pacs.faulty_server import DrainingServer
 
 MIB = 1024 * 1024
 INSTANCES = 8
 INSTANCE_BYTES = 8 * MIB
-
-
-class DrainingServer:
-    """Reads each request's body in 64 KiB pieces, keeps only its length, answers 200."""
-
-    def __init__(self) -> None:
-        self.received = 0
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> DrainingServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/dicom-web"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            while length:
-                piece = await reader.read(min(length, 64 * 1024))
-                if not piece:
-                    break
-                length -= len(piece)
-                self.received += len(piece)
-            answer = b"{}"
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\n"
-                + f"Content-Length: {len(answer)}\r\n\r\n".encode()
-                + answer
-            )
-            await writer.drain()
-        writer.close()
 
 
 def _instance(path: Path, n: int) -> StowInstance:
