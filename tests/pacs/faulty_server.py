@@ -275,13 +275,15 @@ class _Replay(asyncio.StreamReader):
 
 
 class CountingServer(_LoopbackServer):
-    """Gives every connection one canned ``answer`` and closes it; counts the connections, so a
-    test can tell a call that reached the network from one that did not."""
+    """Gives every connection one canned ``answer`` and closes it; counts the connections and
+    keeps each request line, so a test can tell a call that reached the network from one that
+    did not."""
 
     def __init__(self, answer: bytes) -> None:
         super().__init__()
         self.answer = answer
         self.connections = 0
+        self.request_lines: list[str] = []
 
     @property
     def url(self) -> str:
@@ -289,7 +291,8 @@ class CountingServer(_LoopbackServer):
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        await reader.readuntil(b"\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.request_lines.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
         writer.write(self.answer)
         await writer.drain()
         writer.close()
