@@ -21,6 +21,7 @@ from relaypacs.uploads import service as uploads_service
 from relaypacs.uploads.models import Upload
 from relaypacs.uploads.overlap import assemble_while_receiving
 from tests.conftest import make_settings
+from tests.operations.test_metrics import scrape, value
 from tests.pacs.forwarding import (
     API,
     FINAL_STATES,
@@ -101,6 +102,33 @@ async def test_instances_reach_the_pacs_while_the_rest_arrives_and_complete_send
     # Nothing was sent twice: `complete` sent only the one instance still pending.
     assert set(orthanc.received().values()) == {1}
     assert orthanc.study_instance_count(study_uid) == len(files)
+
+
+async def test_files_arriving_one_by_one_go_to_the_pacs_in_few_requests(
+    base: ForwardingBase, orthanc: RecordingOrthanc
+) -> None:
+    # A slow link: one file every 0.15 s. Rounds gather for a moment rather than sending each
+    # file in a STOW-RS request of its own (each request, and recording its outcome, has a
+    # fixed cost); without that, about one request per file.
+    study_uid = generate_uid()
+    files = series(9, study_uid)
+    settings = base.settings(**pacs_settings(orthanc), forward_while_receiving=True)
+    stow_requests = "relaypacs_stow_request_duration_seconds_count"
+    async with running_app(settings) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await uploads.start(client, user.headers, files)
+        before = await scrape(client)
+        for position in range(8):
+            await send_file(client, session, position)
+            await asyncio.sleep(0.15)
+        early = await status_once(client, session, lambda s: len(_stored(s)) == 8)
+        after = await scrape(client)
+    assert early["state"] == "receiving"
+    requests = value(after, stow_requests, destination="orthanc", outcome="stored") - value(
+        before, stow_requests, destination="orthanc", outcome="stored"
+    )
+    assert 1 <= requests <= 3, f"{requests:g} STOW-RS requests for 8 files"
+    assert set(orthanc.received().values()) == {1}
 
 
 async def test_a_cancelled_upload_says_which_instances_stay_in_the_pacs(

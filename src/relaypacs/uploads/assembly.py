@@ -206,6 +206,10 @@ EARLY_ROUND_FILES = 16
 #: often. A file completed just as it ends waits for ``complete``: slower, never wrong.
 EARLY_LINGER_SECONDS = 1.0
 EARLY_POLL_SECONDS = 0.2
+#: How long a round of fewer than ``EARLY_ROUND_FILES`` may wait for more ready files. On a slow
+#: link a file or two complete at a time, and each round has a fixed cost (its reads, its
+#: transaction, the jobs it enqueues): a moment's wait makes rounds fuller and fewer.
+EARLY_GATHER_SECONDS = 1.0
 
 
 async def assemble_ready_files(
@@ -225,6 +229,7 @@ async def assemble_ready_files(
     recorded_files = 0
     deferred: set[uuid.UUID] = set()
     idle = 0.0
+    gathering = 0.0
     while True:
         async with sessionmaker() as session:
             upload = await repository.get_upload(session, upload_id)
@@ -246,6 +251,11 @@ async def assemble_ready_files(
             idle += EARLY_POLL_SECONDS
             continue
         idle = 0.0
+        if len(ready) < EARLY_ROUND_FILES and gathering < EARLY_GATHER_SECONDS:
+            await asyncio.sleep(EARLY_POLL_SECONDS)
+            gathering += EARLY_POLL_SECONDS
+            continue
+        gathering = 0.0
         round_ = _EarlyRound()
         try:
             await _assemble_each(
