@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,10 +190,13 @@ async def test_while_the_circuit_is_open_a_queued_study_waits_without_asking_the
         async with running_app(settings) as app, new_client(app) as client:
             user = await sign_in(client, app)
             session = await send_study(client, user.headers, [instance()])
+            third_attempt_seen_at: datetime | None = None
             async with job_outcomes(app.state.job_worker) as happened, asyncio.timeout(60):
                 while True:
                     happened.clear()
                     job = await _forward_job(app, session.id)
+                    if job is not None and job.attempts >= 3 and third_attempt_seen_at is None:
+                        third_attempt_seen_at = utcnow()
                     if job is not None and job.attempts >= 5:
                         break
                     await happened.wait()
@@ -205,9 +209,12 @@ async def test_while_the_circuit_is_open_a_queued_study_waits_without_asking_the
     # Why it waits is on the upload, in one row however many retries there were.
     assert timeline(status)[-2:] == ["queued", "queued"]
     assert timeline(status).count("queued") == 2
-    note = status["timeline"][-1]["detail"]
-    assert note.startswith("the PACS is unreachable: circuit open after repeated failures; ")
-    assert "next attempt in" in note
+    note = status["timeline"][-1]
+    assert note["detail"].startswith("the PACS is unreachable: circuit open after repeated ")
+    assert "next attempt in" in note["detail"]
+    # Dated by the latest retry, so that its "next attempt in" holds.
+    assert third_attempt_seen_at is not None
+    assert datetime.fromisoformat(note["at"]) > third_attempt_seen_at
 
 
 async def test_readyz_shows_a_pacs_that_is_down_and_the_studies_waiting_for_it(

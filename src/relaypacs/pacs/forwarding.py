@@ -375,12 +375,14 @@ async def wait_in_queue(
             await _transition(session, upload, UploadState.queued, reason)
         elif upload is not None and upload.state is UploadState.queued:
             # Still waiting for a first send (the PACS was unreachable at the check): one row
-            # says why, dated when the waiting began, and later retries update its reason in
-            # place rather than adding a row each (an outage may last a day of retries).
+            # after the row of queuing says why, and later retries bring it up to date (reason
+            # and time, so that its "next attempt in" holds) rather than adding a row each: an
+            # outage may last a day of retries.
             latest = await uploads_repository.latest_event(session, upload_id)
             detail = reason[: repository.REASON_LENGTH]
             if latest is not None and latest.state is UploadState.queued and latest.detail:
                 latest.detail = detail
+                latest.at = utcnow()
             else:
                 await uploads_repository.add_event(session, upload_id, UploadState.queued, detail)
         await session.commit()
