@@ -424,3 +424,35 @@ def test_a_form_that_cannot_be_sent_puts_the_focus_on_the_first_field_to_correct
     )
     assert page.url.endswith("/upload")
     assert api.get("/uploads", tokens)["items"] == []
+
+
+def test_the_dashboard_asks_for_figures_only_once_it_knows_whose(
+    page: Page, account: tuple[str, dict[str, Any]]
+) -> None:
+    """Figures are kept per viewer: asked for before the user is known, they would be kept under
+    no one's name and spend the user's few analytics reads a minute twice."""
+    _, tokens = account
+    page.goto("/sign-in")
+    # Signed in by tokens alone, with no remembered user: the app must ask who this is first.
+    page.evaluate(
+        """([tokens]) => localStorage.setItem('relaypacs.tokens', JSON.stringify({
+            access: tokens.access_token, refresh: tokens.refresh_token,
+            expiresAt: Date.now() + tokens.expires_in * 1000 }))""",
+        [tokens],
+    )
+    held: list[Route] = []
+    page.route(re.compile(r"/api/v1/auth/me$"), lambda route: held.append(route))
+    analytics: list[str] = []
+    page.on("request", lambda r: analytics.append(r.url) if "/api/v1/analytics/" in r.url else None)
+    page.goto("/dashboard")
+    expect(page.get_by_text("Loading the dashboard…")).to_be_visible()
+    page.wait_for_timeout(1500)  # time enough for a premature request to show
+    assert held, "the app did not ask who is signed in"
+    assert analytics == []
+    for route in held:
+        route.continue_()
+    page.unroute(re.compile(r"/api/v1/auth/me$"))
+    expect(page.get_by_test_id("dashboard-figures")).to_have_attribute(
+        "data-loaded", "true", timeout=15_000
+    )
+    assert len(analytics) == 2, analytics

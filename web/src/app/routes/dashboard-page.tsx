@@ -9,9 +9,14 @@ const DashboardPage = lazy(() => import('@/features/dashboard').then((m) => ({ d
 /** The dashboard, with the admin's filters and CSV export when the user is an admin. */
 export function DashboardRoute() {
   const { user } = useAuth();
+  const loading = <p role="status">Loading the dashboard…</p>;
+  // Figures are kept per viewer: asked for before the user is known, they would be kept under
+  // no one's name (for whoever opens the dashboard next on this tab) and spend the rate-limited
+  // reads twice.
+  if (!user) return loading;
   return (
-    <Suspense fallback={<p role="status">Loading the dashboard…</p>}>
-      <DashboardPage key={user?.id ?? 'unknown'} viewer={user?.id ?? ''} isAdmin={user?.role === 'admin'} />
+    <Suspense fallback={loading}>
+      <DashboardPage key={user.id} viewer={user.id} isAdmin={user.role === 'admin'} />
     </Suspense>
   );
 }
