@@ -211,8 +211,9 @@ def wait_for_service_worker(page: Page) -> None:
     wait_until_true(page, f"navigator.serviceWorker.ready.then(r => !!r.active && {controlled})")
 
 
-def sign_in_with_tokens(page: Page, username: str, tokens: dict[str, Any]) -> None:
-    """Start signed in, the way the app keeps a session: tokens in localStorage."""
+def store_tokens(page: Page, tokens: dict[str, Any]) -> None:
+    """Put a session's tokens in localStorage, the way the app keeps them (no user remembered:
+    the app asks the gateway who it is)."""
     page.goto("/sign-in")
     page.evaluate(
         """([tokens]) => localStorage.setItem('relaypacs.tokens', JSON.stringify({
@@ -220,6 +221,11 @@ def sign_in_with_tokens(page: Page, username: str, tokens: dict[str, Any]) -> No
             expiresAt: Date.now() + tokens.expires_in * 1000 }))""",
         [tokens],
     )
+
+
+def sign_in_with_tokens(page: Page, username: str, tokens: dict[str, Any]) -> None:
+    """Start signed in, the way the app keeps a session: tokens in localStorage."""
+    store_tokens(page, tokens)
     page.goto("/upload")
     page.get_by_role("heading", name="New upload").wait_for()
 

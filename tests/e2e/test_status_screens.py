@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, Route, expect
 from pydicom.data import get_testdata_file
 
-from tests.e2e.conftest import Api, sign_in_with_tokens
+from tests.e2e.conftest import Api, sign_in_with_tokens, store_tokens
 from tests.e2e.gateway import Gateway, free_port
 from tests.e2e.studies import write_study
 from tests.e2e.test_upload import ACCEPTED, choose_folder, send
@@ -432,14 +432,8 @@ def test_the_dashboard_asks_for_figures_only_once_it_knows_whose(
     """Figures are kept per viewer: asked for before the user is known, they would be kept under
     no one's name and spend the user's few analytics reads a minute twice."""
     _, tokens = account
-    page.goto("/sign-in")
     # Signed in by tokens alone, with no remembered user: the app must ask who this is first.
-    page.evaluate(
-        """([tokens]) => localStorage.setItem('relaypacs.tokens', JSON.stringify({
-            access: tokens.access_token, refresh: tokens.refresh_token,
-            expiresAt: Date.now() + tokens.expires_in * 1000 }))""",
-        [tokens],
-    )
+    store_tokens(page, tokens)
     held: list[Route] = []
     page.route(re.compile(r"/api/v1/auth/me$"), lambda route: held.append(route))
     analytics: list[str] = []
