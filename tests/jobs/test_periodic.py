@@ -45,8 +45,10 @@ async def test_periodic_job_runs_once_per_period_across_two_workers(
     # between the event and the shutdown, and it must be counted like the jobs below.
     scheduled = (one.counters.periodic_enqueued, two.counters.periodic_enqueued)
     assert Counter(periods).most_common(1)[0][1] == 1, periods
-    assert periods == sorted(periods)
     jobs = await jobs_of_kind(first, kind)
+    # Two workers may finish neighbouring periods out of order on a loaded host (a CI run saw
+    # it); what is promised is one job per period, and every run is one of those jobs.
+    assert set(periods) <= {job.payload["period"] for job in jobs}, periods
     assert len({job.dedupe_key for job in jobs}) == len(jobs)
     assert sum(scheduled) == len(jobs)
 
