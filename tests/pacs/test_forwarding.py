@@ -23,8 +23,9 @@ from relaypacs.jobs.models import Job, JobState
 from relaypacs.jobs.service import enqueue
 from relaypacs.jobs.worker import Worker
 from relaypacs.pacs.tasks import STALLED_JOB
-from relaypacs.uploads.service import FORWARD_JOB
+from relaypacs.uploads.service import ASSEMBLE_JOB, FORWARD_JOB
 from relaypacs.uploads.store import upload_prefix
+from relaypacs.uploads.tasks import STALLED_ASSEMBLY_JOB
 from relaypacs.users.models import Role
 from tests.operations.test_metrics import scrape, value
 from tests.pacs.faulty_server import BAD_GATEWAY, CountingServer
@@ -293,6 +294,68 @@ async def test_an_admin_requeues_a_failed_delivery_and_it_is_delivered(
         delivered = await wait_for_state(app, client, session, FINAL_STATES)
         assert delivered["state"] == "delivered"
         assert timeline(delivered)[-4:] == ["failed", "queued", "forwarding", "delivered"]
+    archived = list((base.data_dir / "archive").rglob("*.dcm"))
+    assert any(path.read_bytes() == data for path in archived)
+
+
+async def test_an_assembly_whose_workers_keep_dying_fails_the_upload_until_requeued(
+    base: ForwardingBase,
+) -> None:
+    data = instance()
+    settings = base.settings(job_max_abandoned=1)
+    async with (
+        running_app(base.settings(run_worker_in_process=False, job_max_abandoned=1)) as app,
+        new_client(app) as client,
+    ):
+        user = await sign_in(client, app)
+        session = await send_study(client, user.headers, [data])
+        # A worker claims the assembly job and dies on it (say, a file that exhausts memory).
+        now = utcnow()
+        async with app.state.sessionmaker() as db:
+            claimed = await jobs_repository.claim_jobs(
+                db,
+                kinds=[ASSEMBLE_JOB],
+                owner="dead-worker",
+                now=now,
+                lease_expires_at=now,
+                limit=1,
+            )
+            await db.commit()
+        assert [job.payload["upload_id"] for job in claimed] == [session.id]
+
+    async with running_app(settings) as app, new_client(app) as client:
+        # The next claim buries the job (dead); the sweep (also run at start) fails the upload
+        # it left assembling.
+        await app.state.job_worker.idle()
+        async with app.state.sessionmaker() as db:
+            await enqueue(db, STALLED_ASSEMBLY_JOB, {})
+            await db.commit()
+        failed = await _poll_state(client, session, FINAL_STATES)
+        assert failed["state"] == "failed", failed
+        assert failed["failure_reason"] == (
+            "assembly stopped: abandoned: its worker stopped 1 times while running it"
+        )
+        assert timeline(failed)[-2:] == ["assembling", "failed"]
+        notes = await _notifications(client, user.headers)
+        assert [(n["type"], n["data"]["reasons"]) for n in notes] == [
+            ("upload_failed", [failed["failure_reason"]])
+        ]
+
+        # The sweep leaves it failed (no second notification); an admin's requeue runs the
+        # assembly again, and the study is delivered.
+        async with app.state.sessionmaker() as db:
+            await enqueue(db, STALLED_ASSEMBLY_JOB, {})
+            await db.commit()
+        admin = await sign_in(client, app, role=Role.admin)
+        response = await client.post(
+            f"{API}/admin/uploads/{session.id}/requeue", headers=admin.headers
+        )
+        assert response.status_code == 202, response.text
+        delivered = await wait_for_state(app, client, session, {"delivered", "partially_delivered"})
+        assert delivered["state"] == "delivered"
+        assert "failed" in timeline(delivered)
+        notes = await _notifications(client, user.headers)
+        assert sorted(n["type"] for n in notes) == ["upload_complete", "upload_failed"]
     archived = list((base.data_dir / "archive").rglob("*.dcm"))
     assert any(path.read_bytes() == data for path in archived)
 

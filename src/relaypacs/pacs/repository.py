@@ -8,7 +8,7 @@ the forwarding columns (``forward_status``, ``forward_reason``, ``forwarded_at``
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -16,8 +16,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.dicom.models import DicomInstance, ForwardStatus
-from relaypacs.jobs.models import UNFINISHED_STATES, Job, JobState
-from relaypacs.uploads.models import Upload, UploadState
 
 _NO_SYNC: dict[str, Any] = {"synchronize_session": False}
 # Bound the IN lists (SQLite allows 32766 parameters; batches are 50 by default).
@@ -95,6 +93,21 @@ async def refused_reasons(session: AsyncSession, upload_id: uuid.UUID) -> list[s
     return sorted(reason or "refused" for reason in (await session.scalars(statement)).all())
 
 
+async def resend_refused(session: AsyncSession, upload_id: uuid.UUID) -> int:
+    """The upload's refused instances wait to be sent again (an admin's requeue, once the PACS
+    side is put right); returns how many."""
+    statement = (
+        update(DicomInstance)
+        .where(
+            DicomInstance.upload_id == upload_id,
+            DicomInstance.forward_status == ForwardStatus.refused,
+        )
+        .values(forward_status=ForwardStatus.pending, forward_reason=None, forwarded_at=None)
+    )
+    result = await session.execute(statement, execution_options=_NO_SYNC)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def set_outcome(
     session: AsyncSession,
     upload_id: uuid.UUID,
@@ -131,44 +144,3 @@ async def set_outcome(
         result = await session.execute(statement, execution_options=_NO_SYNC)
         changed += int(getattr(result, "rowcount", 0) or 0)
     return changed
-
-
-async def stalled_deliveries(
-    session: AsyncSession,
-    *,
-    states: Collection[UploadState],
-    job_key: Callable[[uuid.UUID], str],
-    limit: int = 500,
-) -> list[tuple[uuid.UUID, str]]:
-    """Uploads still waiting for delivery (``states``) whose forwarding job gave up for good
-    (``dead``: its workers kept dying; or ``failed`` without failing the upload) and has no
-    successor queued or running: (upload id, the job's last error)."""
-    uploads = (
-        await session.scalars(
-            select(Upload.id)
-            .where(Upload.state.in_(states))
-            .order_by(Upload.updated_at)
-            .limit(limit)
-        )
-    ).all()
-    if not uploads:
-        return []
-    by_key = {job_key(upload_id): upload_id for upload_id in uploads}
-    statement = (
-        select(Job.dedupe_key, Job.state, Job.last_error)
-        .where(Job.dedupe_key.in_(list(by_key)))
-        .order_by(Job.created_at)
-    )
-    latest: dict[str, tuple[JobState, str | None]] = {}
-    unfinished: set[str] = set()
-    for key, state, error in (await session.execute(statement)).all():
-        if key is None:
-            continue
-        latest[key] = (JobState(state), error)
-        if JobState(state) in UNFINISHED_STATES:
-            unfinished.add(key)
-    return [
-        (by_key[key], error or f"the forwarding job is {state.value}")
-        for key, (state, error) in latest.items()
-        if key not in unfinished and state in (JobState.dead, JobState.failed)
-    ]

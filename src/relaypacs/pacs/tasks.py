@@ -36,7 +36,8 @@ from relaypacs.jobs.registry import (
     register_periodic,
 )
 from relaypacs.jobs.worker import retry_delay
-from relaypacs.pacs import early, forwarding, repository
+from relaypacs.pacs import early, forwarding
+from relaypacs.uploads import repository as uploads_repository
 from relaypacs.uploads.overlap import FORWARD_READY_JOB
 from relaypacs.uploads.service import FORWARD_JOB, job_key
 
@@ -163,7 +164,7 @@ async def fail_stalled_deliveries(ctx: JobContext, payload: dict[str, Any]) -> N
     """Fail (with the reason, and tell the uploader) every upload whose forwarding job ended
     ``dead`` or ``failed`` while the upload still waited for delivery."""
     async with ctx.sessionmaker() as session:
-        stalled = await repository.stalled_deliveries(
+        stalled = await uploads_repository.uploads_their_job_gave_up_on(
             session,
             states=forwarding.FORWARDABLE_STATES,
             job_key=lambda upload_id: job_key(FORWARD_JOB, upload_id),

@@ -27,6 +27,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from relaypacs.db.base import Base, IdMixin, TimestampMixin, utcnow
 from relaypacs.users.models import ServiceLevel
 
+#: Longest ``Upload.failure_reason`` stored (the column's size); longer reasons are cut.
+FAILURE_REASON_LENGTH = 500
+
 
 class UploadState(StrEnum):
     """The lifecycle of DESIGN.md: created → receiving → assembling → validated → queued →
@@ -115,7 +118,7 @@ class Upload(IdMixin, TimestampMixin, Base):
     instance_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # Header/declaration mismatches found during validation: codes only, never the values.
     warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    failure_reason: Mapped[str | None] = mapped_column(String(FAILURE_REASON_LENGTH))
 
 
 class UploadFile(IdMixin, Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import date, datetime
 from typing import Any, Literal, NamedTuple
 
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaypacs.db.base import utcnow
 from relaypacs.dicom.models import DicomInstance, ForwardStatus
+from relaypacs.jobs.models import UNFINISHED_STATES, Job, JobState
 from relaypacs.uploads.models import (
     FileStatus,
     Upload,
@@ -649,3 +650,44 @@ async def ready_files(
     if exclude:
         statement = statement.where(UploadFile.id.not_in(list(exclude)))
     return list((await session.scalars(statement)).all())
+
+
+async def uploads_their_job_gave_up_on(
+    session: AsyncSession,
+    *,
+    states: Collection[UploadState],
+    job_key: Callable[[uuid.UUID], str],
+    limit: int = 500,
+) -> list[tuple[uuid.UUID, str]]:
+    """Uploads still in ``states`` whose job for that stage (found by ``job_key``) gave up for
+    good (``dead``: its workers kept dying; or ``failed`` without failing the upload) and has
+    no successor queued or running: (upload id, the job's last error)."""
+    uploads = (
+        await session.scalars(
+            select(Upload.id)
+            .where(Upload.state.in_(states))
+            .order_by(Upload.updated_at)
+            .limit(limit)
+        )
+    ).all()
+    if not uploads:
+        return []
+    by_key = {job_key(upload_id): upload_id for upload_id in uploads}
+    statement = (
+        select(Job.dedupe_key, Job.state, Job.last_error)
+        .where(Job.dedupe_key.in_(list(by_key)))
+        .order_by(Job.created_at)
+    )
+    latest: dict[str, tuple[JobState, str | None]] = {}
+    unfinished: set[str] = set()
+    for key, state, error in (await session.execute(statement)).all():
+        if key is None:
+            continue
+        latest[key] = (JobState(state), error)
+        if JobState(state) in UNFINISHED_STATES:
+            unfinished.add(key)
+    return [
+        (by_key[key], error or f"its job is {state.value}")
+        for key, (state, error) in latest.items()
+        if key not in unfinished and state in (JobState.dead, JobState.failed)
+    ]

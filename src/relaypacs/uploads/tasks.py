@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaypacs.db.base import utcnow
 from relaypacs.dicom.archives import ZipLimits
@@ -25,13 +26,15 @@ from relaypacs.operations import metrics
 from relaypacs.reports import service as reports_service
 from relaypacs.uploads import repository, service
 from relaypacs.uploads.assembly import AssemblyError, assemble_ready_files, assemble_upload
-from relaypacs.uploads.models import UploadState
+from relaypacs.uploads.models import FAILURE_REASON_LENGTH, UploadState
 from relaypacs.uploads.overlap import ASSEMBLE_READY_JOB, FORWARD_READY_JOB
 from relaypacs.uploads.store import StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
 EXPIRY_SWEEP_EVERY = timedelta(minutes=10)
+STALLED_ASSEMBLY_JOB = "uploads.stalled_assembly"
+STALLED_ASSEMBLY_SWEEP_EVERY = timedelta(minutes=1)
 _EARLY_SENDER_POLL_SECONDS = 0.1
 
 
@@ -49,20 +52,28 @@ async def assemble(ctx: JobContext, payload: dict[str, Any]) -> None:
     except (StoreUnavailable, OSError) as exc:
         raise RetryLater(f"chunk store: {type(exc).__name__}") from exc
     except AssemblyError as exc:
-        failed = False
-        async with ctx.sessionmaker() as session:
-            upload = await repository.get_upload(session, upload_id, lock="update")
-            if upload is not None and upload.state is UploadState.assembling:
-                upload.state = UploadState.failed
-                upload.failure_reason = str(exc)
-                upload.updated_at = utcnow()
-                await repository.add_event(session, upload_id, UploadState.failed, str(exc))
-                await reports_service.on_upload_failed(session, upload, [str(exc)])
-                failed = True
-            await session.commit()
-        if failed:
-            metrics.record_upload_finished(UploadState.failed.value)
+        await _fail_assembly(ctx.sessionmaker, upload_id, str(exc))
         raise PermanentFailure(str(exc)) from exc
+
+
+async def _fail_assembly(
+    sessionmaker: async_sessionmaker[AsyncSession], upload_id: uuid.UUID, reason: str
+) -> bool:
+    """assembling → failed with the reason, and the uploader is told (an admin can requeue).
+    False if the upload had left ``assembling`` already."""
+    async with sessionmaker() as session:
+        upload = await repository.get_upload(session, upload_id, lock="update")
+        if upload is None or upload.state is not UploadState.assembling:
+            await session.commit()
+            return False
+        upload.state = UploadState.failed
+        upload.failure_reason = reason[:FAILURE_REASON_LENGTH]
+        upload.updated_at = utcnow()
+        await repository.add_event(session, upload_id, UploadState.failed, upload.failure_reason)
+        await reports_service.on_upload_failed(session, upload, [reason])
+        await session.commit()
+    metrics.record_upload_finished(UploadState.failed.value)
+    return True
 
 
 async def _wait_for_early_sender(ctx: JobContext, upload_id: uuid.UUID) -> None:
@@ -124,3 +135,24 @@ async def expire(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 
 register_periodic(service.EXPIRE_JOB, every=EXPIRY_SWEEP_EVERY)
+
+
+@job_handler(STALLED_ASSEMBLY_JOB)
+async def fail_stalled_assemblies(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Fail (with the reason, and tell the uploader) every upload left ``assembling`` by an
+    assembly job that gave up for good: its workers kept dying on it (a file that exhausts
+    memory, say), or an unexpected error outlived the retries. Without this the study would
+    show ``assembling`` for ever, and an admin's requeue would refuse it as not failed."""
+    async with ctx.sessionmaker() as session:
+        stalled = await repository.uploads_their_job_gave_up_on(
+            session,
+            states=(UploadState.assembling,),
+            job_key=lambda upload_id: service.job_key(service.ASSEMBLE_JOB, upload_id),
+        )
+        await session.commit()
+    for upload_id, error in stalled:
+        if await _fail_assembly(ctx.sessionmaker, upload_id, f"assembly stopped: {error}"):
+            log.warning("upload_assembly_stalled", upload_id=str(upload_id))
+
+
+register_periodic(STALLED_ASSEMBLY_JOB, every=STALLED_ASSEMBLY_SWEEP_EVERY)
