@@ -14,6 +14,7 @@ from pydicom.uid import generate_uid
 from relaypacs.jobs.worker import Worker
 from relaypacs.pacs.forwarding import MISSING_AFTER_STOW
 from relaypacs.uploads.store import chunk_key
+from relaypacs.users.models import Role
 from tests.pacs.forwarding import (
     API,
     DISCARDED_SERIES,
@@ -255,6 +256,44 @@ async def test_a_study_the_pacs_refuses_entirely_fails_with_the_reason_for_the_u
     # No report waits for a study that is not in the PACS.
     assert reports == []
     assert orthanc.study_instance_count(study_uid) == 0
+
+
+async def test_an_admins_requeue_sends_a_study_the_pacs_refused_entirely_again(
+    base: ForwardingBase, orthanc: RecordingOrthanc
+) -> None:
+    study_uid = generate_uid()
+    files = [with_series_description(data, DISCARDED_SERIES) for data in series(2, study_uid)]
+    async with (
+        running_app(base.settings(**pacs_settings(orthanc))) as app,
+        new_client(app) as client,
+    ):
+        user = await sign_in(client, app)
+        session = await send_study(client, user.headers, files)
+        failed = await wait_for_state(app, client, session, FINAL_STATES)
+    assert failed["state"] == "failed", failed
+
+    # The PACS side is put right (here: the gateway is pointed at a destination that keeps
+    # every instance, its local archive), and an admin requeues the study.
+    async with running_app(base.settings()) as app, new_client(app) as client:
+        admin = await sign_in(client, app, role=Role.admin)
+        response = await client.post(
+            f"{API}/admin/uploads/{session.id}/requeue", headers=admin.headers
+        )
+        assert response.status_code == 202, response.text
+        delivered = await wait_for_state(app, client, session, FINAL_STATES)
+        notes = (await client.get(f"{API}/notifications", headers=user.headers)).json()["items"]
+
+    assert delivered["state"] == "delivered", delivered
+    assert {(i["forward_status"], i["forward_reason"]) for i in delivered["instances"]} == {
+        ("stored", None)
+    }
+    assert delivered["timeline"][-3]["detail"] == (
+        "requeued by an administrator; 2 refused instance(s) will be sent again"
+    )
+    assert timeline(delivered)[-3:] == ["queued", "forwarding", "delivered"]
+    assert sorted(n["type"] for n in notes) == ["upload_complete", "upload_failed"]
+    archived = {path.read_bytes() for path in (base.data_dir / "archive").rglob("*.dcm")}
+    assert set(files) <= archived
 
 
 async def test_wrong_pacs_credentials_keep_the_study_queued_until_they_are_fixed(

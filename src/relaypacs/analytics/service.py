@@ -36,6 +36,7 @@ from relaypacs.auth.exceptions import InsufficientRole
 from relaypacs.db.base import utcnow
 from relaypacs.jobs import service as jobs_service
 from relaypacs.jobs.models import Job
+from relaypacs.pacs import repository as pacs_repository
 from relaypacs.uploads import repository as uploads_repository
 from relaypacs.uploads import service as uploads_service
 from relaypacs.uploads.models import Upload, UploadState
@@ -283,8 +284,9 @@ async def requeue_upload(
 ) -> tuple[Upload, Job]:
     """Give a failed upload a fresh retry budget: its job that gave up runs again.
 
-    The upload goes back to ``queued`` (forwarding) or ``assembling`` (assembly), with a
-    timeline entry, and the admin's action is audited.
+    The upload goes back to ``queued`` (forwarding, with any instances the PACS refused sent
+    again) or ``assembling`` (assembly), with a timeline entry, and the admin's action is
+    audited.
     """
     upload = await repository.get_upload_for_update(session, upload_id)
     if upload is None:
@@ -304,13 +306,20 @@ async def requeue_upload(
         job = enqueued
     else:
         raise UploadNotRequeueable("No failed job to run again and no forwarding stage")
+    detail = "requeued by an administrator"
+    resent = 0
+    if job.kind == uploads_service.FORWARD_JOB:
+        # Refused instances are what a study failed on when the PACS refused all of it: an
+        # admin requeues once the PACS side is put right, so they are sent again too (or the
+        # new run would find nothing to send and fail the study once more).
+        resent = await pacs_repository.resend_refused(session, upload.id)
+        if resent:
+            detail += f"; {resent} refused instance(s) will be sent again"
     upload.state = (
         UploadState.assembling if job.kind == uploads_service.ASSEMBLE_JOB else UploadState.queued
     )
     upload.updated_at = utcnow()
-    await uploads_repository.add_event(
-        session, upload.id, upload.state, detail="requeued by an administrator"
-    )
+    await uploads_repository.add_event(session, upload.id, upload.state, detail=detail)
     await record_audit(
         session,
         "upload.requeued",
@@ -318,7 +327,7 @@ async def requeue_upload(
         actor_id=admin.id,
         target_type="upload",
         target_id=str(upload.id),
-        details={"job_id": str(job.id), "kind": job.kind},
+        details={"job_id": str(job.id), "kind": job.kind, "refused_resent": resent},
     )
     return upload, job
 
