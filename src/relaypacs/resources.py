@@ -67,7 +67,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         )
         resources.rate_limiter = RateLimiter(settings.redis_url)
         if settings.redis_url:
-            readiness.register("rate_limiter", resources.rate_limiter.check_storage)
+            # Without Redis the limiter counts in memory: shown, but never a reason to be unready.
+            readiness.register("rate_limiter", resources.rate_limiter.check_storage, required=False)
         resources.chunk_store = await anyio.to_thread.run_sync(open_chunk_store, settings)
         stack.push_async_callback(resources.chunk_store.close)
         # Temporaries of processes killed mid-write (their 2xx was never sent) go now.

@@ -16,9 +16,17 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 class Readiness:
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     timeout_seconds: float = 3.0
+    #: Checked and shown, but the gateway serves without them (it degrades instead).
+    optional: set[str] = field(default_factory=set)
 
-    def register(self, name: str, check: ReadinessCheck) -> None:
+    def register(self, name: str, check: ReadinessCheck, *, required: bool = True) -> None:
         self.checks[name] = check
+        if not required:
+            self.optional.add(name)
+
+    def is_ready(self, results: dict[str, str]) -> bool:
+        """Whether every required dependency answered in ``results`` (from :meth:`run`)."""
+        return all(result == "ok" for name, result in results.items() if name not in self.optional)
 
     async def run(self) -> dict[str, str]:
         async def one(check: ReadinessCheck) -> str:

@@ -50,12 +50,14 @@ async def healthz() -> Health:
     response_model=ReadinessReport,
     summary="Readiness: every dependency answers (database, chunk store, each PACS); also shows "
     "the queue's depth",
+    description="`checks` also lists `rate_limiter` (Redis) when one is configured; while it is "
+    "down the gateway counts rate limits in its own memory, so it stays ready.",
     responses={503: {"model": ReadinessReport, "description": "A dependency is unavailable"}},
 )
 async def readyz(request: Request) -> JSONResponse:
     readiness: Readiness = request.app.state.readiness
     checks, queue = await asyncio.gather(readiness.run(), read_queue(request.app.state.resources))
-    ready = all(result == "ok" for result in checks.values())
+    ready = readiness.is_ready(checks)
     report = ReadinessReport(
         status="ready" if ready else "not_ready",
         checks=checks,
