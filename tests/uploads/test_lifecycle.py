@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -38,6 +39,15 @@ async def _run_expiry(app: FastAPI) -> None:
             await enqueue(db, "uploads.expire", {}, dedupe_key=f"test-{uuid.uuid4()}")
             await db.commit()
         await asyncio.wait_for(done.wait(), 30)
+
+
+async def _notifications(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> list[dict[str, Any]]:
+    response = await client.get("/api/v1/notifications?limit=100", headers=headers)
+    assert response.status_code == 200
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
 
 
 async def test_status_lists_missing_chunks_as_ranges(
@@ -200,6 +210,36 @@ async def test_expiry_job_expires_only_unfinished_sessions_and_frees_their_chunk
     gone = await client.post(f"{API}/{unfinished.id}/complete", headers=user.headers)
     assert gone.status_code == 410
     assert gone.json()["code"] == "upload_expired"
+
+
+async def test_an_expired_session_tells_its_uploader_once(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    unfinished = await uploads.start(client, user.headers, [bytes(uploads.SMALL_CHUNK * 2)])
+    assert (await uploads.put(client, unfinished, 0, 0)).status_code == 201
+    finished = await uploads.start(client, user.headers, [instance()])
+    await uploads.send_all(client, finished)
+    await uploads.complete_and_wait(client, app, finished)
+    await _age(app, unfinished.id)
+    await _age(app, finished.id)
+
+    await _run_expiry(app)
+    await _run_expiry(app)
+
+    status = await uploads.status(client, unfinished, user.headers)
+    assert status["state"] == "expired"
+    notes = await _notifications(client, user.headers)
+    failed = [n for n in notes if n["type"] == "upload_failed"]
+    assert [n["upload_id"] for n in failed] == [unfinished.id]
+    expired_at = datetime.fromisoformat(status["expires_at"]).strftime("%Y-%m-%d %H:%M UTC")
+    reason = f"the upload session expired at {expired_at} before all files were sent"
+    assert failed[0]["data"] == {"state": "expired", "reasons": [reason]}
+    assert failed[0]["body"] == f"CT CT HEAD of 2024-05-17 could not be delivered: {reason}"
+    assert status["study"]["patient_name"] not in str(failed[0])
+    # The delivered study, also past its session's end, was told it arrived, and nothing else.
+    assert (await uploads.status(client, finished, user.headers))["state"] == "delivered"
+    assert [n["type"] for n in notes if n["upload_id"] == finished.id] == ["upload_complete"]
 
 
 async def test_readiness_checks_the_chunk_store(client: httpx.AsyncClient) -> None:

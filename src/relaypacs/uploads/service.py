@@ -28,7 +28,7 @@ import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from fastapi import Request
@@ -43,6 +43,7 @@ from relaypacs.errors import RelayError
 from relaypacs.jobs.models import JobPriority
 from relaypacs.jobs.registry import default_registry
 from relaypacs.jobs.service import enqueue
+from relaypacs.reports import service as reports_service
 from relaypacs.uploads import repository, store
 from relaypacs.uploads.exceptions import (
     ChecksumMismatch,
@@ -795,7 +796,8 @@ async def purge_stored_bytes(
 async def expire_sessions(
     session: AsyncSession, now: datetime, limit: int = 500
 ) -> list[uuid.UUID]:
-    """Unfinished sessions past ``expires_at`` → expired. Never touches uploads past receiving."""
+    """Unfinished sessions past ``expires_at`` → expired, and each uploader is told. Never
+    touches uploads past receiving."""
     expired: list[uuid.UUID] = []
     for upload_id in await repository.expired_upload_ids(session, now, limit):
         upload = await repository.get_upload(session, upload_id, lock="update")
@@ -805,6 +807,13 @@ async def expire_sessions(
         upload.state = UploadState.expired
         upload.updated_at = now
         await repository.add_event(session, upload.id, UploadState.expired, detail)
+        # In the same transaction as the state change: a sweep that runs again finds the upload
+        # expired already and skips it, so nobody is told twice.
+        when = upload.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        reasons = [f"the upload session expired at {when} before all files were sent"]
+        if detail is not None:
+            reasons.append(detail)
+        await reports_service.on_upload_failed(session, upload, reasons)
         expired.append(upload_id)
     return expired
 
