@@ -14,11 +14,12 @@ rendered in the same shape by the handlers installed with :func:`install_error_h
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -173,6 +174,23 @@ class ServiceUnavailable(RelayError):
     status = 503
     code = "service_unavailable"
     title = "Service unavailable"
+
+
+def parse_id(value: str, error: type[RelayError]) -> uuid.UUID:
+    """An id from a URL path; a malformed one raises ``error``, the resource's not-found error.
+
+    An id that cannot exist is as unknown as one that does not (DESIGN: unknown → 404): a client
+    handles one answer, and a mistyped link does not read as a malformed request.
+    """
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise error() from exc
+
+
+#: A path parameter holding an id. Taken as text, not ``uuid.UUID``, so that a malformed one
+#: reaches :func:`parse_id` instead of request validation (422); documented as the UUID it is.
+IdPath = Annotated[str, Path(json_schema_extra={"format": "uuid"})]
 
 
 def problem_response(error: RelayError, request: Request | None = None) -> JSONResponse:

@@ -27,7 +27,7 @@ from relaypacs.analytics.schemas import (
 from relaypacs.audit.service import record_audit
 from relaypacs.auth.dependencies import ROLE_ERRORS, AdminUser, CurrentUser
 from relaypacs.db.session import SessionDep, get_sessionmaker
-from relaypacs.errors import TooManyRequests, problem_responses
+from relaypacs.errors import IdPath, TooManyRequests, parse_id, problem_responses
 from relaypacs.jobs.exceptions import JobAlreadyQueued, JobNotRequeueable
 from relaypacs.resources import Resources
 from relaypacs.uploads.models import UploadState
@@ -248,8 +248,10 @@ async def list_uploads(
     ),
 )
 async def requeue_upload(
-    upload_id: uuid.UUID, request: Request, admin: AdminUser, session: SessionDep
+    upload_id: IdPath, request: Request, admin: AdminUser, session: SessionDep
 ) -> Requeued:
-    upload, job = await service.requeue_upload(session, upload_id, admin=admin, request=request)
+    upload, job = await service.requeue_upload(
+        session, parse_id(upload_id, UploadNotFound), admin=admin, request=request
+    )
     await session.commit()
     return Requeued(upload_id=upload.id, state=upload.state, job_id=job.id)

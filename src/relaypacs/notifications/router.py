@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, status
 from relaypacs.auth.dependencies import AUTH_ERRORS, AccessClaimsDep, CurrentUser, get_resources
 from relaypacs.auth.service import AuthService
 from relaypacs.db.session import SessionDep, get_sessionmaker
-from relaypacs.errors import Unauthorized, problem_responses
+from relaypacs.errors import IdPath, Unauthorized, parse_id, problem_responses
 from relaypacs.notifications import service
 from relaypacs.notifications.exceptions import (
     InvalidCursor,
@@ -91,9 +91,10 @@ async def read_all(user: CurrentUser, session: SessionDep) -> ReadAllResult:
     responses=problem_responses(*AUTH_ERRORS, NotificationNotFound),
 )
 async def update_notification(
-    notification_id: uuid.UUID, body: NotificationUpdate, user: CurrentUser, session: SessionDep
+    notification_id: IdPath, body: NotificationUpdate, user: CurrentUser, session: SessionDep
 ) -> NotificationOut:
-    notification = await service.set_read(session, user, notification_id, read=body.read)
+    wanted = parse_id(notification_id, NotificationNotFound)
+    notification = await service.set_read(session, user, wanted, read=body.read)
     await session.commit()
     return service.notification_out(notification)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 import anyio.to_thread
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from relaypacs.auth.dependencies import AUTH_ERRORS, ROLE_ERRORS, CurrentUser, require_roles
 from relaypacs.db.session import SessionDep
-from relaypacs.errors import problem_responses
+from relaypacs.errors import IdPath, parse_id, problem_responses
 from relaypacs.reports import service
 from relaypacs.reports.exceptions import (
     MessageRequired,
@@ -74,9 +73,9 @@ async def list_reports(
     responses=problem_responses(*AUTH_ERRORS, ReportNotFound),
 )
 async def get_report(
-    report_id: uuid.UUID, request: Request, user: CurrentUser, session: SessionDep
+    report_id: IdPath, request: Request, user: CurrentUser, session: SessionDep
 ) -> ReportOut:
-    report, upload = await service.get_visible(session, user, report_id)
+    report, upload = await service.get_visible(session, user, parse_id(report_id, ReportNotFound))
     await service.audit_read(session, request, user, "report.viewed", report.id)
     await session.commit()
     return service.detail(report, upload)
@@ -92,9 +91,9 @@ async def get_report(
     },
 )
 async def get_report_pdf(
-    report_id: uuid.UUID, request: Request, user: CurrentUser, session: SessionDep
+    report_id: IdPath, request: Request, user: CurrentUser, session: SessionDep
 ) -> Response:
-    report, upload = await service.get_visible(session, user, report_id)
+    report, upload = await service.get_visible(session, user, parse_id(report_id, ReportNotFound))
     service.ensure_ready(report)
     # No transaction stays open while the PACS answers.
     await session.commit()
@@ -124,14 +123,14 @@ async def get_report_pdf(
     responses=problem_responses(*ROLE_ERRORS, ReportNotFound, MessageRequired, ReportTextRequired),
 )
 async def update_report(
-    report_id: uuid.UUID,
+    report_id: IdPath,
     body: ReportUpdate,
     request: Request,
     radiologist: RadiologistUser,
     session: SessionDep,
 ) -> ReportOut:
     report, upload = await service.update_report(
-        session, radiologist, report_id, body, request=request
+        session, radiologist, parse_id(report_id, ReportNotFound), body, request=request
     )
     await session.commit()
     return service.detail(report, upload)
@@ -144,12 +143,12 @@ async def update_report(
     responses=problem_responses(*AUTH_ERRORS, ReportNotFound, PacsUnavailable),
 )
 async def sync_report(
-    report_id: uuid.UUID, request: Request, user: CurrentUser, session: SessionDep
+    report_id: IdPath, request: Request, user: CurrentUser, session: SessionDep
 ) -> ReportOut:
     report, upload = await service.sync_now(
         session,
         user,
-        report_id,
+        parse_id(report_id, ReportNotFound),
         _sources(request),
         _resources(request).settings,
         request=request,

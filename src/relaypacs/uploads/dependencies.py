@@ -24,6 +24,7 @@ from relaypacs.auth.exceptions import AccountDisabled
 from relaypacs.db.base import utcnow
 from relaypacs.db.session import SessionDep
 from relaypacs.errors import Unauthorized
+from relaypacs.errors import parse_id as parse_id  # the upload routes import it from here
 from relaypacs.resources import Resources
 from relaypacs.uploads import repository
 from relaypacs.uploads.exceptions import (
@@ -48,13 +49,6 @@ def get_resources(request: Request) -> Resources:
 
 def get_chunk_store(request: Request) -> ChunkStore:
     return get_resources(request).chunk_store
-
-
-def parse_id(value: str, error: type[Exception]) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise error() from exc
 
 
 @dataclass(frozen=True)

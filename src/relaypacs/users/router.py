@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
@@ -16,7 +15,7 @@ from relaypacs.auth.dependencies import (
 )
 from relaypacs.auth.exceptions import PASSWORD_POLICY_ERRORS
 from relaypacs.db.session import SessionDep
-from relaypacs.errors import problem_responses
+from relaypacs.errors import IdPath, parse_id, problem_responses
 from relaypacs.users import service
 from relaypacs.users.exceptions import (
     EmailTaken,
@@ -149,8 +148,9 @@ async def create_user(
 @admin_router.get(
     "/{user_id}", response_model=UserOut, responses=problem_responses(*ROLE_ERRORS, UserNotFound)
 )
-async def get_user(user_id: uuid.UUID, _: AdminUser, session: SessionDep) -> UserOut:
-    return UserOut.model_validate(await service.get_user(session, user_id))
+async def get_user(user_id: IdPath, _: AdminUser, session: SessionDep) -> UserOut:
+    user = await service.get_user(session, parse_id(user_id, UserNotFound))
+    return UserOut.model_validate(user)
 
 
 @admin_router.patch(
@@ -160,14 +160,19 @@ async def get_user(user_id: uuid.UUID, _: AdminUser, session: SessionDep) -> Use
     responses=problem_responses(*ROLE_ERRORS, UserNotFound, LastAdmin),
 )
 async def administer_user(
-    user_id: uuid.UUID,
+    user_id: IdPath,
     body: AdminUserUpdate,
     admin: AdminUser,
     request: Request,
     session: SessionDep,
 ) -> UserOut:
     user = await service.administer_user(
-        session, request, admin, user_id, role=body.role, is_active=body.is_active
+        session,
+        request,
+        admin,
+        parse_id(user_id, UserNotFound),
+        role=body.role,
+        is_active=body.is_active,
     )
     await session.commit()
     return UserOut.model_validate(user)
