@@ -182,6 +182,15 @@ async def test_an_expired_upload_says_which_instances_stay_in_the_pacs(
         assert status["timeline"][-1]["detail"] == (
             "1 instance(s) had already been stored in the PACS and remain there"
         )
+        # The uploader is told both: that the session ended, and what stays in the PACS.
+        notes = (await client.get(f"{API}/notifications", headers=user.headers)).json()["items"]
+        assert [(n["type"], n["data"]["reasons"][1:]) for n in notes] == [
+            (
+                "upload_failed",
+                ["1 instance(s) had already been stored in the PACS and remain there"],
+            )
+        ]
+        assert notes[0]["data"]["reasons"][0].startswith("the upload session expired at ")
     assert sum(orthanc.received().values()) == 1
 
 
