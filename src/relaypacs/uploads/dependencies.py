@@ -23,7 +23,7 @@ from relaypacs.auth.dependencies import OptionalUser
 from relaypacs.auth.exceptions import AccountDisabled
 from relaypacs.db.base import utcnow
 from relaypacs.db.session import SessionDep
-from relaypacs.errors import Unauthorized
+from relaypacs.errors import IdPath, Unauthorized
 from relaypacs.errors import parse_id as parse_id  # the upload routes import it from here
 from relaypacs.resources import Resources
 from relaypacs.uploads import repository
@@ -130,7 +130,7 @@ UploadTokenHeader = Annotated[
 async def _upload_access(
     request: Request,
     session: SessionDep,
-    upload_id: str,
+    upload_id: IdPath,
     user: OptionalUser,
     x_upload_token: UploadTokenHeader = None,
 ) -> UploadAccess:

@@ -19,7 +19,7 @@ from relaypacs.auth.exceptions import AccountDisabled
 from relaypacs.auth.revocation import register_delegated_credentials
 from relaypacs.db.base import utcnow
 from relaypacs.db.session import SessionDep
-from relaypacs.errors import TooManyRequests, Unauthorized, problem_responses
+from relaypacs.errors import IdPath, TooManyRequests, Unauthorized, problem_responses
 from relaypacs.operations import metrics
 from relaypacs.uploads import repository, service
 from relaypacs.uploads.dependencies import (
@@ -239,8 +239,8 @@ async def put_chunk(
     session: SessionDep,
     user: OptionalUser,
     chunk_store: ChunkStoreDep,
-    upload_id: str,
-    file_id: str,
+    upload_id: IdPath,
+    file_id: IdPath,
     index: str,
     x_upload_token: UploadTokenHeader = None,
     content_md5: Annotated[
@@ -542,7 +542,7 @@ async def complete_upload(
     responses=problem_responses(*AUTH_ERRORS, UploadNotFound, NotUploadOwner, UploadExpired),
 )
 async def issue_upload_token(
-    request: Request, session: SessionDep, user: CurrentUser, upload_id: str
+    request: Request, session: SessionDep, user: CurrentUser, upload_id: IdPath
 ) -> UploadTokenIssued:
     async with database_turn(request, session):
         upload = await repository.get_upload(
