@@ -284,7 +284,8 @@ async def test_a_route_remembered_before_the_revocation_stores_nothing_after_it(
         assert other_app.state.uploads_route_cache.get(key) is not None
 
         # The owner signs out everywhere through the second process.
-        assert (await other.post(LOGOUT_ALL, headers=owner.headers)).status_code == 204
+        signed_out = await other.post(LOGOUT_ALL, headers=owner.headers)
+        assert signed_out.status_code == 204, signed_out.text
 
         assert_problem(await uploads.put(client, session, 0, 2), 401, "upload_token_revoked")
         # Forgotten: the next chunk with that token is refused before its body is read.
