@@ -2,7 +2,8 @@
 
 It stands in for the worst moment of a bad link: the request arrived and was carried out, the
 response never reaches the client (the connection is cut, or held silent until the client is
-killed). Each request goes to the gateway on a connection of its own; everything else passes.
+killed, or another answer takes its place). Each request goes to the gateway on a connection of
+its own; everything else passes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class Lose:
     times: int = 1
     #: Keep the client's connection open and silent instead of cutting it.
     hold: bool = False
+    #: Give the client this answer (status, JSON body) instead of the gateway's.
+    answer: tuple[int, dict[str, Any]] | None = None
 
 
 @dataclass
@@ -95,6 +98,16 @@ async def _exchange(
     return exchange, response
 
 
+def _json_response(status: int, document: dict[str, Any]) -> bytes:
+    body = json.dumps(document).encode()
+    head = (
+        f"HTTP/1.1 {status} Answered by the proxy\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
 @contextmanager
 def lost_answers_proxy(target: tuple[str, int], rules: list[Lose]) -> Iterator[Proxy]:
     """Run the proxy in its own thread and event loop."""
@@ -126,7 +139,9 @@ def lost_answers_proxy(target: tuple[str, int], rules: list[Lose]) -> Iterator[P
                 if rule is not None and rule.hold:
                     held.append(writer)
                     await asyncio.Event().wait()  # silent until the client gives up or dies
-                if rule is not None:
+                if rule is not None and rule.answer is not None:
+                    response = _json_response(*rule.answer)
+                elif rule is not None:
                     transport = writer.transport
                     transport.abort()  # cut: the answer is lost on the way
                     return

@@ -66,6 +66,34 @@ def test_a_lost_201_gets_the_same_upload_again(
     assert not json.loads((cli.state_dir / "journal.json").read_text()).get("idempotency_keys")
 
 
+def test_a_start_still_in_flight_is_asked_again_with_the_same_key(
+    gateway: Gateway, cli: CliUser, tmp_path: Path
+) -> None:
+    """The gateway answers 409 `idempotency_key_in_flight` while an earlier attempt with the key
+    is still being carried out (its answer lost or stalled): "retry", not "refused"."""
+    study = write_study(tmp_path / "in", instances=2, pixel_bytes=200_000)
+    in_flight = {
+        "type": "about:blank",
+        "status": 409,
+        "code": "idempotency_key_in_flight",
+        "title": "A request with this Idempotency-Key is still being processed; retry",
+    }
+    rule = Lose("POST", UPLOADS, answer=(409, in_flight))
+    with lost_answers_proxy(("127.0.0.1", gateway.port), [rule]) as proxy:
+        code, report = _upload(cli.alias(f"http://127.0.0.1:{proxy.port}"), str(tmp_path / "in"))
+
+    assert code == 0, report
+    first, again = proxy.to("POST", UPLOADS)
+    assert first.lost
+    assert again.request_headers["idempotency-key"] == first.request_headers["idempotency-key"]
+    assert again.status == 201
+    assert again.response_headers["idempotent-replayed"] == "true"
+    (outcome,) = report["studies"]
+    assert outcome["upload_id"] == first.json()["upload_id"]
+    assert report["retries"] >= 1
+    _assert_holds(cli, outcome["upload_id"], study.files)
+
+
 def test_a_crash_before_the_201_arrived_resumes_the_same_upload(
     gateway: Gateway, cli: CliUser, tmp_path: Path
 ) -> None:

@@ -8,10 +8,10 @@ Exceptions::
     └── GaveUp            transient failures only, for longer than ``give_up_after``
 
 Transient failures (connection refused or reset, a link that went down, no bytes moving for
-``stall_timeout`` seconds, 408/429/5xx) are retried with exponential backoff and full jitter,
-indefinitely while *some* request of the run still makes progress. There is deliberately no
-whole-request deadline: on a link losing half its packets one chunk can take minutes and still
-arrive, so a request is abandoned only when it stops moving bytes.
+``stall_timeout`` seconds, 408/429/5xx, a problem code in ``RETRY_CODES``) are retried with
+exponential backoff and full jitter, indefinitely while *some* request of the run still makes
+progress. There is deliberately no whole-request deadline: on a link losing half its packets one
+chunk can take minutes and still arrive, so a request is abandoned only when it stops moving bytes.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ TCP_THIN_LINEAR_TIMEOUTS = 16
 #: What the gateway answers a request made with an upload token that no longer opens its upload:
 #: ended by the owner's sign-out everywhere or new password, or replaced by a newer token.
 ENDED_UPLOAD_TOKEN_CODES = frozenset({"upload_token_revoked", "invalid_upload_token"})
+#: Problems that are not final despite their status: a 409 ``idempotency_key_in_flight`` means an
+#: earlier attempt with this key (whose answer was lost, or which stalled) is still being carried
+#: out; once it commits, the same request is answered with its upload.
+RETRY_CODES = frozenset({"idempotency_key_in_flight"})
 
 
 class ClientError(Exception):
@@ -519,14 +523,17 @@ class GatewayClient:
                     raise on_status[response.status_code](
                         str(body.get("detail") or body.get("code") or response.status_code)
                     )
-                if response.status_code not in retry_statuses:
-                    raise ApiError(
-                        response.status_code,
-                        _problem(response),
-                        retry_after=_retry_after_seconds(response),
-                    )
-                wait = _retry_after(response)
                 reason = f"HTTP {response.status_code}"
+                if response.status_code not in retry_statuses:
+                    problem = _problem(response)
+                    if problem.get("code") not in RETRY_CODES:
+                        raise ApiError(
+                            response.status_code,
+                            problem,
+                            retry_after=_retry_after_seconds(response),
+                        )
+                    reason = f"HTTP {response.status_code} {problem['code']}"
+                wait = _retry_after(response)
             wasted = self.stats.resent
             if on_retry is not None:
                 on_retry()

@@ -18,11 +18,14 @@ from relaypacs.client.exit_codes import ExitCode
 from relaypacs.client.progress import JsonReporter, QuietReporter, RichReporter, left_out_lines
 from relaypacs.client.run import (
     LOGIN_GIVE_UP_S,
+    STATUS_GIVE_UP_S,
+    WAIT_GIVE_UP_S,
     Connection,
     exit_code_for,
     fetch_status,
     login,
     login_connection,
+    status_connection,
     upload_paths,
     wait_status,
 )
@@ -60,6 +63,15 @@ def _server(server: str | None) -> str:
     return chosen.rstrip("/")
 
 
+def _unreachable(server: str, error: GaveUp, seconds: float, hint: str = "") -> typer.Exit:
+    typer.echo(
+        f"error: cannot reach {server} ({error.last_failure}, tried for {seconds:.0f} s): "
+        f"check the URL and the network{hint}",
+        err=True,
+    )
+    return typer.Exit(ExitCode.GAVE_UP)
+
+
 def _fail(error: BaseException, *, login_hint: bool = True) -> typer.Exit:
     code = exit_code_for(error)
     # Not for `relaypacs login` itself: there the user just typed the password that was wrong.
@@ -89,12 +101,7 @@ def login_command(
     try:
         must_change = asyncio.run(login(connection, username, password, ask_totp, totp_code))
     except GaveUp as error:
-        typer.echo(
-            f"error: cannot reach {connection.server} ({error.last_failure}, tried for "
-            f"{LOGIN_GIVE_UP_S:.0f} s): check the URL and the network",
-            err=True,
-        )
-        raise typer.Exit(ExitCode.GAVE_UP) from None
+        raise _unreachable(connection.server, error, LOGIN_GIVE_UP_S) from None
     except ApiError as error:
         if error.status != 429:
             raise _fail(error, login_hint=False) from None
@@ -176,9 +183,9 @@ def upload_command(
 ) -> None:
     """Upload DICOM studies: one upload per StudyInstanceUID; run again to resume.
 
-    Exit codes: 0 done, 1 error, 2 usage, 3 duplicate skipped, 4 not signed in, 5 no DICOM,
-    6 refused by the server, 7 gave up (no progress), 8 not delivered, 9 --wait timed out,
-    130 interrupted.
+    Exit codes: 0 done, 1 error, 2 usage, 3 duplicate skipped, 4 not signed in,
+    5 no DICOM, 6 refused by the server, 7 gave up (no progress), 8 not delivered,
+    9 --wait timed out, 10 delivered but files left out, 130 interrupted.
     """
     if service_level is not None and service_level not in SERVICE_LEVELS:
         typer.echo(f"--service-level must be one of {', '.join(SERVICE_LEVELS)}", err=True)
@@ -266,9 +273,29 @@ def status_command(
     wait: bool = typer.Option(False, "--wait", help="Wait until delivered (or ended otherwise)"),
     wait_timeout: float = typer.Option(3600.0, "--wait-timeout", min=1.0),
     as_json: bool = typer.Option(False, "--json", help="Print the status document as JSON"),
+    give_up_after: float | None = typer.Option(
+        None,
+        "--give-up-after",
+        min=1.0,
+        help="Stop after this many seconds without an answer from the gateway "
+        f"(default {STATUS_GIVE_UP_S:.0f}; with --wait {WAIT_GIVE_UP_S:.0f})",
+        show_default=False,
+    ),
+    verbose: bool = VerboseOption,
 ) -> None:
-    """Show an upload's state; with --wait, follow it until the PACS has it."""
-    connection = Connection(_server(server))
+    """Show an upload's state; with --wait, follow it until the PACS has it.
+
+    Exit codes: 0 delivered (or not ended yet), 1 error, 2 usage, 4 not signed in,
+    6 refused by the server (e.g. no such upload), 7 gave up (server unreachable),
+    8 not delivered, 9 --wait timed out, 10 delivered but files left out,
+    130 interrupted.
+    """
+    if give_up_after is None:
+        # A one-off look is abandoned as soon as a sign-in would be; a --wait follows a study
+        # over the same bad link an upload crosses, and keeps trying as long as an upload does.
+        give_up_after = WAIT_GIVE_UP_S if wait else STATUS_GIVE_UP_S
+    connection = status_connection(_server(server), give_up_after)
+    _log_retries(verbose)
     code = ExitCode.OK
     try:
         if wait:
@@ -282,13 +309,15 @@ def status_command(
             )
         else:
             status = asyncio.run(fetch_status(connection, upload_id))
+            # The same outcome `--wait` (and `upload --wait`) ends with, once nothing can change.
             final = final_outcome(status)
-            if status.get("state") in {"rejected", "failed", "partially_delivered"}:
-                code = ExitCode.NOT_DELIVERED
-            elif final is not None and final.exit_code is ExitCode.FILES_LEFT_OUT:
-                code = ExitCode.FILES_LEFT_OUT
+            if final is not None:
+                code = final.exit_code
     except KeyboardInterrupt:
         raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except GaveUp as error:
+        hint = " (or wait longer: --give-up-after SECONDS)"
+        raise _unreachable(connection.server, error, give_up_after, hint) from None
     except ApiError as error:
         if error.status == 404:
             typer.echo(f"no upload {upload_id} on {connection.server}", err=True)

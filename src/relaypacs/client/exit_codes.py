@@ -12,9 +12,10 @@ code  meaning
 5     no DICOM file was found in the given paths
 6     the server refused a study (bad metadata, too large, rejected as non-DICOM)
 7     gave up: no progress for longer than ``--give-up-after``; run the same command
-      again to resume where it stopped
-8     ``--wait``: a study ended ``failed``, ``partially_delivered``, ``cancelled`` or
-      ``expired`` instead of ``delivered``
+      again to resume where it stopped (``status``: the server did not answer for that
+      long, 30 s unless given)
+8     ``--wait`` (and ``status``): a study ended ``rejected``, ``failed``,
+      ``partially_delivered``, ``cancelled`` or ``expired`` instead of ``delivered``
 9     ``--wait``: the wait timed out before the study was delivered (it may still be)
 10    ``--wait`` (and ``status``): the study was delivered, but N files (or ZIP entries) were
       left out as invalid; the output names each with the gateway's reason (``--json``:

@@ -27,13 +27,18 @@ TOTP_CODES = frozenset({"totp_required", "invalid_totp"})
 # the hour an unattended upload keeps trying. It also bounds one attempt (connect, the answer), so
 # a slow sign-in is not abandoned and re-sent early, each re-send counting as a failed attempt.
 LOGIN_GIVE_UP_S = 30.0
+# `status` is asked by someone (or a script) waiting for the answer, and asking again later loses
+# nothing: an unreachable server is reported as soon as a sign-in would be, not after an hour.
+STATUS_GIVE_UP_S = LOGIN_GIVE_UP_S
+#: Unattended work (an upload, `status --wait`) keeps trying through an outage this long.
+WAIT_GIVE_UP_S = 3600.0
 
 
 @dataclass
 class Connection:
     server: str
     stall_timeout: float = 60.0
-    give_up_after: float = 3600.0
+    give_up_after: float = WAIT_GIVE_UP_S
     parallel: int = 4
 
     def client(self, credentials: CredentialStore | None = None) -> GatewayClient:
@@ -48,6 +53,14 @@ class Connection:
 
 def login_connection(server: str) -> Connection:
     return Connection(server, stall_timeout=LOGIN_GIVE_UP_S, give_up_after=LOGIN_GIVE_UP_S)
+
+
+def status_connection(server: str, give_up_after: float) -> Connection:
+    # A server that drops packets (rather than refusing) would otherwise hold the first connect
+    # for the whole stall timeout, past the give-up the user asked for. Asking for a status
+    # again costs nothing, so a slow answer may be abandoned and asked for again.
+    stall_timeout = min(Connection.stall_timeout, give_up_after)
+    return Connection(server, stall_timeout=stall_timeout, give_up_after=give_up_after)
 
 
 async def login(
