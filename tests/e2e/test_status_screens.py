@@ -420,7 +420,7 @@ def test_a_form_that_cannot_be_sent_puts_the_focus_on_the_first_field_to_correct
     page.get_by_role("button", name="Send study").click()
     expect(page.get_by_label("Modality")).to_be_focused()
     expect(page.get_by_label("Modality")).to_have_accessible_description(
-        re.compile("Enter a DICOM modality code")
+        re.compile("C T is not a DICOM modality code")
     )
     assert page.url.endswith("/upload")
     assert api.get("/uploads", tokens)["items"] == []

@@ -67,7 +67,7 @@ export function FilePicker({ onPick, disabled }: { onPick: (files: PickedFile[])
       </div>
       <p className="picker__note muted">
         The files stay on this device until the reading centre has every byte: you can lose the network, close the
-        app or restart the phone, and the upload carries on where it stopped.
+        app or restart the phone, and the upload carries on where it stopped once the app is open again.
       </p>
       <input
         ref={filesRef}

@@ -88,6 +88,8 @@ export function JobProgress({ job, client }: { job: JobView; client: EngineClien
   const line = statusLine(job, network);
   const announcement = useAnnouncement(job, line, percent);
   const paused = job.state === 'paused';
+  // Once completion is asked for, the gateway may already have the study: it refuses a cancel.
+  const cancellable = job.state !== 'completing';
 
   return (
     <div className="card" data-testid="job-progress" data-state={job.state}>
@@ -119,9 +121,11 @@ export function JobProgress({ job, client }: { job: JobView; client: EngineClien
             Pause
           </button>
         )}
-        <button type="button" className="button button--danger" onClick={() => setConfirmCancel(true)}>
-          Cancel upload
-        </button>
+        {cancellable ? (
+          <button type="button" className="button button--danger" onClick={() => setConfirmCancel(true)}>
+            Cancel upload
+          </button>
+        ) : null}
       </div>
       {job.files.length > 1 ? (
         <details className="file-progress">
@@ -142,7 +146,7 @@ export function JobProgress({ job, client }: { job: JobView; client: EngineClien
         </details>
       ) : null}
       <Dialog
-        open={confirmCancel}
+        open={confirmCancel && cancellable}
         title="Cancel this upload?"
         onClose={() => setConfirmCancel(false)}
         actions={

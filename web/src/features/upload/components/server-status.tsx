@@ -23,8 +23,28 @@ const STEPS = [
   { key: 'delivered', label: 'Delivered to PACS' },
 ] as const;
 
+/**
+ * Where a `failed` upload stopped. `failed` comes after completion from two places: assembling
+ * the files (validation never passed, so no `validated` entry in the timeline), or delivery
+ * (every instance refused by the PACS, or the PACS not reached before the gateway gave up).
+ */
+export type FailedAt = 'assembly' | 'refused-by-pacs' | 'delivery';
+
+export function failedAt(status: ServerUploadStatus | null): FailedAt | null {
+  if (status?.state !== 'failed' || status.timeline.length === 0) return null;
+  if (!status.timeline.some((entry) => ['validated', 'queued', 'forwarding'].includes(entry.state))) return 'assembly';
+  const refused = status.instances.length > 0 && status.instances.every((instance) => instance.forward_status === 'refused');
+  return refused ? 'refused-by-pacs' : 'delivery';
+}
+
+const FAILED_TEXT: Record<FailedAt, string> = {
+  assembly: 'Not delivered: the gateway could not put the received files together',
+  'refused-by-pacs': 'Not delivered: the PACS refused every image',
+  delivery: 'Not delivered: sending to the PACS failed',
+};
+
 /** How many steps are done for a gateway state (side exits stop where they happened). */
-function stepsDone(state: string): number {
+function stepsDone(state: string, failed: FailedAt | null): number {
   switch (state) {
     case 'created':
     case 'receiving':
@@ -35,8 +55,10 @@ function stepsDone(state: string): number {
     case 'validated':
     case 'queued':
       return 2;
-    case 'forwarding':
     case 'failed':
+      // Received is certain (failed comes after completion); the rest only as the timeline says.
+      return failed === 'refused-by-pacs' ? 3 : failed === 'delivery' ? 2 : 1;
+    case 'forwarding':
     case 'partially_delivered':
       return 3;
     case 'delivered':
@@ -56,7 +78,7 @@ const STATE_TEXT: Record<string, string> = {
   delivered: 'Delivered to the PACS',
   rejected: 'Rejected: no valid DICOM in the upload',
   partially_delivered: 'Partly delivered: the PACS refused some images',
-  failed: 'Not delivered: the PACS could not be reached after many tries',
+  failed: 'Not delivered',
   cancelled: 'Cancelled',
   expired: 'Expired before all files arrived',
 };
@@ -185,6 +207,8 @@ export interface ServerStatusViewProps extends UploadStatusResult {
 }
 
 function headlineOf({ status, error, offline, lastKnownState }: ServerStatusViewProps): string {
+  const failed = failedAt(status);
+  if (failed) return FAILED_TEXT[failed];
   if (status) return describeState(status.state);
   const last = lastKnownState ? describeState(lastKnownState) : null;
   if (offline) return last ? `You are offline — last known: ${last}` : 'You are offline — the state shows when the network is back';
@@ -209,7 +233,7 @@ export function ServerStatusView(props: ServerStatusViewProps) {
   }
   // The live state, else (gateway out of reach) the last one this device saw; else nothing known.
   const state = status?.state ?? (offline || error ? (lastKnownState ?? null) : null);
-  const done = state ? stepsDone(state) : 0;
+  const done = state ? stepsDone(state, failedAt(status)) : 0;
   const bad = state !== null && BAD_STATES.includes(state);
   const live = status !== null && !offline;
   const refused = (status?.instances ?? []).filter((i) => i.forward_status === 'refused');
@@ -238,7 +262,13 @@ export function ServerStatusView(props: ServerStatusViewProps) {
       </ol>
       {status && offline && !TERMINAL.has(status.state) ? <Alert tone="info">You are offline — this is the last known state.</Alert> : null}
       {error && !offline ? <Alert tone="warning">{error}</Alert> : null}
-      {status?.error ? <Alert>{status.error}</Alert> : null}
+      {/* The gateway's reason, as it gives it: it never holds patient data. */}
+      {status?.error ? (
+        <Alert>
+          {status.state === 'failed' ? 'Why: ' : null}
+          {status.error}
+        </Alert>
+      ) : null}
       {status ? <LeftOut status={status} /> : null}
       {refused.length > 0 ? (
         <details className="left-out" open>

@@ -2,7 +2,35 @@ import { Field } from '@/components/field';
 
 import type { ServiceLevel, StudyMetadata } from '../engine/types';
 
-export const MODALITIES = ['CT', 'MR', 'CR', 'DX', 'US', 'MG', 'NM', 'PT', 'XA', 'RF', 'OT', 'SR', 'ES', 'IO', 'OP', 'SM'];
+/**
+ * The modality codes the gateway accepts: a copy of _MODALITY_CODES in
+ * src/relaypacs/uploads/schemas.py (StudyIn), kept in the same order. Change both together.
+ */
+export const MODALITIES: readonly string[] = `
+  AR ASMT AU BDUS BI BMD CR CT CTPROTOCOL DG DOC DX ECG EPS ES FID GM HC HD IO IOL IVOCT IVUS
+  KER KO LEN LS MG MR M3D NM OAM OCT OP OPM OPT OPTBSV OPTENF OPV OSS OT PLAN POS PR PT PX REG
+  RESP RF RG RTDOSE RTIMAGE RTINTENT RTPLAN RTRAD RTRECORD RTSEGANN RTSTRUCT RWV SEG SM SMR SR
+  SRF STAIN TEXTUREMAP TG US VA XA XC CD DD DS DM EC FA LP MA MS OPR ST VF`
+  .trim()
+  .split(/\s+/);
+
+const MODALITY_SET = new Set(MODALITIES);
+
+/** The gateway's longest values (StudyIn in src/relaypacs/uploads/schemas.py), in characters. */
+export const MAX_LENGTHS = { patient_name: 200, patient_id: 64, study_description: 200, clinical_history: 4000 } as const;
+
+/** Characters as Python counts them (code points), after the gateway strips the spaces around. */
+function length(value: string | undefined): number {
+  return Array.from((value ?? '').trim()).length;
+}
+
+/** The gateway refuses control characters (Unicode Cc), e.g. an escape read from DICOM headers. */
+function hasControlCharacter(value: string | undefined): boolean {
+  return Array.from(value ?? '').some((c) => {
+    const code = c.codePointAt(0) ?? 0;
+    return code < 0x20 || (code >= 0x7f && code <= 0x9f);
+  });
+}
 
 export const SERVICE_LEVELS: { value: ServiceLevel; label: string; hint: string }[] = [
   { value: 'stat', label: 'STAT', hint: 'Read now (life-threatening)' },
@@ -14,11 +42,27 @@ export type StudyDraft = Omit<StudyMetadata, 'service_level'> & { service_level:
 
 export function validateStudy(study: StudyDraft, today: string): Partial<Record<keyof StudyDraft, string>> {
   const errors: Partial<Record<keyof StudyDraft, string>> = {};
+  /** A free-text field: within the gateway's length, and without control characters. */
+  const text = (key: keyof typeof MAX_LENGTHS): void => {
+    const count = length(study[key]);
+    if (count > MAX_LENGTHS[key]) errors[key] = `At most ${MAX_LENGTHS[key]} characters (now ${count}).`;
+    else if (key !== 'clinical_history' && hasControlCharacter(study[key])) {
+      errors[key] = 'Contains a control character the gateway does not accept. Retype it.';
+    }
+  };
   if (study.patient_name.trim() === '') errors.patient_name = 'Enter the patient name.';
+  else text('patient_name');
+  text('patient_id');
   if (!/^\d{4}-\d{2}-\d{2}$/.test(study.study_date)) errors.study_date = 'Enter the study date.';
   else if (study.study_date > today) errors.study_date = 'The study date cannot be in the future.';
-  if (!/^[A-Z0-9]{1,16}$/.test(study.modality.trim().toUpperCase())) errors.modality = 'Enter a DICOM modality code, e.g. CT or MR.';
-  if ((study.clinical_history ?? '').length > 4000) errors.clinical_history = 'At most 4000 characters.';
+  else if (study.study_date < '1900-01-01') errors.study_date = 'The study date cannot be before 1900.';
+  const modality = study.modality.trim().toUpperCase();
+  if (modality === '') errors.modality = 'Enter the modality, e.g. CT or MR.';
+  else if (!MODALITY_SET.has(modality)) {
+    errors.modality = `${modality} is not a DICOM modality code. Use one such as CT, MR, CR, DX, US, MG, NM or PT.`;
+  }
+  text('study_description');
+  text('clinical_history');
   return errors;
 }
 
@@ -55,7 +99,7 @@ export function StudyForm({ study, errors, onChange, fromHeaders }: StudyFormPro
   return (
     <div className="form-grid">
       <Field label="Patient name" name="patient_name" autoComplete="off" required value={study.patient_name} error={errors.patient_name} hint={hint('patient_name')} onChange={(e) => set('patient_name', e.target.value)} />
-      <Field label="Patient ID (optional)" name="patient_id" autoComplete="off" value={study.patient_id ?? ''} hint={hint('patient_id')} onChange={(e) => set('patient_id', e.target.value)} />
+      <Field label="Patient ID (optional)" name="patient_id" autoComplete="off" value={study.patient_id ?? ''} error={errors.patient_id} hint={hint('patient_id')} onChange={(e) => set('patient_id', e.target.value)} />
       <Field label="Study date" name="study_date" type="date" required value={study.study_date} error={errors.study_date} hint={hint('study_date')} onChange={(e) => set('study_date', e.target.value)} />
       <Field
         label="Modality"
@@ -74,7 +118,7 @@ export function StudyForm({ study, errors, onChange, fromHeaders }: StudyFormPro
           <option key={m} value={m} />
         ))}
       </datalist>
-      <Field className="form-grid__wide" label="Study description (optional)" name="study_description" autoComplete="off" value={study.study_description ?? ''} hint={hint('study_description')} onChange={(e) => set('study_description', e.target.value)} />
+      <Field className="form-grid__wide" label="Study description (optional)" name="study_description" autoComplete="off" value={study.study_description ?? ''} error={errors.study_description} hint={hint('study_description')} onChange={(e) => set('study_description', e.target.value)} />
       <div className="field form-grid__wide">
         <label htmlFor="clinical_history">Clinical history (optional)</label>
         <textarea

@@ -4,10 +4,12 @@ import { Link, useNavigate, useParams } from 'react-router';
 import { Alert } from '@/components/alert';
 import { Dialog } from '@/components/dialog';
 import { useDocumentTitle } from '@/hooks/use-document-title';
+import { useNetworkStatus } from '@/hooks/use-network-status';
 
 import { cachedUpload, type UploadSummary } from '../api/uploads';
 import type { JobView } from '../engine/types';
 import { useEngine } from '../hooks/use-engine';
+import { cancellingNotice } from '../lib/cancel-warning';
 
 import { JobProgress } from './job-progress';
 import { ServerStatus } from './server-status';
@@ -47,6 +49,7 @@ export function UploadDetailPage() {
   const { id = '' } = useParams();
   const navigate = useNavigate();
   const { client, snapshot } = useEngine();
+  const network = useNetworkStatus();
   const job = snapshot.jobs.find((j) => j.id === id || j.serverId === id);
   const lastKnown = useLastKnown(job?.serverId ?? id);
   useDocumentTitle(job ? `Upload for ${job.study.patient_name}` : 'Upload');
@@ -93,9 +96,12 @@ export function UploadDetailPage() {
             <strong>The upload stopped.</strong> {job.message}
           </p>
           <div className="actions">
-            <button type="button" className="button button--primary" onClick={() => client.send({ type: 'retry', jobId: job.id })}>
-              Try again
-            </button>
+            {/* The same details would be refused again: only a new upload can correct them. */}
+            {job.detailsRefused ? null : (
+              <button type="button" className="button button--primary" onClick={() => client.send({ type: 'retry', jobId: job.id })}>
+                Try again
+              </button>
+            )}
             <button
               type="button"
               className="button"
@@ -109,7 +115,14 @@ export function UploadDetailPage() {
           </div>
         </Alert>
       ) : null}
+      {job.state === 'cancelling' ? (
+        <div className="card" data-testid="job-cancelling">
+          <p role="status">{cancellingNotice(job.progress, network === 'offline')}</p>
+        </div>
+      ) : null}
       {job.state === 'cancelled' ? <Alert tone="info">This upload was cancelled.</Alert> : null}
+      {/* Only a refused cancel leaves a message on a submitted job (the engine says so). */}
+      {job.state === 'submitted' && job.message ? <Alert tone="warning">{job.message}</Alert> : null}
       {job.state === 'submitted' && job.serverId ? <ServerStatus key={job.serverId} serverId={job.serverId} lastKnown={lastKnown} /> : null}
       <Dialog
         open={job.state === 'duplicate'}

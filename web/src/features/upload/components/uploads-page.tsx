@@ -5,10 +5,12 @@ import { Alert } from '@/components/alert';
 import { useDocumentTitle } from '@/hooks/use-document-title';
 import { useNetworkStatus } from '@/hooks/use-network-status';
 import { formatBytes, formatDateTime } from '@/lib/format';
+import { liveEvents } from '@/lib/live-events';
 import { toUserFacingError } from '@/lib/problem';
 
 import { cachedUploads, listUploads, type UploadSummary } from '../api/uploads';
 import { useEngine } from '../hooks/use-engine';
+import { onHistoryChange } from '../lib/history-changes';
 
 import { describeState } from './server-status';
 
@@ -19,14 +21,19 @@ const LOCAL_STATE: Record<string, string> = {
   paused: 'Paused',
   duplicate: 'Needs your decision',
   failed: 'Stopped',
+  cancelling: 'Cancelling',
 };
 
 export function UploadsPage() {
   useDocumentTitle('Uploads');
   const network = useNetworkStatus();
-  const { snapshot } = useEngine();
+  const { client, snapshot } = useEngine();
   const [history, setHistory] = useState<UploadSummary[] | null>(null);
   const [stale, setStale] = useState<string | null>(null);
+  /** bumped when the history may have changed: fetching it again is the effect below */
+  const [changes, setChanges] = useState(0);
+
+  useEffect(() => onHistoryChange(client, liveEvents, () => setChanges((n) => n + 1)), [client]);
 
   useEffect(() => {
     let stopped = false;
@@ -47,7 +54,7 @@ export function UploadsPage() {
     return () => {
       stopped = true;
     };
-  }, [network]);
+  }, [network, changes]);
 
   const onDevice = snapshot.jobs.filter((job) => job.state in LOCAL_STATE);
 

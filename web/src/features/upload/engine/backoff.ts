@@ -28,6 +28,9 @@ export function classifyFailure(status: number | null, code?: string | null): Fa
   if (status === 401) return 'auth';
   if (status === 400 && code === 'checksum_mismatch') return 'checksum';
   if (status === 408 || status === 425 || status === 429 || status >= 500) return 'retry';
+  // The first request with this Idempotency-Key is still being carried out: asking again later
+  // gets its answer (the upload it opened), so it is a wait, not a refusal.
+  if (status === 409 && code === 'idempotency_key_in_flight') return 'retry';
   return 'fatal';
 }
 

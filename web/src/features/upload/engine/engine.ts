@@ -9,7 +9,7 @@ import { userOfToken } from '@/lib/session-user';
 import { backoffDelay, classifyFailure, DEFAULT_BACKOFF, retryAfterMs, type BackoffOptions } from './backoff';
 import type { ChunkTask } from './chunking';
 import type { JobStore } from './db';
-import { ENDED_UPLOAD_TOKEN, type CreateUploadBody } from './protocol';
+import { ENDED_UPLOAD_TOKEN, refusedFields, type CreateUploadBody } from './protocol';
 import { planFresh, planResume, queueOrder, type ResumePlan } from './resume';
 import { AbortedError, TransportError, type Transport } from './transport';
 import type { EngineCommand, EngineEvent, JobProgress, JobState, JobView, UploadJob } from './types';
@@ -36,6 +36,12 @@ export interface EngineDeps {
 }
 
 const RUNNABLE: ReadonlySet<JobState> = new Set(['waiting', 'uploading', 'completing']);
+/**
+ * States a cancel is taken in. `completing` too: the screens no longer offer it then, but a
+ * cancel sent just before is still settled honestly by the gateway's answer (409 once it
+ * accepted completion).
+ */
+const CANCELLABLE: ReadonlySet<JobState> = new Set(['waiting', 'uploading', 'completing', 'paused', 'failed', 'duplicate']);
 const STOPPED_MIDWAY: ReadonlySet<JobState> = new Set(['waiting', 'uploading', 'completing', 'paused', 'failed']);
 const RATE_WINDOW_MS = 10_000;
 /** New upload tokens one chunk may ask for: a token refused again at once is not a sign-out. */
@@ -71,6 +77,8 @@ export class UploadEngine {
   private active: { jobId: string; controller: AbortController; done: Promise<void> } | null = null;
   /** the running job's request for a new upload token, which every lane refused with `rejected` awaits */
   private renewal: { jobId: string; rejected: string; done: Promise<void> } | null = null;
+  /** cancels sent to the gateway and not yet answered for good, by job id */
+  private readonly cancels = new Map<string, AbortController>();
   private emitTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly parallel: number;
   private readonly now: () => number;
@@ -126,6 +134,8 @@ export class UploadEngine {
     for (const job of stored) this.jobs.set(job.id, job);
     this.started = true;
     this.emitNow();
+    // A cancel the gateway had not confirmed when the tab closed is still owed to it.
+    for (const job of stored) if (job.state === 'cancelling') void this.settleCancel(job);
     this.pump();
   }
 
@@ -148,27 +158,72 @@ export class UploadEngine {
 
   private async resume(jobId: string): Promise<void> {
     const job = this.jobs.get(jobId);
-    if (!job || (job.state !== 'paused' && job.state !== 'failed')) return;
+    if (!job || (job.state !== 'paused' && job.state !== 'failed') || job.detailsRefused) return;
     job.message = undefined;
     await this.setState(job, job.serverId ? 'uploading' : 'waiting');
     this.pump();
   }
 
+  /**
+   * A job with a session on the gateway is `cancelling` until the gateway confirms: until then
+   * the study may still reach the PACS (completion accepted by another tab, or an answer lost),
+   * so the screens must not say "cancelled", and the local files stay in case it refuses.
+   */
   private async cancel(jobId: string): Promise<void> {
     const job = this.jobs.get(jobId);
-    if (!job || job.state === 'submitted' || job.state === 'cancelled') return;
-    await this.stopIfActive(jobId, 'cancelled');
-    await this.deps.store.deleteBlobs(job.id);
-    this.live.delete(job.id);
-    this.emitNow();
-    if (job.serverId && this.token && this.online) {
-      // Best effort: an unreachable gateway expires the session by itself within a day.
-      try {
-        await this.deps.transport.cancel(job.serverId, this.token, AbortSignal.timeout(15_000));
-      } catch {
-        /* the local copy is gone either way */
+    if (!job || !CANCELLABLE.has(job.state)) return;
+    // Decided only once the run has stopped: a session start in flight may still bring a serverId.
+    await this.stopIfActive(jobId, 'cancelling');
+    if (this.jobs.get(jobId) !== job) return; // forgotten meanwhile
+    await this.settleCancel(job);
+  }
+
+  /**
+   * Cancels at once a job without a session, else sends the cancel in the background: it may
+   * wait for the network for hours, and must not hold up the commands that come after it.
+   */
+  private async settleCancel(job: UploadJob): Promise<void> {
+    // No session: no byte left the device under one (a start whose answer was lost is never
+    // completed, and the gateway expires it), so nothing can reach the PACS.
+    if (!job.serverId) return this.cancelled(job);
+    // A storage failure leaves the job `cancelling`: the next start sends the cancel again.
+    void this.confirmCancel(job, job.serverId).catch(() => undefined);
+  }
+
+  private async confirmCancel(job: UploadJob, serverId: string): Promise<void> {
+    if (this.cancels.has(job.id)) return;
+    const controller = new AbortController();
+    this.cancels.set(job.id, controller);
+    const { signal } = controller;
+    try {
+      // Waits out offline spells and an expired sign-in, and backs off on 5xx, like any request.
+      await this.retrying(job, signal, (token) => this.deps.transport.cancel(serverId, token, signal), { needsToken: true });
+    } catch (error) {
+      if (error instanceof AbortedError || signal.aborted || this.jobs.get(job.id) !== job) return;
+      if (error instanceof TransportError && error.status === 409 && error.code === 'upload_not_cancellable') {
+        // Completion was accepted: every chunk is on the gateway, which sends the study on.
+        job.message = TOO_LATE_TO_CANCEL;
+        await this.submitted(job);
+        return;
       }
+      // 404 / 410: the gateway holds nothing of it any more, so there is nothing left to stop.
+      if (!(error instanceof TransportError && (error.status === 404 || error.status === 410))) {
+        await this.fail(job, `The gateway did not take the cancel: ${describe(error)}`);
+        return;
+      }
+    } finally {
+      if (this.cancels.get(job.id) === controller) this.cancels.delete(job.id);
     }
+    if (signal.aborted || this.jobs.get(job.id) !== job) return;
+    await this.cancelled(job);
+  }
+
+  private async cancelled(job: UploadJob): Promise<void> {
+    job.message = undefined;
+    this.live.delete(job.id);
+    // Files first: once the screens say "cancelled", nothing of the study is left on the device.
+    await this.deps.store.deleteBlobs(job.id);
+    await this.setState(job, 'cancelled');
   }
 
   private async decideDuplicate(jobId: string, send: boolean): Promise<void> {
@@ -185,6 +240,7 @@ export class UploadEngine {
     const job = this.jobs.get(jobId);
     this.jobs.delete(jobId);
     if (job) job.state = 'cancelled';
+    this.cancels.get(jobId)?.abort();
     await this.stopIfActive(jobId, null);
     this.live.delete(jobId);
     await this.deps.store.deleteJob(jobId);
@@ -217,6 +273,7 @@ export class UploadEngine {
     this.stopped = true;
     this.token = null;
     this.active?.controller.abort();
+    for (const controller of this.cancels.values()) controller.abort();
     await this.idle();
     this.jobs.clear();
     this.live.clear();
@@ -315,6 +372,7 @@ export class UploadEngine {
       if (error instanceof TransportError && error.code === 'idempotency_key_reused') {
         job.idempotencyKey = undefined; // another body under this key: a retry is a new request
       }
+      if (error instanceof TransportError && error.status === 422 && error.code === 'validation_error') job.detailsRefused = true;
       if (error instanceof TransportError && error.status === 409 && error.code === 'duplicate_study') {
         job.message = error.message;
         const body = (error.body ?? {}) as { duplicate_of?: unknown };
@@ -730,11 +788,18 @@ export class UploadEngine {
   }
 }
 
+/** Said of a job whose cancel the gateway refused because it had accepted completion. */
+export const TOO_LATE_TO_CANCEL =
+  'It is too late to cancel: the study is already with the gateway, which sends it on to the PACS.';
+
 export function describe(error: unknown): string {
   if (error instanceof TransportError) {
     if (error.status === 413) return 'The study is larger than the gateway accepts.';
     if (error.status === 410) return 'The upload session expired. Start it again.';
     if (error.status === 401) return 'The gateway refused this upload. Start it again.';
+    if (error.status === 422 && error.code === 'validation_error') {
+      return `The gateway refused the study details — ${refusedFields(error.body)}. Discard this upload and send the study again with the details corrected.`;
+    }
     if (error.status === 400 && error.code === 'checksum_mismatch') {
       return 'A part of a file kept arriving damaged. Check the file and start again.';
     }

@@ -134,6 +134,34 @@ function text(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+/** The form's names for the fields of POST /uploads the gateway may refuse. */
+const FIELD_LABELS: Record<string, string> = {
+  'study.patient_name': 'Patient name',
+  'study.patient_id': 'Patient ID',
+  'study.study_date': 'Study date',
+  'study.modality': 'Modality',
+  'study.study_description': 'Study description',
+  'study.clinical_history': 'Clinical history',
+  'study.service_level': 'Service level',
+};
+
+/**
+ * The fields a 422 `validation_error` names (its `errors`: FastAPI's loc and msg), as the form
+ * calls them: "Modality: not a DICOM modality code (…)". Falls back on the problem's detail.
+ */
+export function refusedFields(problem: unknown): string {
+  const body = asRecord(problem);
+  const errors = Array.isArray(body.errors) ? body.errors.map(asRecord) : [];
+  const named = errors.map((error) => {
+    const loc = (Array.isArray(error.loc) ? error.loc : []).filter((part) => part !== 'body').map(String);
+    const path = loc.join('.');
+    const where = FIELD_LABELS[path] ?? (loc[0] === 'files' && loc[2] === 'name' ? 'File name' : path || 'The request');
+    const why = (text(error.msg) ?? 'not accepted').replace(/^Value error, /, '');
+    return `${where}: ${why}`;
+  });
+  return [...new Set(named)].join('; ') || text(body.detail) || 'the study details were not accepted';
+}
+
 function parseProblems(value: unknown): FileProblem[] {
   if (!Array.isArray(value)) return [];
   return value.map((raw): FileProblem => {

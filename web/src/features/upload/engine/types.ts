@@ -24,6 +24,8 @@ export type JobState =
   | 'submitted'
   | 'duplicate'
   | 'failed'
+  /** the user cancelled a job that has a session on the gateway; the gateway has not confirmed yet */
+  | 'cancelling'
   | 'cancelled';
 
 export interface JobFile {
@@ -55,8 +57,13 @@ export interface UploadJob {
   idempotencyKey?: string;
   chunkSize?: number;
   expiresAt?: string;
-  /** user-facing reason when state is failed or duplicate */
+  /** user-facing reason when state is failed or duplicate; when submitted, why a cancel was refused */
   message?: string;
+  /**
+   * The gateway refused the study details (422 on POST /uploads): sending the same body again
+   * cannot help, so the screens offer no "Try again".
+   */
+  detailsRefused?: boolean;
   /** the gateway's id of the earlier upload this one duplicates */
   duplicateOf?: string;
   submittedAt?: number;

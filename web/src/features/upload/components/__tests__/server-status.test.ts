@@ -167,3 +167,42 @@ describe('an upload sent from another device', () => {
     expect(studyShown(null, null)).toBeNull();
   });
 });
+
+describe('a study the gateway could not deliver', () => {
+  const at = '2026-03-04T10:00:00Z';
+  const entries = (...states: string[]) => states.map((state) => ({ state, at, detail: null }));
+  function failed(reason: string, timeline: { state: string; at: string; detail: string | null }[], instances: object[] = []) {
+    const body = { ...answer('failed', FOUR_ONE_BAD), failure_reason: reason, instances, timeline: [...timeline, { state: 'failed', at, detail: reason }] };
+    return render({ status: parseUploadStatus(body) });
+  }
+  const done = (text: string) => [...text.matchAll(/✓ ([A-Za-z ]+?) \(done\)/g)].map((m) => m[1]);
+
+  it('says the files could not be put together when assembly failed, with only Received done', () => {
+    const text = failed('stored chunk 3 does not match its checksum', entries('created', 'receiving', 'assembling'));
+    expect(text).toContain('Not delivered: the gateway could not put the received files together');
+    expect(text).toContain('Why: stored chunk 3 does not match its checksum');
+    expect(text).not.toContain('could not be reached');
+    expect(done(text)).toEqual(['Received']);
+  });
+
+  it('says the PACS refused every image when it did, forwarding done but nothing delivered', () => {
+    const refused = [
+      { forward_status: 'refused', forward_reason: 'duplicate', entry_name: 'IM1' },
+      { forward_status: 'refused', forward_reason: 'duplicate', entry_name: 'IM2' },
+    ];
+    const text = failed('the PACS refused every instance (2)', entries('created', 'receiving', 'assembling', 'validated', 'queued', 'forwarding'), refused);
+    expect(text).toContain('Not delivered: the PACS refused every image');
+    expect(text).toContain('Why: the PACS refused every instance (2)');
+    expect(text).not.toContain('could not be reached');
+    expect(done(text)).toEqual(['Received', 'Validated', 'Forwarding to PACS']);
+  });
+
+  it('says sending to the PACS failed when the gateway gave up on delivery, and why', () => {
+    const text = failed('not delivered within 48 h: connection refused', entries('created', 'receiving', 'assembling', 'validated', 'queued'), [
+      { forward_status: 'pending' },
+    ]);
+    expect(text).toContain('Not delivered: sending to the PACS failed');
+    expect(text).toContain('Why: not delivered within 48 h: connection refused');
+    expect(done(text)).toEqual(['Received', 'Validated']);
+  });
+});

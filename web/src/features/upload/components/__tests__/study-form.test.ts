@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 
 import { focusField } from '../../lib/focus-field';
-import { firstInvalidField, stillFromHeaders, validateStudy, type StudyDraft } from '../study-form';
+import { firstInvalidField, MODALITIES, stillFromHeaders, validateStudy, type StudyDraft } from '../study-form';
 
 const STUDY: StudyDraft = {
   patient_name: 'DOE^JANE',
@@ -50,5 +50,45 @@ describe('the "Read from the DICOM files" hint', () => {
 
   it('stays when nothing read from the files changed', () => {
     expect(stillFromHeaders(fromHeaders, STUDY, { ...STUDY, clinical_history: 'Fall.' })).toBe(fromHeaders);
+  });
+});
+
+describe('the study details the gateway would refuse', () => {
+  const TODAY = '2026-12-31';
+  const errorsOf = (change: Partial<StudyDraft>) => validateStudy({ ...STUDY, ...change }, TODAY);
+
+  it('refuses a modality that is no DICOM code, and takes any code the gateway knows, in any case', () => {
+    expect(errorsOf({ modality: 'XYZ' }).modality).toBe('XYZ is not a DICOM modality code. Use one such as CT, MR, CR, DX, US, MG, NM or PT.');
+    expect(errorsOf({ modality: 'CT1' }).modality).toMatch(/not a DICOM modality code/);
+    expect(errorsOf({ modality: '' }).modality).toBe('Enter the modality, e.g. CT or MR.');
+    for (const modality of ['ct', ' MR ', 'RTSTRUCT', 'M3D', 'OPTBSV']) expect(errorsOf({ modality })).toEqual({});
+  });
+
+  it('keeps to the gateway\'s lengths, counted as it counts them', () => {
+    expect(errorsOf({ patient_name: 'A'.repeat(200), study_description: 'D'.repeat(200), patient_id: 'P'.repeat(64) })).toEqual({});
+    expect(errorsOf({ patient_name: 'A'.repeat(201) }).patient_name).toBe('At most 200 characters (now 201).');
+    expect(errorsOf({ study_description: 'D'.repeat(201) }).study_description).toBe('At most 200 characters (now 201).');
+    expect(errorsOf({ patient_id: 'P'.repeat(65) }).patient_id).toBe('At most 64 characters (now 65).');
+    expect(errorsOf({ clinical_history: 'H'.repeat(4001) }).clinical_history).toBe('At most 4000 characters (now 4001).');
+    // Spaces around are stripped by the gateway; a character outside the BMP is one, not two.
+    expect(errorsOf({ patient_name: ` ${'A'.repeat(200)} `, patient_id: '😀'.repeat(64) })).toEqual({});
+  });
+
+  it('refuses control characters and dates before 1900, as the gateway does', () => {
+    expect(errorsOf({ patient_name: 'DOE\u001b^JANE' }).patient_name).toMatch(/control character/);
+    expect(errorsOf({ study_description: 'Head\tneck' }).study_description).toMatch(/control character/);
+    expect(errorsOf({ clinical_history: 'Fall.\nPain.' })).toEqual({});
+    expect(errorsOf({ study_date: '1899-12-31' }).study_date).toBe('The study date cannot be before 1900.');
+  });
+
+  // The server's schema, when the repository holds it (an empty match otherwise).
+  const schemas = Object.values(
+    import.meta.glob<string>('../../../../../../src/relaypacs/uploads/schemas.py', { query: '?raw', import: 'default', eager: true }),
+  )[0];
+
+  it.skipIf(schemas === undefined)('knows exactly the modality codes of the gateway', () => {
+    const codes = /_MODALITY_CODES = """([^"]*)"""/.exec(schemas ?? '')?.[1]?.trim().split(/\s+/);
+    expect(codes?.length).toBeGreaterThan(50);
+    expect([...MODALITIES]).toEqual(codes);
   });
 });

@@ -4,8 +4,9 @@ import { env } from '@/config/env';
 import { accessTokenOf } from '@/testing/access-token';
 
 import { dexieJobStore, RelayDatabase, type JobStore } from '../db';
-import { UploadEngine, type EngineDeps } from '../engine';
+import { TOO_LATE_TO_CANCEL, UploadEngine, type EngineDeps } from '../engine';
 import { md5Base64 } from '../md5';
+import { TransportError } from '../transport';
 import type { EngineEvent, JobView, UploadJob } from '../types';
 
 import { FakeGateway } from './fake-gateway';
@@ -340,6 +341,136 @@ describe('upload engine', () => {
     expect(gateway.puts.length).toBeLessThan(10);
   });
 
+  /** Counts the DELETEs that reach the gateway (or fail on the way). */
+  function countCancels(): { calls: number } {
+    const counter = { calls: 0 };
+    const original = gateway.cancel.bind(gateway);
+    gateway.cancel = async (...args) => {
+      counter.calls += 1;
+      return original(...args);
+    };
+    return counter;
+  }
+
+  /** j1 started and paused with a session on the gateway and some chunks stored there. */
+  async function pausedWithSession(h: Harness): Promise<string> {
+    const [record, blobs] = job('j1', { 'a.dcm': 'a'.repeat(40) });
+    await store.addJob(record, blobs);
+    await startAndPauseAfter(h, 2);
+    return (await store.getJob('j1'))?.serverId ?? '';
+  }
+
+  it('is not cancelled, and says it is too late, when the gateway already accepted completion', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcdefgh' });
+    await store.addJob(record, blobs);
+    const h = harness();
+    const complete = gateway.complete.bind(gateway);
+    gateway.complete = async (...args) => {
+      await complete(...args);
+      // Accepted, but the answer is lost, and the user cancels while the engine asks again.
+      void h.engine.handle({ type: 'cancel', jobId: 'j1' });
+      throw new TransportError(null, null, 'the connection dropped');
+    };
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'followed as submitted');
+    const serverId = (await store.getJob('j1'))?.serverId ?? '';
+    expect(gateway.sessions.get(serverId)?.state).toBe('assembling');
+    await until(() => h.events.some((e) => e.type === 'submitted' && e.serverId === serverId), 'followed by the screens');
+    expect(h.latest()[0]?.message).toBe(TOO_LATE_TO_CANCEL);
+    expect(h.events.some((e) => e.type === 'snapshot' && e.jobs[0]?.state === 'cancelled')).toBe(false);
+  });
+
+  it('keeps the job and its files while offline, says it waits for the network, and cancels once back', async () => {
+    const h = harness();
+    const serverId = await pausedWithSession(h);
+    const cancels = countCancels();
+    await h.engine.handle({ type: 'online', online: false });
+    await h.engine.handle({ type: 'cancel', jobId: 'j1' });
+    await until(() => h.latest()[0]?.progress?.waitingFor === 'network', 'waiting for the network');
+    expect(h.latest()[0]?.state).toBe('cancelling');
+    expect(await stateOf('j1')).toBe('cancelling');
+    expect(await db.blobs.count()).toBe(1);
+    expect(cancels.calls).toBe(0);
+
+    await h.engine.handle({ type: 'online', online: true });
+    await until(async () => (await stateOf('j1')) === 'cancelled', 'cancelled');
+    expect(gateway.sessions.get(serverId)?.state).toBe('cancelled');
+    expect(await db.blobs.count()).toBe(0);
+  });
+
+  it('retries the cancel with backoff while the gateway does not answer, and only then says cancelled', async () => {
+    const h = harness();
+    const serverId = await pausedWithSession(h);
+    const cancels = countCancels();
+    gateway.down = true;
+    await h.engine.handle({ type: 'cancel', jobId: 'j1' });
+    await until(() => cancels.calls >= 3, 'a few tries');
+    await until(() => h.latest()[0]?.progress?.retrying === true, 'shown as retrying');
+    expect(h.latest()[0]?.state).toBe('cancelling');
+    expect(await db.blobs.count()).toBe(1);
+
+    gateway.down = false;
+    await until(async () => (await stateOf('j1')) === 'cancelled', 'cancelled');
+    expect(gateway.sessions.get(serverId)?.state).toBe('cancelled');
+    expect(await db.blobs.count()).toBe(0);
+  });
+
+  it('sends a cancel still owed after a reload', async () => {
+    const first = harness();
+    const serverId = await pausedWithSession(first);
+    await first.engine.handle({ type: 'online', online: false });
+    await first.engine.handle({ type: 'cancel', jobId: 'j1' });
+    await until(async () => (await stateOf('j1')) === 'cancelling', 'cancelling saved');
+
+    const second = harness();
+    await started(second);
+    await until(async () => (await stateOf('j1')) === 'cancelled', 'cancelled');
+    expect(gateway.sessions.get(serverId)?.state).toBe('cancelled');
+    expect(await db.blobs.count()).toBe(0);
+  });
+
+  it('takes an expired or unknown session as nothing left to stop', async () => {
+    const h = harness();
+    const serverId = await pausedWithSession(h);
+    gateway.sessions.get(serverId)!.state = 'expired';
+    await h.engine.handle({ type: 'cancel', jobId: 'j1' });
+    await until(async () => (await stateOf('j1')) === 'cancelled', 'cancelled');
+    expect(await db.blobs.count()).toBe(0);
+  });
+
+  it('cancels a job that never opened a session at once, without asking the gateway', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcd' });
+    await store.addJob(record, blobs);
+    const cancels = countCancels();
+    const h = harness();
+    await h.engine.handle({ type: 'online', online: false });
+    await started(h);
+    await h.engine.handle({ type: 'cancel', jobId: 'j1' });
+    expect(await stateOf('j1')).toBe('cancelled');
+    expect(await db.blobs.count()).toBe(0);
+    expect(cancels.calls).toBe(0);
+  });
+
+  it('names the field the gateway refused, and does not send the same details again', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcd' });
+    record.study.patient_name = 'A'.repeat(201);
+    await store.addJob(record, blobs);
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'failed', 'failed');
+    const failed = h.latest()[0];
+    expect(failed?.message).toBe(
+      'The gateway refused the study details — Patient name: String should have at most 200 characters. ' +
+        'Discard this upload and send the study again with the details corrected.',
+    );
+    expect(failed?.detailsRefused).toBe(true);
+
+    await h.engine.handle({ type: 'retry', jobId: 'j1' });
+    await h.engine.idle();
+    expect(await stateOf('j1')).toBe('failed');
+    expect(gateway.createKeys).toHaveLength(1);
+  });
+
   it('holds a duplicate study for the user and sends it anyway when asked', async () => {
     gateway.duplicateUnlessForced = true;
     const [record, blobs] = job('j1', { 'a.dcm': 'abcd' });
@@ -419,6 +550,18 @@ describe('upload engine', () => {
     expect(new Set(gateway.createKeys).size).toBe(1);
     expect(gateway.createKeys[0]).toMatch(/^[0-9a-f-]{36}$/);
     expect(JSON.stringify(h.latest())).not.toContain(gateway.createKeys[0]);
+  });
+
+  it('asks again, with the same key, while the first request with it is still being carried out', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'abcd' });
+    await store.addJob(record, blobs);
+    gateway.inFlightNextCreates = 2;
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    expect(gateway.createKeys).toHaveLength(3);
+    expect(new Set(gateway.createKeys).size).toBe(1);
+    expect(gateway.sessions.size).toBe(1);
   });
 
   it('keeps the key across a reload, so the session opened before it is the one used', async () => {

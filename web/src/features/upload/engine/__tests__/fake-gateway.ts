@@ -31,6 +31,8 @@ export class FakeGateway implements Transport {
   duplicateUnlessForced = false;
   /** the next N session starts are carried out, then their answer is lost on the way */
   loseNextCreateAnswers = 0;
+  /** the next N session starts find their key still claimed by an earlier request (409) */
+  inFlightNextCreates = 0;
   /** the Idempotency-Key of every session start, in order (undefined: none sent) */
   readonly createKeys: (string | undefined)[] = [];
   private readonly byKey = new Map<string, { body: string; created: CreatedUpload }>();
@@ -70,6 +72,17 @@ export class FakeGateway implements Transport {
     this.check(signal);
     this.auth(token);
     this.createKeys.push(idempotencyKey);
+    if (idempotencyKey !== undefined && this.inFlightNextCreates > 0) {
+      this.inFlightNextCreates -= 1;
+      throw new TransportError(409, 'idempotency_key_in_flight', 'still being processed', null, { code: 'idempotency_key_in_flight' });
+    }
+    const name = body.study.patient_name ?? '';
+    if (Array.from(name).length > 200) {
+      // What FastAPI and the gateway's problem handler answer for StudyIn's max_length.
+      const errors = [{ loc: ['body', 'study', 'patient_name'], msg: 'String should have at most 200 characters', type: 'string_too_long' }];
+      const detail = 'study.patient_name: String should have at most 200 characters';
+      throw new TransportError(422, 'validation_error', detail, null, { code: 'validation_error', status: 422, detail, errors });
+    }
     const earlier = idempotencyKey === undefined ? undefined : this.byKey.get(idempotencyKey);
     if (earlier) {
       if (earlier.body !== JSON.stringify(body)) throw new TransportError(422, 'idempotency_key_reused', 'another body');
@@ -182,7 +195,16 @@ export class FakeGateway implements Transport {
     await Promise.resolve();
     this.check(signal);
     this.auth(token);
-    this.session(uploadId).state = 'cancelled';
+    const session = this.session(uploadId);
+    if (session.state === 'cancelled') return;
+    // As the server's _CANCELLABLE (src/relaypacs/uploads/service.py): not once completion was accepted.
+    if (!['created', 'receiving', 'rejected', 'failed'].includes(session.state)) {
+      throw new TransportError(409, 'upload_not_cancellable', `The upload is ${session.state}`, null, {
+        code: 'upload_not_cancellable',
+        state: session.state,
+      });
+    }
+    session.state = 'cancelled';
   }
 
   /** The bytes the gateway holds for a file, chunks joined in order. */

@@ -80,6 +80,7 @@ describe('backoff', () => {
     expect(classifyFailure(400, 'checksum_mismatch')).toBe('checksum');
     expect(classifyFailure(400, 'validation_error')).toBe('fatal');
     expect(classifyFailure(409, 'chunk_conflict')).toBe('fatal');
+    expect(classifyFailure(409, 'idempotency_key_in_flight')).toBe('retry');
     expect(classifyFailure(410)).toBe('fatal');
   });
 

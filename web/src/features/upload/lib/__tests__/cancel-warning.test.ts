@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { cancelWarning, NOTHING_SENT, storedInstanceCount, UNCONFIRMED } from '../cancel-warning';
+import { cancellingNotice, cancelWarning, NOTHING_SENT, storedInstanceCount, UNCONFIRMED } from '../cancel-warning';
 
 describe('what the cancel dialog says about the PACS', () => {
   it('promises nothing reached the reading centre when the gateway says none is stored', () => {
@@ -44,5 +44,23 @@ describe('the instances counted as in the PACS', () => {
         {},
       ]),
     ).toBe(2);
+  });
+});
+
+describe('what a cancel the gateway has not confirmed says', () => {
+  const waiting = (waitingFor: 'network' | 'sign-in' | null, retrying = false) => ({ waitingFor, retrying });
+
+  it('does not say cancelled, and says the cancel goes out when the connection is back', () => {
+    for (const text of [cancellingNotice(waiting('network'), false), cancellingNotice(null, true), cancellingNotice(waiting(null, true), false)]) {
+      expect(text).toMatch(/The cancel will be sent .*when the connection is back/);
+      expect(text).toMatch(/not cancelled and the study stays on this device/);
+    }
+    expect(cancellingNotice(waiting('network'), false)).toMatch(/^You are offline/);
+    expect(cancellingNotice(waiting(null, true), false)).toMatch(/^The gateway cannot be reached/);
+  });
+
+  it('waits for the gateway to confirm while the cancel is on its way', () => {
+    expect(cancellingNotice(waiting(null), false)).toBe('Cancelling — waiting for the gateway to confirm.');
+    expect(cancellingNotice(waiting('sign-in'), false)).toMatch(/once your sign-in is renewed/);
   });
 });
