@@ -26,8 +26,10 @@ from relaypacs.jobs.registry import JobRegistry, default_registry, load_task_mod
 from relaypacs.jobs.worker import Worker
 from relaypacs.resources import Resources
 from relaypacs.uploads.service import ASSEMBLE_JOB, FORWARD_JOB
+from relaypacs.users.models import Role
 from tests.conftest import make_settings
 from tests.support import uploads
+from tests.support.accounts import sign_in
 from tests.support.databases import throwaway_database
 from tests.support.dicom_studies import instance
 from tests.support.orthanc import OrthancServer, orthanc_available
@@ -245,6 +247,17 @@ async def status_once(
 
 def timeline(status: dict[str, Any]) -> list[str]:
     return [event["state"] for event in status["timeline"]]
+
+
+async def requeue_as_admin(
+    client: httpx.AsyncClient, app: FastAPI, session: uploads.Session
+) -> dict[str, Any]:
+    """A new admin requeues the failed upload (202); the answer's body."""
+    admin = await sign_in(client, app, role=Role.admin)
+    response = await client.post(f"{API}/admin/uploads/{session.id}/requeue", headers=admin.headers)
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 async def assemble_without_forwarding(resources: Resources, jobs: int = 1) -> None:

@@ -26,7 +26,6 @@ from relaypacs.pacs.tasks import STALLED_JOB
 from relaypacs.uploads.service import ASSEMBLE_JOB, FORWARD_JOB
 from relaypacs.uploads.store import upload_prefix
 from relaypacs.uploads.tasks import STALLED_ASSEMBLY_JOB
-from relaypacs.users.models import Role
 from tests.operations.test_metrics import scrape, value
 from tests.pacs.faulty_server import BAD_GATEWAY, CountingServer
 from tests.pacs.forwarding import (
@@ -37,6 +36,7 @@ from tests.pacs.forwarding import (
     forwarding_base,
     job_outcomes,
     module_forwarding_base,
+    requeue_as_admin,
     send_study,
     sop_instance_uid,
     timeline,
@@ -286,11 +286,7 @@ async def test_an_admin_requeues_a_failed_delivery_and_it_is_delivered(
     session, _ = await _fail_by_age(base, data)
     # The PACS is fixed (here: the local archive); the admin sends the study again.
     async with running_app(base.settings()) as app, new_client(app) as client:
-        admin = await sign_in(client, app, role=Role.admin)
-        response = await client.post(
-            f"{API}/admin/uploads/{session.id}/requeue", headers=admin.headers
-        )
-        assert response.status_code == 202, response.text
+        await requeue_as_admin(client, app, session)
         delivered = await wait_for_state(app, client, session, FINAL_STATES)
         assert delivered["state"] == "delivered"
         assert timeline(delivered)[-4:] == ["failed", "queued", "forwarding", "delivered"]
@@ -298,8 +294,13 @@ async def test_an_admin_requeues_a_failed_delivery_and_it_is_delivered(
     assert any(path.read_bytes() == data for path in archived)
 
 
-async def test_an_assembly_whose_workers_keep_dying_fails_the_upload_until_requeued(
-    base: ForwardingBase,
+@pytest.mark.parametrize(
+    ("kind", "sweep", "stage"),
+    [(ASSEMBLE_JOB, STALLED_ASSEMBLY_JOB, "assembly"), (FORWARD_JOB, STALLED_JOB, "delivery")],
+    ids=["assembly", "forwarding"],
+)
+async def test_a_job_whose_workers_keep_dying_fails_the_upload_until_requeued(
+    base: ForwardingBase, kind: str, sweep: str, stage: str
 ) -> None:
     data = instance()
     settings = base.settings(job_max_abandoned=1)
@@ -309,51 +310,56 @@ async def test_an_assembly_whose_workers_keep_dying_fails_the_upload_until_reque
     ):
         user = await sign_in(client, app)
         session = await send_study(client, user.headers, [data])
-        # A worker claims the assembly job and dies on it (say, a file that exhausts memory).
+        if kind == FORWARD_JOB:
+            await assemble_without_forwarding(app.state.resources)
+        # A worker claims the job and dies on it before it writes anything again (for
+        # assembly, say, a file that exhausts its memory).
         now = utcnow()
         async with app.state.sessionmaker() as db:
             claimed = await jobs_repository.claim_jobs(
-                db,
-                kinds=[ASSEMBLE_JOB],
-                owner="dead-worker",
-                now=now,
-                lease_expires_at=now,
-                limit=1,
+                db, kinds=[kind], owner="dead-worker", now=now, lease_expires_at=now, limit=1
             )
             await db.commit()
         assert [job.payload["upload_id"] for job in claimed] == [session.id]
 
     async with running_app(settings) as app, new_client(app) as client:
-        # The next claim buries the job (dead); the sweep (also run at start) fails the upload
-        # it left assembling.
+        # The next claim buries the job (dead); the stage's sweep (also run at start) fails
+        # the upload the job left behind.
         await app.state.job_worker.idle()
         async with app.state.sessionmaker() as db:
-            await enqueue(db, STALLED_ASSEMBLY_JOB, {})
+            await enqueue(db, sweep, {})
             await db.commit()
         failed = await _poll_state(client, session, FINAL_STATES)
         assert failed["state"] == "failed", failed
         assert failed["failure_reason"] == (
-            "assembly stopped: abandoned: its worker stopped 1 times while running it"
+            f"{stage} stopped: abandoned: its worker stopped 1 times while running it"
         )
-        assert timeline(failed)[-2:] == ["assembling", "failed"]
+        assert failed["timeline"][-1] == {
+            **failed["timeline"][-1],
+            "state": "failed",
+            "detail": failed["failure_reason"],
+        }
+        waiting = ["pending"] if kind == FORWARD_JOB else []  # never assembled: no instances
+        assert [i["forward_status"] for i in failed["instances"]] == waiting
         notes = await _notifications(client, user.headers)
         assert [(n["type"], n["data"]["reasons"]) for n in notes] == [
             ("upload_failed", [failed["failure_reason"]])
         ]
-
-        # The sweep leaves it failed (no second notification); an admin's requeue runs the
-        # assembly again, and the study is delivered.
         async with app.state.sessionmaker() as db:
-            await enqueue(db, STALLED_ASSEMBLY_JOB, {})
+            (job,) = (await db.scalars(select(Job).where(Job.id == claimed[0].id))).all()
+            assert job.state is JobState.dead
+
+        # The sweep leaves it failed (no second notification), and an admin's requeue
+        # brings the dead job back: the study is delivered.
+        async with app.state.sessionmaker() as db:
+            await enqueue(db, sweep, {})
             await db.commit()
-        admin = await sign_in(client, app, role=Role.admin)
-        response = await client.post(
-            f"{API}/admin/uploads/{session.id}/requeue", headers=admin.headers
-        )
-        assert response.status_code == 202, response.text
+        await requeue_as_admin(client, app, session)
         delivered = await wait_for_state(app, client, session, {"delivered", "partially_delivered"})
         assert delivered["state"] == "delivered"
-        assert "failed" in timeline(delivered)
+        after = timeline(delivered)[timeline(delivered).index("failed") :]
+        rerun = ["assembling", "validated"] if kind == ASSEMBLE_JOB else []
+        assert after == ["failed", *rerun, "queued", "forwarding", "delivered"]
         notes = await _notifications(client, user.headers)
         assert sorted(n["type"] for n in notes) == ["upload_complete", "upload_failed"]
     archived = list((base.data_dir / "archive").rglob("*.dcm"))
@@ -370,74 +376,3 @@ async def _poll_state(
             if status["state"] in states:
                 return status
             await asyncio.sleep(0.1)
-
-
-async def test_a_forward_job_whose_workers_keep_dying_fails_the_upload_until_requeued(
-    base: ForwardingBase,
-) -> None:
-    data = instance()
-    settings = base.settings(job_max_abandoned=1)
-    async with (
-        running_app(base.settings(run_worker_in_process=False, job_max_abandoned=1)) as app,
-        new_client(app) as client,
-    ):
-        resources = app.state.resources
-        user = await sign_in(client, app)
-        session = await send_study(client, user.headers, [data])
-        await assemble_without_forwarding(resources)
-        # A worker claims the forwarding job and dies before it writes anything again.
-        now = utcnow()
-        async with resources.sessionmaker() as db:
-            claimed = await jobs_repository.claim_jobs(
-                db,
-                kinds=[FORWARD_JOB],
-                owner="dead-worker",
-                now=now,
-                lease_expires_at=now,
-                limit=1,
-            )
-            await db.commit()
-        assert [job.payload["upload_id"] for job in claimed] == [session.id]
-
-    async with running_app(settings) as app, new_client(app) as client:
-        # The next claim buries the job (dead); the sweep finds the upload it left behind.
-        await app.state.job_worker.idle()
-        async with app.state.sessionmaker() as db:
-            await enqueue(db, STALLED_JOB, {})
-            await db.commit()
-        failed = await _poll_state(client, session, FINAL_STATES)
-        assert failed["state"] == "failed", failed
-        assert failed["failure_reason"] == (
-            "delivery stopped: abandoned: its worker stopped 1 times while running it"
-        )
-        assert failed["timeline"][-1] == {
-            **failed["timeline"][-1],
-            "state": "failed",
-            "detail": failed["failure_reason"],
-        }
-        assert [i["forward_status"] for i in failed["instances"]] == ["pending"]
-        notes = await _notifications(client, user.headers)
-        assert [(n["type"], n["data"]["reasons"]) for n in notes] == [
-            ("upload_failed", [failed["failure_reason"]])
-        ]
-        async with app.state.sessionmaker() as db:
-            (job,) = (await db.scalars(select(Job).where(Job.id == claimed[0].id))).all()
-            assert job.state is JobState.dead
-
-        # The sweep leaves it failed (no second notification), and an admin's requeue
-        # brings the dead job back: the study is delivered.
-        async with app.state.sessionmaker() as db:
-            await enqueue(db, STALLED_JOB, {})
-            await db.commit()
-        admin = await sign_in(client, app, role=Role.admin)
-        response = await client.post(
-            f"{API}/admin/uploads/{session.id}/requeue", headers=admin.headers
-        )
-        assert response.status_code == 202, response.text
-        delivered = await wait_for_state(app, client, session, {"delivered", "partially_delivered"})
-        assert delivered["state"] == "delivered"
-        assert timeline(delivered)[-4:] == ["failed", "queued", "forwarding", "delivered"]
-        notes = await _notifications(client, user.headers)
-        assert sorted(n["type"] for n in notes) == ["upload_complete", "upload_failed"]
-    archived = list((base.data_dir / "archive").rglob("*.dcm"))
-    assert any(path.read_bytes() == data for path in archived)

@@ -14,7 +14,6 @@ from pydicom.uid import generate_uid
 from relaypacs.jobs.worker import Worker
 from relaypacs.pacs.forwarding import MISSING_AFTER_STOW
 from relaypacs.uploads.store import chunk_key
-from relaypacs.users.models import Role
 from tests.pacs.forwarding import (
     API,
     DISCARDED_SERIES,
@@ -25,6 +24,7 @@ from tests.pacs.forwarding import (
     module_forwarding_base,
     pacs_settings,
     recording_orthanc,
+    requeue_as_admin,
     send_study,
     series,
     sha256_hex,
@@ -230,7 +230,7 @@ async def test_an_instance_the_pacs_discards_is_refused_once_qido_cannot_find_it
     assert orthanc.study_instance_count(study_uid) == len(kept)
 
 
-async def test_a_study_the_pacs_refuses_entirely_fails_with_the_reason_for_the_uploader(
+async def test_a_study_the_pacs_refuses_entirely_fails_with_the_reason_until_an_admin_requeues_it(
     base: ForwardingBase, orthanc: RecordingOrthanc
 ) -> None:
     study_uid = generate_uid()
@@ -257,29 +257,11 @@ async def test_a_study_the_pacs_refuses_entirely_fails_with_the_reason_for_the_u
     assert reports == []
     assert orthanc.study_instance_count(study_uid) == 0
 
-
-async def test_an_admins_requeue_sends_a_study_the_pacs_refused_entirely_again(
-    base: ForwardingBase, orthanc: RecordingOrthanc
-) -> None:
-    study_uid = generate_uid()
-    files = [with_series_description(data, DISCARDED_SERIES) for data in series(2, study_uid)]
-    async with (
-        running_app(base.settings(**pacs_settings(orthanc))) as app,
-        new_client(app) as client,
-    ):
-        user = await sign_in(client, app)
-        session = await send_study(client, user.headers, files)
-        failed = await wait_for_state(app, client, session, FINAL_STATES)
-    assert failed["state"] == "failed", failed
-
     # The PACS side is put right (here: the gateway is pointed at a destination that keeps
-    # every instance, its local archive), and an admin requeues the study.
+    # every instance, its local archive), and an admin requeues the study: the refused
+    # instances are sent again.
     async with running_app(base.settings()) as app, new_client(app) as client:
-        admin = await sign_in(client, app, role=Role.admin)
-        response = await client.post(
-            f"{API}/admin/uploads/{session.id}/requeue", headers=admin.headers
-        )
-        assert response.status_code == 202, response.text
+        await requeue_as_admin(client, app, session)
         delivered = await wait_for_state(app, client, session, FINAL_STATES)
         notes = (await client.get(f"{API}/notifications", headers=user.headers)).json()["items"]
 
