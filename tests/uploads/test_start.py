@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from relaypacs.uploads.models import Upload
 from tests.support import uploads
@@ -208,6 +209,26 @@ async def test_duplicate_rule_ignores_other_users_and_other_dates(
     other_day = {**study, "study_date": "2024-05-18"}
     response = await client.post(URL, json=_request(study=other_day), headers=alice.headers)
     assert response.status_code == 201
+
+
+async def test_a_session_past_its_expiry_is_no_earlier_copy_even_before_the_sweep_marks_it(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await sign_in(client, app)
+    study = uploads.study(patient_name="Late^Sam", modality="CT")
+    first = await client.post(URL, json=_request(study=study), headers=user.headers)
+    assert first.status_code == 201
+    # The 24 h passed; the expiry sweep (every 10 min) has not marked the session yet, but
+    # every request to it already answers upload_expired, so the client starts again.
+    async with app.state.sessionmaker() as session:
+        await session.execute(
+            update(Upload)
+            .where(Upload.id == uuid.UUID(first.json()["upload_id"]))
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await session.commit()
+    again = await client.post(URL, json=_request(study=study), headers=user.headers)
+    assert again.status_code == 201, again.text
 
 
 async def test_more_than_20_starts_a_minute_is_429(client: httpx.AsyncClient, app: FastAPI) -> None:

@@ -16,6 +16,7 @@ from relaypacs.db.base import utcnow
 from relaypacs.dicom.models import DicomInstance, ForwardStatus
 from relaypacs.jobs.models import UNFINISHED_STATES, Job, JobState
 from relaypacs.uploads.models import (
+    RECEIVING_STATES,
     FileStatus,
     Upload,
     UploadChunk,
@@ -107,7 +108,14 @@ async def find_recent_duplicate(
     duplicate_key: str,
     since: datetime,
     ignore_states: frozenset[UploadState],
+    now: datetime,
 ) -> Upload | None:
+    """The owner's latest upload of the same study since ``since``, not in ``ignore_states``.
+
+    A session still receiving past its expiry counts as expired, as every request to it
+    answers: the sweep that marks it runs only every few minutes, and a client that found its
+    session expired and starts the study again must not be told it duplicates that session.
+    """
     statement = (
         select(Upload)
         .where(
@@ -115,6 +123,7 @@ async def find_recent_duplicate(
             Upload.duplicate_key == duplicate_key,
             Upload.created_at >= since,
             Upload.state.not_in(ignore_states),
+            ~and_(Upload.state.in_(RECEIVING_STATES), Upload.expires_at <= now),
         )
         .order_by(Upload.created_at.desc())
         .limit(1)

@@ -270,6 +270,7 @@ async def create_upload(
         duplicate_key=key,
         since=now - DUPLICATE_WINDOW,
         ignore_states=_NOT_DUPLICATES,
+        now=now,
     )
     if earlier is not None and not data.force_upload and owner.duplicate_warnings:
         raise DuplicateStudy(
