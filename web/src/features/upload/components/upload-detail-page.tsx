@@ -90,6 +90,8 @@ export function UploadDetailPage() {
       </h1>
       <StudyHeader job={job} />
       {active ? <JobProgress job={job} client={client} /> : null}
+      {/* e.g. the engine is sending the study again on a new session, the gateway's having expired */}
+      {active && job.message ? <Alert tone="info">{job.message}</Alert> : null}
       {job.state === 'failed' ? (
         <Alert>
           <p>

@@ -46,6 +46,8 @@ const STOPPED_MIDWAY: ReadonlySet<JobState> = new Set(['waiting', 'uploading', '
 const RATE_WINDOW_MS = 10_000;
 /** New upload tokens one chunk may ask for: a token refused again at once is not a sign-out. */
 const MAX_TOKEN_RENEWALS = 3;
+/** New sessions one job may open by itself after the gateway's expired: a bound, not a loop. */
+export const MAX_SESSION_RESTARTS = 2;
 
 interface Live {
   confirmed: Map<number, number>;
@@ -159,6 +161,8 @@ export class UploadEngine {
   private async resume(jobId: string): Promise<void> {
     const job = this.jobs.get(jobId);
     if (!job || (job.state !== 'paused' && job.state !== 'failed') || job.detailsRefused) return;
+    // The user's own "Try again" starts afresh: expired sessions may again be replaced by themselves.
+    if (job.state === 'failed') job.sessionRestarts = undefined;
     job.message = undefined;
     await this.setState(job, job.serverId ? 'uploading' : 'waiting');
     this.pump();
@@ -294,43 +298,15 @@ export class UploadEngine {
 
   private async run(job: UploadJob, signal: AbortSignal): Promise<void> {
     try {
-      let plan: ResumePlan;
-      if (!job.serverId) {
-        if (!(await this.create(job, signal))) return;
-        plan = planFresh(job.files, this.chunkSizeOf(job));
-      } else {
-        plan = await this.plan(job, signal);
-      }
       for (;;) {
-        if (plan.kind === 'gone') {
-          this.forgetSession(job);
-          await this.fail(job, plan.reason);
-          return;
+        let expired: string | null;
+        try {
+          expired = await this.runSession(job, signal);
+        } catch (error) {
+          if (signal.aborted || !isSessionExpired(error)) throw error;
+          expired = describe(error);
         }
-        if (plan.kind === 'already-submitted') {
-          if (signal.aborted) return;
-          await this.submitted(job);
-          return;
-        }
-        if (plan.kind === 'send') {
-          await this.advance(job, 'uploading', signal);
-          this.startLive(job, plan.confirmedBytes);
-          try {
-            await this.sendAll(job, plan.tasks, signal);
-          } catch (error) {
-            // Completed meanwhile (by another tab, or before a crash): ask where it stands.
-            if (!(error instanceof TransportError && error.code === 'upload_not_receiving')) throw error;
-            plan = await this.plan(job, signal);
-            continue;
-          }
-        }
-        await this.advance(job, 'completing', signal);
-        if (await this.complete(job, signal)) {
-          if (signal.aborted) return;
-          await this.submitted(job);
-          return;
-        }
-        plan = await this.plan(job, signal);
+        if (expired === null || !(await this.restartSession(job, expired, signal))) return;
       }
     } catch (error) {
       if (error instanceof AbortedError || signal.aborted) return;
@@ -338,6 +314,87 @@ export class UploadEngine {
         this.forgetSession(job);
       }
       await this.fail(job, describe(error));
+    }
+  }
+
+  /**
+   * Runs the job on its session (opening one if it has none). Null once the job is settled (or
+   * stopped); the reason when the gateway's session expired before every chunk arrived.
+   */
+  private async runSession(job: UploadJob, signal: AbortSignal): Promise<string | null> {
+    let plan: ResumePlan;
+    if (!job.serverId) {
+      if (!(await this.create(job, signal))) return null;
+      plan = planFresh(job.files, this.chunkSizeOf(job));
+    } else {
+      plan = await this.plan(job, signal);
+    }
+    for (;;) {
+      if (plan.kind === 'gone') {
+        if (plan.expired) return plan.reason;
+        this.forgetSession(job);
+        await this.fail(job, plan.reason);
+        return null;
+      }
+      if (plan.kind === 'already-submitted') {
+        if (signal.aborted) return null;
+        await this.submitted(job);
+        return null;
+      }
+      if (plan.kind === 'send') {
+        await this.advance(job, 'uploading', signal);
+        this.startLive(job, plan.confirmedBytes);
+        try {
+          await this.sendAll(job, plan.tasks, signal);
+        } catch (error) {
+          // Completed meanwhile (by another tab, or before a crash): ask where it stands.
+          if (!(error instanceof TransportError && error.code === 'upload_not_receiving')) throw error;
+          plan = await this.plan(job, signal);
+          continue;
+        }
+      }
+      await this.advance(job, 'completing', signal);
+      if (await this.complete(job, signal)) {
+        if (signal.aborted) return null;
+        await this.submitted(job);
+        return null;
+      }
+      plan = await this.plan(job, signal);
+    }
+  }
+
+  /**
+   * The gateway's session expired while the files were still on this device (it was offline for
+   * more than a day, say): the same job starts a new session and sends everything again, as the
+   * command-line uploader does, with no tap needed. At most MAX_SESSION_RESTARTS times, and only
+   * while every file is still stored here; otherwise the job fails with `reason`. True when the
+   * job goes on with a new session.
+   */
+  private async restartSession(job: UploadJob, reason: string, signal: AbortSignal): Promise<boolean> {
+    const restarts = job.sessionRestarts ?? 0;
+    const canRestart = restarts < MAX_SESSION_RESTARTS && (await this.filesStored(job));
+    if (signal.aborted) throw new AbortedError();
+    // The old session's ids, token, key and confirmed chunks mean nothing to a new one; the key
+    // goes too, so the POST /uploads is a new request and not an answer replayed from the old one.
+    this.forgetSession(job);
+    this.live.delete(job.id);
+    if (!canRestart) {
+      await this.fail(job, reason);
+      return false;
+    }
+    job.sessionRestarts = restarts + 1;
+    job.message = SESSION_RESTARTED;
+    await this.advance(job, 'waiting', signal);
+    return true;
+  }
+
+  /** Whether every file of the job can still be read from this device. */
+  private async filesStored(job: UploadJob): Promise<boolean> {
+    try {
+      for (const file of job.files) await this.deps.store.readChunk(job.id, file.index, 0, 0);
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -421,6 +478,7 @@ export class UploadEngine {
             error.status === 410
               ? 'The upload session expired before every chunk arrived. Start it again.'
               : 'The gateway no longer knows this upload. Start it again.',
+          expired: isSessionExpired(error),
         };
       }
       throw error;
@@ -666,6 +724,8 @@ export class UploadEngine {
 
   private async submitted(job: UploadJob): Promise<void> {
     job.submittedAt = this.now();
+    // Done: the note that a new session was started has served its purpose.
+    if (job.message === SESSION_RESTARTED) job.message = undefined;
     await this.setState(job, 'submitted');
     // Every chunk is durable on the gateway (its promise 1): the local copy has done its job.
     await this.deps.store.deleteBlobs(job.id);
@@ -791,6 +851,14 @@ export class UploadEngine {
 /** Said of a job whose cancel the gateway refused because it had accepted completion. */
 export const TOO_LATE_TO_CANCEL =
   'It is too late to cancel: the study is already with the gateway, which sends it on to the PACS.';
+
+/** Shown while the engine sends a job again on a new session, the gateway's having expired. */
+export const SESSION_RESTARTED = "The gateway's session for this upload had expired; sending it again from the start.";
+
+/** The gateway's answer for a session past its time (not cancelled, not unknown). */
+function isSessionExpired(error: unknown): boolean {
+  return error instanceof TransportError && error.status === 410 && error.code === 'upload_expired';
+}
 
 export function describe(error: unknown): string {
   if (error instanceof TransportError) {

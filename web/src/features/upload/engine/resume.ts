@@ -7,7 +7,8 @@ export type ResumePlan =
   | { kind: 'send'; tasks: ChunkTask[]; confirmedBytes: Map<number, number> }
   | { kind: 'complete' }
   | { kind: 'already-submitted' }
-  | { kind: 'gone'; reason: string };
+  /** `expired`: the session ran out of time (not cancelled, not unknown): a new one may be started */
+  | { kind: 'gone'; reason: string; expired?: boolean };
 
 /** Every chunk of every file: a session the gateway just created holds nothing yet. */
 export function planFresh(files: JobFile[], chunkSize: number): ResumePlan {
@@ -18,7 +19,7 @@ export function planFresh(files: JobFile[], chunkSize: number): ResumePlan {
 export function planResume(files: JobFile[], chunkSize: number, status: ServerUploadStatus): ResumePlan {
   if (status.state === 'cancelled') return { kind: 'gone', reason: 'The upload was cancelled on the gateway.' };
   if (status.state === 'expired') {
-    return { kind: 'gone', reason: 'The upload session expired before every chunk arrived. Start it again.' };
+    return { kind: 'gone', reason: 'The upload session expired before every chunk arrived. Start it again.', expired: true };
   }
   if (PAST_RECEIVING.has(status.state)) return { kind: 'already-submitted' };
 

@@ -67,6 +67,11 @@ export interface UploadJob {
   /** the gateway's id of the earlier upload this one duplicates */
   duplicateOf?: string;
   submittedAt?: number;
+  /**
+   * New sessions the engine opened by itself because the gateway's had expired (a device offline
+   * for more than a day): bounded, so a gateway that expires every session cannot loop it.
+   */
+  sessionRestarts?: number;
 }
 
 export interface FileBlobRecord {

@@ -4,7 +4,7 @@ import { env } from '@/config/env';
 import { accessTokenOf } from '@/testing/access-token';
 
 import { dexieJobStore, RelayDatabase, type JobStore } from '../db';
-import { TOO_LATE_TO_CANCEL, UploadEngine, type EngineDeps } from '../engine';
+import { MAX_SESSION_RESTARTS, SESSION_RESTARTED, TOO_LATE_TO_CANCEL, UploadEngine, type EngineDeps } from '../engine';
 import { md5Base64 } from '../md5';
 import { TransportError } from '../transport';
 import type { EngineEvent, JobView, UploadJob } from '../types';
@@ -508,11 +508,19 @@ describe('upload engine', () => {
     await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
   });
 
-  it('fails an expired session and forgets it, so a retry opens a new one', async () => {
+  it('fails an expired session once it used its new sessions, and forgets it, so a retry opens a new one', async () => {
     const [record, blobs] = job('j1', { 'a.dcm': 'abcdefgh' });
     await store.addJob(record, blobs);
-    gateway.sessions.set('old', { id: 'old', token: 't', chunkSize: 4, state: 'expired', files: [] });
-    await store.putJob({ ...record, state: 'uploading', serverId: 'old', uploadToken: 't', chunkSize: 4, files: [{ ...record.files[0]!, serverFileId: 'x' }] });
+    gateway.sessions.set('old', { id: 'old', ordinal: 0, token: 't', chunkSize: 4, state: 'expired', files: [] });
+    await store.putJob({
+      ...record,
+      state: 'uploading',
+      serverId: 'old',
+      uploadToken: 't',
+      chunkSize: 4,
+      files: [{ ...record.files[0]!, serverFileId: 'x' }],
+      sessionRestarts: MAX_SESSION_RESTARTS,
+    });
     const h = harness();
     await started(h);
     await until(async () => (await stateOf('j1')) === 'failed', 'failed');
@@ -523,6 +531,128 @@ describe('upload engine', () => {
     await h.engine.handle({ type: 'retry', jobId: 'j1' });
     await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
     expect((await store.getJob('j1'))?.serverId).not.toBe('old');
+  });
+
+  it("starts a new session by itself when the gateway's expires mid-upload, and sends every chunk again", async () => {
+    const text = 'hello chunked world'; // 5 chunks of 4 bytes
+    const [record, blobs] = job('j1', { 'a.dcm': text });
+    await store.addJob(record, blobs);
+    gateway.expireAfterStoredChunks = 2; // the first session runs out of time (24 h) after 2 chunks
+    gateway.expiringSessions = 1;
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    await h.engine.idle();
+
+    const saved = await store.getJob('j1');
+    expect(saved?.serverId).toBe('u2');
+    expect(saved?.sessionRestarts).toBe(1);
+    expect(saved?.message).toBeUndefined();
+    // A new POST /uploads, not the old one replayed under its key.
+    expect(gateway.createKeys).toHaveLength(2);
+    expect(new Set(gateway.createKeys).size).toBe(2);
+    expect(gateway.createKeys[1]).toMatch(/^[0-9a-f-]{36}$/);
+    // Every chunk went to the second session, from chunk 0, and it holds the whole file.
+    const second = gateway.puts.filter((put) => put.uploadId === 'u2');
+    expect(new Set(second.map((put) => put.index))).toEqual(new Set([0, 1, 2, 3, 4]));
+    expect(second.every((put) => put.fileId === 'u2-f0')).toBe(true);
+    expect(new TextDecoder().decode(gateway.assembled('u2', 0))).toBe(text);
+    expect(gateway.completions).toBe(1);
+    // The expired session: nothing more was sent to it once the second one was opened.
+    const first = gateway.sessions.get('u1');
+    expect(first?.state).toBe('expired');
+    expect(first?.files[0]?.chunks.size).toBe(2);
+    const lastToFirst = gateway.puts.map((put) => put.uploadId).lastIndexOf('u1');
+    expect(lastToFirst).toBeLessThan(gateway.puts.findIndex((put) => put.uploadId === 'u2'));
+    // The user was told, while it happened, without having to do anything.
+    const told = h.events.some((e) => e.type === 'snapshot' && e.jobs.some((j) => j.id === 'j1' && j.state !== 'failed' && j.message === SESSION_RESTARTED));
+    expect(told).toBe(true);
+    expect(h.events.some((e) => e.type === 'snapshot' && e.jobs.some((j) => j.state === 'failed'))).toBe(false);
+    await until(() => h.events.some((e) => e.type === 'submitted' && e.serverId === 'u2'), 'event');
+  });
+
+  it('starts a new session by itself when a reload finds the old one expired (offline for more than a day)', async () => {
+    const h = harness();
+    const serverId = await pausedWithSession(h);
+    gateway.sessions.get(serverId)!.state = 'expired';
+    const again = harness();
+    await started(again);
+    await again.engine.handle({ type: 'resume', jobId: 'j1' });
+    await until(async () => (await stateOf('j1')) === 'submitted', 'submitted');
+    const saved = await store.getJob('j1');
+    expect(saved?.serverId).not.toBe(serverId);
+    expect(new TextDecoder().decode(gateway.assembled(saved?.serverId ?? '', 0))).toBe('a'.repeat(40));
+  });
+
+  it('stops starting new sessions after MAX_SESSION_RESTARTS when the gateway expires every one', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'hello chunked world' });
+    await store.addJob(record, blobs);
+    gateway.expireAfterStoredChunks = 1;
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'failed', 'failed');
+    await h.engine.idle();
+    expect(MAX_SESSION_RESTARTS).toBe(2);
+    expect(gateway.sessions.size).toBe(1 + MAX_SESSION_RESTARTS);
+    expect(gateway.createKeys).toHaveLength(1 + MAX_SESSION_RESTARTS);
+    const failed = await store.getJob('j1');
+    expect(failed?.message).toBe('The upload session expired. Start it again.');
+    expect(failed?.serverId).toBeUndefined();
+    expect(await db.blobs.count()).toBe(1); // kept for the user's "Try again"
+  });
+
+  it('does not start a new session when the local files are gone', async () => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'hello chunked world' });
+    await store.addJob(record, blobs);
+    gateway.expireAfterStoredChunks = 2;
+    gateway.expiringSessions = 1; // the first session expires: a second one is started by itself
+    const original = gateway.putChunk.bind(gateway);
+    gateway.putChunk = async (request) => {
+      if (request.uploadId === 'u2') {
+        // The second expires too, and meanwhile the study's files left the device.
+        gateway.sessions.get('u2')!.state = 'expired';
+        await store.deleteBlobs('j1');
+      }
+      return original(request);
+    };
+    const h = harness({ parallel: 1 });
+    await started(h);
+    await until(async () => (await stateOf('j1')) === 'failed', 'failed');
+    await h.engine.idle();
+    expect(gateway.sessions.size).toBe(2);
+    const failed = await store.getJob('j1');
+    expect(failed?.message).toBe('The upload session expired. Start it again.');
+    expect(failed?.sessionRestarts).toBe(1);
+  });
+
+  it.each([
+    ['cancelled', 'failed', /cancelled on the gateway/],
+    ['rejected', 'submitted', undefined],
+    ['unknown', 'failed', /unknown upload/],
+  ] as const)('does not start another session when the new one is %s rather than expired', async (what, ends, message) => {
+    const [record, blobs] = job('j1', { 'a.dcm': 'hello chunked world' });
+    await store.addJob(record, blobs);
+    gateway.expireAfterStoredChunks = 2;
+    gateway.expiringSessions = 1; // the first session expires: a second one is started by itself
+    const original = gateway.putChunk.bind(gateway);
+    gateway.putChunk = async (request) => {
+      const status = await original(request);
+      // …which the gateway then cancels, rejects or no longer knows once it took a chunk.
+      if (request.uploadId === 'u2') {
+        if (what === 'unknown') gateway.sessions.delete('u2');
+        else gateway.sessions.get('u2')!.state = what;
+      }
+      return status;
+    };
+    const h = harness();
+    await started(h);
+    await until(async () => (await stateOf('j1')) === ends, ends);
+    await h.engine.idle();
+    expect(gateway.createKeys).toHaveLength(2);
+    expect(gateway.sessions.has('u3')).toBe(false);
+    const saved = await store.getJob('j1');
+    if (message) expect(saved?.message).toMatch(message);
+    else expect(saved?.message).toBeUndefined();
   });
 
   it('finishes a job whose completion was accepted before the tab died', async () => {

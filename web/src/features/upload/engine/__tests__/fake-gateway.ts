@@ -12,6 +12,8 @@ interface Session {
   token: string;
   /** the owner signed out everywhere (or changed the password) since the token was given */
   tokenRevoked?: boolean;
+  /** 1 for the first session opened, 2 for the next… */
+  ordinal: number;
   chunkSize: number;
   state: string;
   files: { file_id: string; name: string; size: number; chunks: Map<number, Uint8Array> }[];
@@ -39,6 +41,10 @@ export class FakeGateway implements Transport {
   chunkSize = 4;
   private nextId = 1;
   completions = 0;
+  /** a session expires (as after 24 h) once it has stored this many chunks; null: never */
+  expireAfterStoredChunks: number | null = null;
+  /** how many sessions, the first opened first, `expireAfterStoredChunks` applies to */
+  expiringSessions = Infinity;
   /** new upload tokens given out (POST /uploads/{id}/token), in order */
   readonly renewals: { uploadId: string; token: string }[] = [];
 
@@ -94,10 +100,12 @@ export class FakeGateway implements Transport {
         duplicate_of: 'earlier-upload',
       });
     }
-    const id = `u${this.nextId++}`;
+    const ordinal = this.nextId++;
+    const id = `u${ordinal}`;
     const chunkSize = this.chunkSize;
     const session: Session = {
       id,
+      ordinal,
       token: `tok-${id}`,
       chunkSize,
       state: 'created',
@@ -139,6 +147,10 @@ export class FakeGateway implements Transport {
     const session = this.session(request.uploadId);
     if (request.uploadToken !== session.token) throw new TransportError(401, 'invalid_upload_token', 'bad token');
     if (session.tokenRevoked) throw new TransportError(401, 'upload_token_revoked', 'revoked', null, { code: 'upload_token_revoked' });
+    // As the server's check_receiving: cancelled, completed or rejected uploads take no chunks.
+    if (session.state !== 'created' && session.state !== 'receiving') {
+      throw new TransportError(409, 'upload_not_receiving', `The upload is ${session.state}`, null, { code: 'upload_not_receiving', state: session.state });
+    }
     if (this.failNextPuts > 0) {
       this.failNextPuts -= 1;
       throw new TransportError(503, null, 'busy');
@@ -161,6 +173,10 @@ export class FakeGateway implements Transport {
     }
     file.chunks.set(request.index, bytes);
     if (session.state === 'created') session.state = 'receiving';
+    const held = session.files.reduce((n, f) => n + f.chunks.size, 0);
+    if (this.expireAfterStoredChunks !== null && held >= this.expireAfterStoredChunks && session.ordinal <= this.expiringSessions) {
+      session.state = 'expired';
+    }
     return 201;
   }
 
