@@ -85,6 +85,24 @@ def _report_to_sentry(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutab
     return event
 
 
+def _print_to_current_stdout(*_: Any) -> structlog.PrintLogger:
+    # sys.stdout as it is when the line is written, not when logging was configured: a stream
+    # replaced since (a supervisor's redirect, a test harness's capture) and closed would make
+    # every later log call raise, inside job handlers too, which then lost their outcome.
+    return structlog.PrintLogger(sys.stdout)
+
+
+class _CurrentStdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The standard library's lines, to sys.stdout as it is now (see above)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+
+
 def configure_logging(level: str = "INFO") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -101,11 +119,11 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=_print_to_current_stdout,
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the standard library (uvicorn, alembic) get the same JSON shape.
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _CurrentStdoutHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,22 @@ async def test_debug_logging_does_not_let_libraries_log_the_data_they_carry(
         assert "ROE" not in output
     finally:
         configure_logging("WARNING")  # as the other tests' apps have it
+
+
+def test_lines_go_to_stdout_as_it_is_now_not_as_it_was_when_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A stream replaced and closed since logging was configured (a test harness's capture, a
+    # redirect) made every later log call raise: in a job handler, the job lost its outcome.
+    first, now = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", first)
+    try:
+        configure_logging("INFO")
+        monkeypatch.setattr(sys, "stdout", now)
+        first.close()
+        structlog.get_logger("relaypacs.tests").error("job_failed", reason="probe")
+        logging.getLogger("relaypacs.tests.stdlib").error("stdlib_probe")
+    finally:
+        configure_logging("WARNING")  # as the other tests' apps have it
+    events = [json.loads(line)["event"] for line in now.getvalue().splitlines()]
+    assert events == ["job_failed", "stdlib_probe"]
