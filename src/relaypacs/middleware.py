@@ -149,9 +149,15 @@ async def _discard(message: Message) -> None:
     return None
 
 
+#: Probed by address, never by the public name: the container's health check calls
+#: 127.0.0.1, Prometheus scrapes each instance by its IP. They read nothing from ``Host``.
+_PROBED_BY_ADDRESS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 class TrustedHostMiddleware:
     """Starlette's ``Host`` check (same patterns), but a refusal is a problem+json like every
-    other error, not a plain-text body."""
+    other error, not a plain-text body. Health checks and the scrape are exempt (see
+    :data:`_PROBED_BY_ADDRESS`)."""
 
     def __init__(self, app: ASGIApp, *, allowed_hosts: Sequence[str]) -> None:
         self.app = app
@@ -159,7 +165,7 @@ class TrustedHostMiddleware:
         self._gate = StarletteTrustedHost(_admit, allowed_hosts=allowed_hosts, www_redirect=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._gate.allow_any:
+        if scope["type"] != "http" or self._gate.allow_any or scope["path"] in _PROBED_BY_ADDRESS:
             await self.app(scope, receive, send)
             return
         await self._gate(scope, receive, _discard)

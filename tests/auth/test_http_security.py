@@ -86,10 +86,27 @@ async def test_untrusted_host_is_refused_as_a_problem(database_url: str, tmp_pat
     )
     async with running_app(settings) as hosted, new_client(hosted) as http:
         for host in ("relay.example.org", "RELAY.example.org:8443", "api.relay.example.org"):
-            response = await http.get("/healthz", headers={"Host": host})
-            assert response.status_code == 200, (host, response.text)
+            response = await http.get("/api/v1/auth/me", headers={"Host": host})
+            assert response.status_code == 401, (host, response.text)  # past the host check
         for host in ("evil.example", "relay.example.org.evil.example", "[::1]"):
             response = await http.get("/api/v1/auth/me", headers={"Host": host})
             assert_problem(response, 400, "invalid_host")
             assert response.headers["x-request-id"]
             assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_health_checks_and_the_scrape_need_no_public_host_name(
+    database_url: str, tmp_path: Path
+) -> None:
+    # The container's health check calls 127.0.0.1:8080 and Prometheus scrapes each instance
+    # by its IP: refused, nginx (which waits for a healthy gateway) would never start.
+    settings = make_settings(database_url, tmp_path, trusted_hosts=["relay.example.org"])
+    async with running_app(settings) as hosted, new_client(hosted) as http:
+        for host in ("127.0.0.1:8080", "172.18.0.5:8080"):
+            for path in ("/healthz", "/readyz", "/metrics"):
+                response = await http.get(path, headers={"Host": host})
+                assert response.status_code == 200, (host, path, response.text)
+            assert_problem(
+                await http.get("/api/v1/auth/me", headers={"Host": host}), 400, "invalid_host"
+            )
+            assert_problem(await http.get("/docs", headers={"Host": host}), 400, "invalid_host")
