@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -56,6 +57,23 @@ def test_upload_settings_are_in_the_site() -> None:
         'proxy_set_header Connection "";',
     ):
         assert directive in site
+
+
+def test_nginx_lets_an_idle_gateway_connection_go_before_the_gateway_closes_it() -> None:
+    # Otherwise a request can go out on a connection the gateway is closing: nginx answers 502
+    # and resends neither a POST nor a streamed chunk.
+    import inspect
+
+    import uvicorn
+
+    site = (NGINX_DIR / "conf.d" / "relaypacs.conf").read_text()
+    upstream = site.split("upstream relaypacs_gateway {", 1)[1].split("}", 1)[0]
+    nginx_idle = re.search(r"^\s*keepalive_timeout (\d+)s;", upstream, re.MULTILINE)
+    assert nginx_idle is not None, "no keepalive_timeout in the upstream block"
+    cli = (Path(__file__).parents[2] / "src" / "relaypacs" / "cli.py").read_text()
+    assert "timeout_keep_alive" not in cli, "serve sets its own idle timeout: compare with it"
+    gateway_idle = inspect.signature(uvicorn.run).parameters["timeout_keep_alive"].default
+    assert int(nginx_idle[1]) < gateway_idle
 
 
 # ----------------------------------------------------------------------------- real nginx
