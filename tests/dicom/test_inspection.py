@@ -82,3 +82,81 @@ def test_encapsulated_pixel_data_without_its_delimiter_is_truncated(tmp_path: Pa
     assert result.verdict is Verdict.invalid
     assert result.reason is not None
     assert "delimiter" in result.reason
+
+
+def _instance(path: Path, transfer_syntax: str, **elements: object) -> Path:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
+
+    dataset = Dataset()
+    dataset.SOPClassUID = SecondaryCaptureImageStorage
+    dataset.SOPInstanceUID = generate_uid()
+    dataset.StudyInstanceUID = generate_uid()
+    dataset.SeriesInstanceUID = generate_uid()
+    dataset.Modality = "OT"
+    for keyword, value in elements.items():
+        setattr(dataset, keyword, value)
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    dataset.file_meta.TransferSyntaxUID = transfer_syntax
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _peak_bytes(path: Path) -> tuple[Verdict, str | None, int]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = inspect_instance(path)
+        return result.verdict, result.reason, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_deflated_data_set_that_inflates_too_far_is_refused_before_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from relaypacs.dicom import validation
+
+    # A few kilobytes on disk, 16 MiB once inflated (pydicom inflates all of it, in memory).
+    monkeypatch.setattr(validation, "MAX_INFLATED_BYTES", 4 * 1024 * 1024)
+    bomb = _instance(
+        tmp_path / "bomb.dcm", DeflatedExplicitVRLittleEndian, EncapsulatedDocument=bytes(16 << 20)
+    )
+    assert bomb.stat().st_size < 100_000
+    verdict, reason, peak = _peak_bytes(bomb)
+    assert verdict is Verdict.invalid
+    assert reason is not None
+    assert "inflates past" in reason
+    assert peak < 8 * 1024 * 1024  # pydicom itself would hold all 16 MiB
+    # The same kind of file, small enough, is still an instance.
+    small = _instance(
+        tmp_path / "small.dcm", DeflatedExplicitVRLittleEndian, EncapsulatedDocument=bytes(1 << 20)
+    )
+    assert inspect_instance(small).verdict is Verdict.instance
+
+
+def test_a_header_of_too_many_items_is_refused_before_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    from relaypacs.dicom import validation
+
+    monkeypatch.setattr(validation, "MAX_HEADER_ELEMENTS", 1000)
+    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        many = Sequence([Dataset() for _ in range(1200)])
+        bomb = _instance(tmp_path / "many.dcm", syntax, ReferencedImageSequence=many)
+        result = inspect_instance(bomb)
+        assert result.verdict is Verdict.invalid, syntax
+        assert result.reason is not None
+        assert "too large to parse" in result.reason
+        fewer = Sequence([Dataset() for _ in range(500)])
+        fine = _instance(tmp_path / "fine.dcm", syntax, ReferencedImageSequence=fewer)
+        assert inspect_instance(fine).verdict is Verdict.instance, syntax

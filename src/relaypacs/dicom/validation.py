@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import re
 import struct
+import tempfile
+import zlib
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -30,6 +32,7 @@ from typing import Any, BinaryIO
 
 import pydicom
 import pydicom.config
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -52,6 +55,13 @@ _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
 _MAX_DEPTH = 32
+#: pydicom keeps every data element (and sequence item) of the header as a Python object, about
+#: a kilobyte each: a file of a million tiny items takes over a gigabyte to parse. Real headers
+#: stay far below this (an enhanced multi-frame has some tens of elements per frame).
+MAX_HEADER_ELEMENTS = 300_000
+#: pydicom inflates a deflated data set whole, in memory, pixel data included.
+MAX_INFLATED_BYTES = 128 * 1024 * 1024
+_TRANSFER_SYNTAX_TAG = (0x0002, 0x0010)
 
 
 class Verdict(StrEnum):
@@ -91,6 +101,22 @@ class _Truncated(Exception):
     pass
 
 
+class _TooCostly(Exception):
+    """Parsing the file would take more memory than any real instance needs."""
+
+
+class _Budget:
+    """How many more data elements and items a walk may meet."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _TooCostly(f"more than {MAX_HEADER_ELEMENTS} data elements and items")
+
+
 @dataclass
 class _PixelElement:
     value_offset: int
@@ -107,6 +133,10 @@ def inspect_instance(path: Path) -> Inspection:
             return Inspection.invalid(
                 "not DICOM: no 'DICM' preamble and not an implicit VR little endian data set"
             )
+        # Before pydicom parses anything: a small hostile file must not take gigabytes.
+        costly = _parsing_cost_problem(handle, part10, size)
+        if costly:
+            return Inspection.invalid(costly)
         handle.seek(0)
         try:
             dataset = pydicom.dcmread(
@@ -188,6 +218,85 @@ def _looks_like_implicit_little_endian(head: bytes, size: int) -> bool:
     return group == 0x0008 and not looks_explicit and length < size
 
 
+def _parsing_cost_problem(handle: BinaryIO, part10: bool, size: int) -> str | None:
+    """Why pydicom must not parse this file (too many elements, or a deflated data set that
+    inflates too far), or None. Malformed structure is left to the checks after parsing."""
+    try:
+        start = _meta_end(handle) if part10 else 0
+        syntax = _meta_transfer_syntax(handle) if part10 else ImplicitVRLittleEndian
+        if syntax != DeflatedExplicitVRLittleEndian:
+            uid = UID(syntax)
+            implicit = uid.is_implicit_VR if uid.is_transfer_syntax else False
+            little = uid.is_little_endian if uid.is_transfer_syntax else True
+            _walk_structure(
+                handle,
+                start,
+                size,
+                implicit=implicit,
+                little=little,
+                budget=_Budget(MAX_HEADER_ELEMENTS),
+            )
+            return None
+        with tempfile.TemporaryFile() as inflated:
+            inflated_size = _inflate(handle, start, inflated)
+            _walk_structure(
+                inflated,
+                0,
+                inflated_size,
+                implicit=False,
+                little=True,
+                budget=_Budget(MAX_HEADER_ELEMENTS),
+            )
+    except _TooCostly as exc:
+        return f"too large to parse safely: {exc}"
+    except (_Truncated, zlib.error, ValueError):
+        return None
+    return None
+
+
+def _inflate(handle: BinaryIO, start: int, into: BinaryIO) -> int:
+    """Inflate a deflated data set into ``into``, at most :data:`MAX_INFLATED_BYTES`."""
+    handle.seek(start)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    while not inflater.eof and (block := handle.read(1024 * 1024)):
+        pending = block
+        # Bounded output per call: a small input may inflate a thousandfold. Whatever follows
+        # the end of the stream (a padding byte) is not inflated.
+        while pending and not inflater.eof:
+            out = inflater.decompress(pending, 1024 * 1024)
+            pending = inflater.unconsumed_tail
+            total += len(out)
+            if total > MAX_INFLATED_BYTES:
+                raise _TooCostly(f"the deflated data set inflates past {MAX_INFLATED_BYTES} bytes")
+            into.write(out)
+    into.write(inflater.flush())
+    return into.tell()
+
+
+def _meta_transfer_syntax(handle: BinaryIO) -> str:
+    """The Transfer Syntax UID of the File Meta group, read without pydicom ("" if none)."""
+    handle.seek(132)
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            return ""
+        group, element = struct.unpack("<HH", header[:4])
+        if group != 0x0002:
+            return ""
+        vr = header[4:6]
+        if vr in _LONG_VRS:
+            extra = handle.read(4)
+            if len(extra) < 4:
+                return ""
+            length = struct.unpack("<L", extra)[0]
+        else:
+            length = struct.unpack("<H", header[6:8])[0]
+        if (group, element) == _TRANSFER_SYNTAX_TAG:
+            return handle.read(min(length, 64)).rstrip(b"\x00 ").decode("ascii", "replace")
+        handle.seek(length, 1)
+
+
 def _meta_end(handle: BinaryIO) -> int:
     """Offset of the first data set element after the File Meta group (always explicit VR LE)."""
     handle.seek(132)
@@ -211,7 +320,13 @@ def _meta_end(handle: BinaryIO) -> int:
 
 
 def _walk_structure(
-    handle: BinaryIO, start: int, end: int, *, implicit: bool, little: bool
+    handle: BinaryIO,
+    start: int,
+    end: int,
+    *,
+    implicit: bool,
+    little: bool,
+    budget: _Budget | None = None,
 ) -> _PixelElement | None:
     """Walk every element from ``start`` to the end of the file without reading values.
 
@@ -226,7 +341,7 @@ def _walk_structure(
         implicit = len(first) == 6 and not (first[4:6].isalpha() and first[4:6].isupper())
         handle.seek(start)
     found: list[_PixelElement] = []
-    _walk_elements(handle, end, implicit, little, 0, found, until_item_end=False)
+    _walk_elements(handle, end, implicit, little, 0, found, budget, until_item_end=False)
     return found[0] if found else None
 
 
@@ -237,6 +352,7 @@ def _walk_elements(
     little: bool,
     depth: int,
     found: list[_PixelElement],
+    budget: _Budget | None,
     *,
     until_item_end: bool,
 ) -> None:
@@ -247,6 +363,8 @@ def _walk_elements(
         header = handle.read(8)
         if len(header) < 8:
             raise _Truncated("element header cut off")
+        if budget is not None:
+            budget.spend()
         group, element = struct.unpack(order + "HH", header[:4])
         tag = (group << 16) | element
         if tag == _ITEM_DELIMITER:
@@ -276,10 +394,15 @@ def _walk_elements(
             # An undefined-length UN holds implicit VR little endian content (PS3.5 §6.2.2).
             content_implicit = implicit or vr == b"UN"
             content_little = little or vr == b"UN"
-            _walk_items(handle, end, content_implicit, content_little, depth + 1, found)
+            _walk_items(handle, end, content_implicit, content_little, depth + 1, found, budget)
             continue
         if value_offset + length > end:
             raise _Truncated("element value runs past the end of the file")
+        if budget is not None and length and _is_sequence(tag, vr):
+            # Counted too: pydicom parses every item of a sequence, whatever its length form.
+            _walk_defined_items(handle, value_offset + length, implicit, little, depth + 1, budget)
+            handle.seek(value_offset + length)
+            continue
         handle.seek(length, 1)
     if until_item_end:
         raise _Truncated("item without its delimiter")
@@ -292,6 +415,7 @@ def _walk_items(
     little: bool,
     depth: int,
     found: list[_PixelElement],
+    budget: _Budget | None,
 ) -> None:
     """Items of an undefined-length sequence (or fragments of encapsulated pixel data)."""
     order = "<" if little else ">"
@@ -305,12 +429,54 @@ def _walk_items(
             return
         if tag != _ITEM:
             raise _Truncated("expected an item in a sequence")
+        if budget is not None:
+            budget.spend()
         if length == _UNDEFINED:
-            _walk_elements(handle, end, implicit, little, depth, found, until_item_end=True)
+            _walk_elements(handle, end, implicit, little, depth, found, budget, until_item_end=True)
             continue
         if handle.tell() + length > end:
             raise _Truncated("item runs past the end of the file")
         handle.seek(length, 1)
+
+
+def _is_sequence(tag: int, vr: bytes | None) -> bool:
+    if vr is not None:
+        return vr == b"SQ"
+    # Implicit VR: pydicom takes the VR from its dictionary, so known sequences are parsed.
+    return dictionary_has_tag(tag) and dictionary_VR(tag) == "SQ"
+
+
+def _walk_defined_items(
+    handle: BinaryIO, stop: int, implicit: bool, little: bool, depth: int, budget: _Budget
+) -> None:
+    """Items of a sequence of defined length, for counting (see :func:`_parsing_cost_problem`)."""
+    if depth > _MAX_DEPTH:
+        raise _Truncated("sequences nested too deeply")
+    order = "<" if little else ">"
+    found: list[_PixelElement] = []
+    while handle.tell() < stop:
+        header = handle.read(8)
+        if len(header) < 8:
+            raise _Truncated("sequence cut off")
+        group, element, length = struct.unpack(order + "HHL", header)
+        if (group << 16) | element != _ITEM:
+            raise _Truncated("expected an item in a sequence")
+        budget.spend()
+        if length == _UNDEFINED:
+            _walk_elements(
+                handle, stop, implicit, little, depth, found, budget, until_item_end=True
+            )
+        else:
+            _walk_elements(
+                handle,
+                handle.tell() + length,
+                implicit,
+                little,
+                depth,
+                found,
+                budget,
+                until_item_end=False,
+            )
 
 
 def _native_pixel_problem(dataset: Any, pixel: _PixelElement) -> str | None:
