@@ -375,3 +375,70 @@ async def test_an_upload_whose_stored_chunk_went_bad_fails_and_tells_the_uploade
     notes = await _notifications(client, owner.headers)
     assert [(n["type"], n["upload_id"]) for n in notes] == [("upload_failed", session.id)]
     assert "does not match its checksum" in notes[0]["body"]
+
+
+def _a_cut_pydicom_chokes_on(document: bytes) -> int:
+    """Where cutting ``document`` makes pydicom raise something other than its usual errors."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    for cut in range(200, len(document)):
+        try:
+            pydicom.dcmread(io.BytesIO(document[:cut]), force=True)
+        except (InvalidDicomError, ValueError, EOFError):
+            continue
+        except Exception:  # the kind pydicom raises is what we look for
+            return cut
+    raise AssertionError("pydicom read every cut")
+
+
+async def test_a_damaged_report_in_the_pacs_does_not_stop_the_sync_of_the_others(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from relaypacs.db.base import utcnow
+    from relaypacs.jobs.registry import JobContext
+    from relaypacs.reports.tasks import sync_due_reports
+
+    owner = await sign_in(client, app)
+    damaged, fine = await deliver(client, app, owner), await deliver(client, app, owner)
+    settings: Settings = app.state.settings
+    for delivered, cut in ((damaged, True), (fine, False)):
+        sr = structured_report(
+            delivered.images[0], findings="Clear lungs.", impression="Normal.", radiologist="A^B"
+        )
+        study_uid, series_uid, sop_uid, _ = uids_of(sr)
+        folder = Path(settings.data_dir) / "archive" / study_uid / series_uid
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{sop_uid}.dcm").write_bytes(sr[: _a_cut_pydicom_chokes_on(sr)] if cut else sr)
+    async with app.state.sessionmaker() as session:
+        # First in line, the damaged one first: other tests' reports may be due too.
+        for report_id, days in ((damaged.report_id, 2), (fine.report_id, 1)):
+            await session.execute(
+                update(Report)
+                .where(Report.id == report_id)
+                .values(next_sync_at=utcnow() - timedelta(days=days))
+            )
+        await session.commit()
+    resources = app.state.resources
+    context = JobContext(
+        resources=resources,
+        sessionmaker=resources.sessionmaker,
+        settings=resources.settings,
+        job_id=uuid.uuid4(),
+        kind="reports.sync",
+        attempt=1,
+    )
+    await sync_due_reports(context, {})
+
+    ready = (await client.get(f"{API}/reports/{fine.report_id}", headers=owner.headers)).json()
+    assert ready["status"] == "ready"
+    async with app.state.sessionmaker() as session:
+        report = await session.get(Report, damaged.report_id)
+        assert report is not None
+        assert report.status.value == "assigned"
+        assert report.next_sync_at is not None
+        assert report.next_sync_at > utcnow()

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import anyio.to_thread
 import pydicom
+import structlog
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from relaypacs.pacs.destinations import PacsDestinations
 from relaypacs.pacs.destinations.archive import ArchiveDestination
@@ -42,6 +42,8 @@ _SOP_INSTANCE_UID = "00080018"
 _MODALITY = "00080060"
 # Person Observer Name (DCM 121008), the usual home of the author in an SR content tree.
 _PERSON_OBSERVER_NAME = "121008"
+
+log = structlog.get_logger(__name__)
 
 
 class ReportSourceError(Exception):
@@ -180,7 +182,9 @@ class ArchiveReportSource:
                         "Modality",
                     ],
                 )
-            except (InvalidDicomError, OSError, ValueError):
+            except Exception as exc:
+                # A damaged file is no report we can read (pydicom raises many kinds on one).
+                log.warning("archive_instance_unreadable", error=type(exc).__name__)
                 continue
             series_uid = str(header.get("SeriesInstanceUID", ""))
             sop_class = str(header.get("SOPClassUID", ""))
@@ -266,13 +270,20 @@ async def _read(source: ReportSource, refs: list[InstanceRef]) -> FoundReport:
     if best is None:
         return FoundReport(source.name, None, pdf, None, None)
     _, ref, dataset = best
-    return FoundReport(source.name, ref, pdf, radiologist_of(dataset), render_text(dataset) or None)
+    try:
+        radiologist, text = radiologist_of(dataset), render_text(dataset) or None
+    except Exception as exc:  # a damaged SR fails wherever pydicom decodes a value lazily
+        raise ReportSourceError(f"unreadable report instance ({type(exc).__name__})") from exc
+    return FoundReport(source.name, ref, pdf, radiologist, text)
 
 
 def read_dataset(data: bytes) -> Dataset:
     try:
         return pydicom.dcmread(io.BytesIO(data), force=True)
-    except (InvalidDicomError, ValueError, EOFError) as exc:
+    except Exception as exc:
+        # Whatever the PACS holds is outside our control, and pydicom raises many kinds on a
+        # damaged file (OSError, struct.error, NotImplementedError, ...): each is this report's
+        # problem, never the sync run's.
         raise ReportSourceError(f"unreadable report instance ({type(exc).__name__})") from exc
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
 import structlog
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -474,7 +475,8 @@ async def pacs_pdf(report: Report, sources: Sequence[PacsReportSource]) -> bytes
         ENCAPSULATED_PDF,
     )
     try:
-        return encapsulated_pdf(await source.retrieve(ref))
+        data = await source.retrieve(ref)
+        return await anyio.to_thread.run_sync(encapsulated_pdf, data)
     except ReportSourceError as exc:
         if report.text is None:
             # The PDF is the report: without it there is nothing to show.

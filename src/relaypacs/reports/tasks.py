@@ -40,7 +40,16 @@ async def sync_due_reports(ctx: JobContext, payload: dict[str, Any]) -> None:
             if found is None or found[0].next_sync_at is None:
                 continue
             due_at = found[0].next_sync_at
-            lookup = await service.look_up(session, found[0], found[1], sources)
+            try:
+                lookup = await service.look_up(session, found[0], found[1], sources)
+            except Exception as exc:
+                # One report's trouble must not stop the others of this run (it would come
+                # first again in every run): it is recorded, and asked again later.
+                log.warning(
+                    "report_sync_failed", report_id=str(report_id), error=type(exc).__name__
+                )
+                await session.rollback()
+                lookup = service.Lookup(None, f"unexpected error ({type(exc).__name__})")
         async with ctx.sessionmaker() as session:
             found = await repository.get_with_upload(session, report_id, for_update=True)
             if found is None or found[0].next_sync_at != due_at:
