@@ -26,6 +26,7 @@ from relaypacs.errors import (
     RequestTooLarge,
     install_error_handlers,
 )
+from relaypacs.jobs.registry import load_task_modules
 from relaypacs.jobs.worker import start_in_process_worker
 from relaypacs.logging import configure_logging
 from relaypacs.middleware import (
@@ -70,6 +71,9 @@ def create_app(
             app.state.sessionmaker = resources.sessionmaker
             app.state.readiness = resources.readiness
             # --- domain start-up (background tasks that only the API process runs) ---
+            # The API enqueues jobs of every stage (an admin's requeue, a study's forwarding)
+            # whether or not this process runs them: it must know which stages there are.
+            load_task_modules(settings.job_modules)
             # The job worker stops with `resources`, before the engine is disposed.
             app.state.job_worker = await start_in_process_worker(resources)
             app.state.event_hub = await start_event_hub(resources)
