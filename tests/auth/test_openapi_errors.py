@@ -38,6 +38,7 @@ DOCUMENTED: dict[tuple[str, str], dict[int, tuple[str, ...]]] = {
         401: AUTH,
         403: ("invalid_password", "password_change_required"),
         422: PASSWORD_POLICY,
+        429: ("rate_limited", "account_locked"),
     },
     ("post", "/api/v1/auth/2fa/setup"): {401: AUTH, 409: ("totp_already_enabled",)},
     ("post", "/api/v1/auth/2fa/enable"): {
@@ -48,6 +49,7 @@ DOCUMENTED: dict[tuple[str, str], dict[int, tuple[str, ...]]] = {
         400: ("invalid_totp",),
         403: ("invalid_password",),
         409: ("totp_not_enabled",),
+        429: ("rate_limited", "account_locked"),
     },
     ("get", "/api/v1/users/me"): {401: AUTH, 403: ("password_change_required",)},
     ("patch", "/api/v1/users/me"): {403: ("role_change_forbidden",), 409: ("email_taken",)},

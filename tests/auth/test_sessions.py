@@ -216,6 +216,27 @@ async def test_password_change_needs_the_current_password_and_a_strong_new_one(
     assert (await client.get(ME, headers=user.headers)).status_code == 200
 
 
+async def test_guessing_the_current_password_with_a_token_is_limited_like_a_sign_in(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # A stolen access token must not turn into an unlimited password oracle.
+    user = await sign_in(client, app)
+    wrong = {"current_password": "Not-the-password-1", "new_password": "Another-Secret-77"}
+    answers = [
+        await client.post("/api/v1/auth/password", json=wrong, headers=user.headers)
+        for _ in range(6)
+    ]
+    for answer in answers[:5]:
+        assert_problem(answer, 403, "invalid_password")
+    assert answers[5].status_code == 429
+    assert answers[5].json()["code"] in {"rate_limited", "account_locked"}
+    assert "retry-after" in answers[5].headers
+    # The guesses locked the account, as five wrong sign-ins would have.
+    async with new_client(app) as http:
+        login = await http.post(LOGIN, json={"username": user.username, "password": user.password})
+    assert_problem(login, 429, "account_locked")
+
+
 async def test_one_time_password_must_be_changed_before_anything_else(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:

@@ -198,7 +198,9 @@ async def me(user: CurrentUserPendingPasswordChange) -> UserOut:
     "/password",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Change the password; every sign-in of the user ends",
-    responses=problem_responses(*AUTH_ERRORS, InvalidPassword, *PASSWORD_POLICY_ERRORS),
+    responses=problem_responses(
+        *AUTH_ERRORS, InvalidPassword, AccountLocked, TooManyRequests, *PASSWORD_POLICY_ERRORS
+    ),
 )
 async def change_password(
     body: PasswordChangeRequest,
@@ -246,7 +248,14 @@ async def enable_totp(
     "/2fa/disable",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Turn two-factor off (needs the password and a current code)",
-    responses=problem_responses(*AUTH_ERRORS, TotpNotEnabled, InvalidPassword, TotpCodeRejected),
+    responses=problem_responses(
+        *AUTH_ERRORS,
+        TotpNotEnabled,
+        InvalidPassword,
+        TotpCodeRejected,
+        AccountLocked,
+        TooManyRequests,
+    ),
 )
 async def disable_totp(
     body: TotpDisableRequest, user: CurrentUser, service: AuthServiceDep, session: SessionDep

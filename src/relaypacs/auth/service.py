@@ -411,9 +411,7 @@ class AuthService:
     async def disable_totp(self, user: User, password: str, code: str) -> None:
         if not user.totp_enabled or user.totp_secret is None:
             raise TotpNotEnabled()
-        if not await verify_password(password, user.password_hash):
-            await self._audit("totp_disable_refused", actor=user, details={"reason": "password"})
-            raise InvalidPassword()
+        await self._confirm_password(user, password, "totp_disable_refused")
         step = totp.matching_step(user.totp_secret, code, utcnow())
         if step is None or not await self.users.claim_totp_step(user.id, step):
             await self._audit("totp_disable_refused", actor=user, details={"reason": "code"})
@@ -427,10 +425,26 @@ class AuthService:
 
     # --- password ------------------------------------------------------------------------
 
-    async def change_password(self, user: User, current: str, new: str) -> None:
-        if not await verify_password(current, user.password_hash):
-            await self._audit("password_change_refused", actor=user)
+    async def _confirm_password(self, user: User, password: str, refused: str) -> None:
+        """The signed-in user's password, asked again before a sensitive change.
+
+        Guessed like a sign-in, limited like one: a stolen access token must not become an
+        unlimited password oracle. Wrong guesses count towards the account's lockout.
+        """
+        await self.rate_limiter.hit(
+            self.settings.login_rate_limit, "password_confirmation", str(user.id)
+        )
+        now = utcnow()
+        if user.locked_until is not None and user.locked_until > now:
+            await self._audit(refused, actor=user, details={"reason": "locked"})
+            raise AccountLocked(math.ceil((user.locked_until - now).total_seconds()))
+        if not await verify_password(password, user.password_hash):
+            await self._count_failure(user, now)
+            await self._audit(refused, actor=user, details={"reason": "password"})
             raise InvalidPassword()
+
+    async def change_password(self, user: User, current: str, new: str) -> None:
+        await self._confirm_password(user, current, "password_change_refused")
         check_password_policy(new, username=user.username)
         user.password_hash = await hash_password(new, self.settings.bcrypt_rounds)
         user.must_change_password = False
