@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pypdf import PdfReader
+from sqlalchemy import select
 
 from relaypacs.config import Settings
 from relaypacs.reports import service as reports_service
@@ -442,3 +443,54 @@ async def test_a_damaged_report_in_the_pacs_does_not_stop_the_sync_of_the_others
         assert report.status.value == "assigned"
         assert report.next_sync_at is not None
         assert report.next_sync_at > utcnow()
+
+
+async def test_an_sr_another_upload_sent_into_the_study_is_not_its_report(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    from relaypacs.dicom.models import DicomInstance, ForwardStatus
+
+    owner, other = await sign_in(client, app), await sign_in(client, app)
+    delivered = await deliver(client, app, owner)
+    theirs = await deliver(client, app, other)
+    # The other user's upload carried an SR into the owner's study, and the gateway delivered
+    # it to the PACS like any instance: it is not the reading room's report.
+    sr = structured_report(
+        delivered.images[0], findings="Written by someone else.", impression="-", radiologist="X^Y"
+    )
+    study_uid, series_uid, sop_uid, sop_class = uids_of(sr)
+    settings: Settings = app.state.settings
+    folder = Path(settings.data_dir) / "archive" / study_uid / series_uid
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{sop_uid}.dcm").write_bytes(sr)
+    async with app.state.sessionmaker() as session:
+        upload = await session.get(Upload, theirs.upload_id)
+        assert upload is not None
+        first = (
+            await session.execute(
+                select(DicomInstance.file_id).where(DicomInstance.upload_id == upload.id)
+            )
+        ).first()
+        assert first is not None
+        session.add(
+            DicomInstance(
+                upload_id=upload.id,
+                file_id=first[0],
+                sop_class_uid=sop_class,
+                sop_instance_uid=sop_uid,
+                study_instance_uid=study_uid,
+                series_instance_uid=series_uid,
+                transfer_syntax_uid="1.2.840.10008.1.2.1",
+                modality="SR",
+                size=len(sr),
+                sha256="0" * 64,
+                store_key=f"test/{sop_uid}",
+                forward_status=ForwardStatus.stored,
+            )
+        )
+        await session.commit()
+
+    synced = await client.post(f"{API}/reports/{delivered.report_id}/sync", headers=owner.headers)
+    assert synced.status_code == 200, synced.text
+    assert synced.json()["status"] == "assigned"
+    assert synced.json()["text"] is None

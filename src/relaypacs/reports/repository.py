@@ -92,18 +92,26 @@ async def due_for_sync(session: AsyncSession, now: datetime, limit: int) -> list
 async def uploaded_identity(
     session: AsyncSession, upload_id: uuid.UUID
 ) -> tuple[list[str], frozenset[str], frozenset[str]]:
-    """The upload's study UIDs (most instances first), series UIDs and SOP Instance UIDs."""
-    statement = select(
-        DicomInstance.study_instance_uid,
-        DicomInstance.series_instance_uid,
-        DicomInstance.sop_instance_uid,
-    ).where(DicomInstance.upload_id == upload_id)
+    """The upload's study UIDs (most instances first), then the series and SOP Instance UIDs
+    that any upload sent into those studies.
+
+    Whatever reached the PACS through the gateway is never the radiologist's report: not this
+    upload's own instances, nor an SR another user's upload put into the same study (which
+    would otherwise mark this report ready with text nobody in the reading room wrote).
+    """
+    mine = select(DicomInstance.study_instance_uid).where(DicomInstance.upload_id == upload_id)
     studies: dict[str, int] = {}
+    for (study_uid,) in (await session.execute(mine)).all():
+        studies[study_uid] = studies.get(study_uid, 0) + 1
+    ordered = sorted(studies, key=lambda uid: -studies[uid])
+    if not ordered:
+        return [], frozenset(), frozenset()
+    sent = select(DicomInstance.series_instance_uid, DicomInstance.sop_instance_uid).where(
+        DicomInstance.study_instance_uid.in_(ordered)
+    )
     series: set[str] = set()
     instances: set[str] = set()
-    for study_uid, series_uid, sop_uid in (await session.execute(statement)).all():
-        studies[study_uid] = studies.get(study_uid, 0) + 1
+    for series_uid, sop_uid in (await session.execute(sent)).all():
         series.add(series_uid)
         instances.add(sop_uid)
-    ordered = sorted(studies, key=lambda uid: -studies[uid])
     return ordered, frozenset(series), frozenset(instances)
