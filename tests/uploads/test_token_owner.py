@@ -379,3 +379,19 @@ async def test_the_revocation_and_the_new_token_are_in_the_api_description(
     issue = paths["/api/v1/uploads/{upload_id}/token"]["post"]["responses"]
     assert "not_upload_owner" in issue["403"]["description"]
     assert "upload_not_found" in issue["404"]["description"]
+
+
+async def test_an_admin_sees_an_upload_but_cannot_put_bytes_into_it(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # What the PACS gets is exactly what the uploader's client sent (promise 5).
+    owner = await sign_in(client, app)
+    admin = await sign_in(client, app, role=Role.admin)
+    content = instance(rows=512, columns=600)  # two chunks
+    session = await uploads.start(client, owner.headers, [content])
+    refused = await uploads.put(client, session, 0, 0, headers=admin.headers)
+    assert_problem(refused, 403, "not_upload_owner")
+    seen = await uploads.status(client, session, admin.headers)
+    assert seen["bytes_received"] == 0
+    # The owner's own access token still sends chunks.
+    assert (await uploads.put(client, session, 0, 0, headers=owner.headers)).status_code == 201

@@ -253,6 +253,10 @@ async def put_chunk(
             request, session, upload_id, file_id, user, x_upload_token
         )
         upload = access.upload
+        if access.actor_id != upload.owner_id:
+            # An admin sees every upload, but the study's bytes come only from its owner's
+            # client: what the PACS gets is exactly what the uploader sent (promise 5).
+            raise NotUploadOwner("Only the user who started the upload sends its chunks")
         receiving = upload.state is UploadState.receiving
         await resources.rate_limiter.hit(
             resources.settings.chunk_rate_limit, "upload_chunk", str(upload.owner_id)
@@ -342,6 +346,7 @@ router.add_api_route(
         200: {"model": ChunkStored, "description": "The same bytes were already stored"},
         **problem_responses(
             *_ACCESS_ERRORS,
+            NotUploadOwner,
             UploadFileNotFound,
             ChunkNotFound,
             InvalidContentMD5,
