@@ -173,6 +173,31 @@ def test_409_lists_each_failure_permanent_or_transient_by_its_code() -> None:
     assert result.instances[2].reason == "0xC122 Referenced transfer syntax not supported"
 
 
+def test_dcm4chee_policy_refusals_in_the_a7xx_range_are_final_and_say_why() -> None:
+    # dcm4chee-arc's STOW-RS answers 409 when it stored nothing, each instance with the status
+    # its StoreService threw: 0xA778 when the study already holds another patient ID. Sending
+    # it again meets the same refusal; a full archive (0xA700) may take it later.
+    instances = _instances(3)
+    uids = [i.sop_instance_uid for i in instances]
+    body = _module(
+        [], [_failed(uids[0], 0xA778), _failed(uids[1], 0xA700), _failed(uids[2], "A771")]
+    )
+    headers = {"content-type": "application/dicom+json", "content-length": str(len(body))}
+    result = interpret_stow_response(409, body, headers, instances)
+    assert [(r.outcome, r.status) for r in result.instances] == [
+        (InstanceOutcome.refused, 0xA778),
+        (InstanceOutcome.failed, 0xA700),
+        (InstanceOutcome.refused, 0xA771),
+    ]
+    assert result.instances[0].reason == (
+        "0xA778 Refused by dcm4chee-arc: patient ID differs from earlier objects of the study"
+    )
+    assert result.instances[1].reason == "0xA700 Refused: out of resources"
+    assert result.instances[2].reason == (
+        "0xA771 Refused by dcm4chee-arc: subsequent occurrence of a rejected object"
+    )
+
+
 @pytest.mark.parametrize(
     ("content", "headers"),
     [
@@ -274,6 +299,9 @@ def test_batches_respect_both_bounds_and_keep_order() -> None:
         (0xB006, StatusCategory.warning),
         (0xB007, StatusCategory.warning),
         (0xA700, StatusCategory.transient),
+        (0xA76F, StatusCategory.transient),
+        *((code, StatusCategory.permanent) for code in range(0xA770, 0xA77A)),  # dcm4chee-arc
+        (0xA77A, StatusCategory.transient),
         (0xA7FF, StatusCategory.transient),
         (0x0110, StatusCategory.transient),
         (0xA900, StatusCategory.permanent),

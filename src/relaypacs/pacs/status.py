@@ -3,8 +3,9 @@ retry can help.
 
 Sources: PS3.18 Annex I.2 (Store Instances Response: Warning Reason (0008,1196) and Failure
 Reason (0008,1197)), PS3.4 B.2.3 (C-STORE statuses) and PS3.7 C.4 (general DIMSE statuses),
-which STOW-RS origin servers reuse. Exact codes are looked up first, then the ranges the
-standard defines (A7xx, A9xx, Cxxx, Bxxx).
+which STOW-RS origin servers reuse; and the codes dcm4chee-arc puts in that standard's A7xx
+range for refusals of its own (see ``_DCM4CHEE``). Exact codes are looked up first, then the
+ranges the standard defines (A7xx, A9xx, Cxxx, Bxxx).
 """
 
 from __future__ import annotations
@@ -58,6 +59,37 @@ _EXACT: dict[int, tuple[StatusCategory, str]] = {
     0x0212: (_S.permanent, "Mistyped argument"),
     0x0213: (_S.transient, "Resource limitation"),
 }
+
+# dcm4chee-arc answers its own policy refusals with codes inside the standard's "out of
+# resources" range, so the range alone would have the gateway send them again for days: each
+# is a decision about the instance (or its patient or study) that another attempt meets again.
+# Codes and meanings: dcm4chee-arc-light, dcm4chee-arc-store/src/main/java/org/dcm4chee/arc/
+# store/StoreService.java (DUPLICATE_REJECTION_NOTE 0xA770 .. CONFLICTING_PATIENT_ATTRS_REJECTED
+# 0xA779, with their *_MSG texts). Its STOW-RS service (dcm4chee-arc-stow, StowRS.java) puts the
+# code as FailureReason in FailedSOPSequence, and answers 409 when nothing was stored. These
+# exact codes are read as dcm4chee-arc's whatever the server: no other is known to use them.
+_DCM4CHEE: dict[int, tuple[StatusCategory, str]] = {
+    0xA770: (_S.permanent, "Refused by dcm4chee-arc: rejection note already received"),
+    0xA771: (_S.permanent, "Refused by dcm4chee-arc: subsequent occurrence of a rejected object"),
+    0xA772: (_S.permanent, "Refused by dcm4chee-arc: rejection failed, no such instance"),
+    0xA773: (_S.permanent, "Refused by dcm4chee-arc: rejection failed, class-instance conflict"),
+    0xA774: (_S.permanent, "Refused by dcm4chee-arc: rejection failed, already rejected"),
+    0xA775: (
+        _S.permanent,
+        "Refused by dcm4chee-arc: rejection for retention policy expired not allowed",
+    ),
+    0xA776: (_S.permanent, "Refused by dcm4chee-arc: retention period of study not yet expired"),
+    0xA777: (_S.permanent, "Refused by dcm4chee-arc: patient ID missing in object"),
+    0xA778: (
+        _S.permanent,
+        "Refused by dcm4chee-arc: patient ID differs from earlier objects of the study",
+    ),
+    0xA779: (
+        _S.permanent,
+        "Refused by dcm4chee-arc: patient attributes differ from earlier objects",
+    ),
+}
+_EXACT.update(_DCM4CHEE)
 
 _RANGES: tuple[tuple[int, int, StatusCategory, str], ...] = (
     (0xA700, 0xA7FF, _S.transient, "Refused: out of resources"),
