@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+import hashlib
+from pathlib import Path
 
+import pytest
+from prometheus_client import REGISTRY
+
+from relaypacs.config import Settings
 from relaypacs.pacs.breaker import CircuitBreaker, CircuitState, GuardedDestination
+from relaypacs.pacs.destination import StowInstance
 from relaypacs.pacs.destinations.dicomweb import DicomWebDestination
 from relaypacs.pacs.exceptions import CircuitOpen, DestinationMisconfigured, DestinationUnavailable
-from tests.pacs.faulty_server import BAD_GATEWAY, NOT_FOUND, CountingServer
+from relaypacs.uploads.stores.filesystem import FilesystemChunkStore
+from tests.pacs.conftest import study
+from tests.pacs.faulty_server import BAD_GATEWAY, NOT_FOUND, CountingServer, DrainingServer
 
 
 class Clock:
@@ -99,3 +107,43 @@ async def test_a_pacs_without_qido_rs_never_opens_the_circuit_through_the_check(
             assert guarded.breaker.state is CircuitState.closed
         finally:
             await guarded.close()
+
+
+async def test_an_instance_missing_from_our_own_disk_never_counts_against_the_pacs(
+    tmp_path: Path,
+) -> None:
+    # The gateway's copy of an instance is gone from its disk (or cannot be opened: EMFILE)
+    # while a healthy PACS takes the request: as many times as it takes to open the circuit.
+    threshold = Settings.model_fields["pacs_breaker_failures"].default
+    store = FilesystemChunkStore(tmp_path / "chunks")
+    study_uid, [(uid, data)] = study(1)
+    key = f"uploads/{study_uid}/instances/{uid}"
+    source = tmp_path / "instance.dcm"
+    source.write_bytes(data)
+    await store.put_file(key, source)
+    instance = StowInstance(
+        sop_instance_uid=uid,
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+        study_instance_uid=study_uid,
+        series_instance_uid=f"{study_uid}.1",
+        size=len(data),
+        open=lambda: store.read(key),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    store.path_of(key).unlink()
+    async with DrainingServer() as pacs:
+        guarded = GuardedDestination(
+            DicomWebDestination("localread", pacs.url, kind="generic"),
+            CircuitBreaker(failure_threshold=threshold, reset_seconds=3600),
+        )
+        try:
+            for _ in range(threshold):
+                # Our own read error, which the forwarding reports as the chunk store's; never
+                # a destination error, which would blame the PACS.
+                with pytest.raises(FileNotFoundError):
+                    await guarded.store_instances([instance])
+        finally:
+            await guarded.close()
+    assert guarded.breaker.state is CircuitState.closed
+    up = REGISTRY.get_sample_value("relaypacs_pacs_up", {"destination": "localread"})
+    assert up != 0.0, "the PACS was reported unreachable"

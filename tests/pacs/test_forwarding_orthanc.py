@@ -7,12 +7,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from pydicom.uid import generate_uid
+from sqlalchemy import select
 
+from relaypacs.jobs.models import Job
 from relaypacs.jobs.worker import Worker
+from relaypacs.pacs.breaker import CircuitState
 from relaypacs.pacs.forwarding import MISSING_AFTER_STOW
+from relaypacs.uploads.service import FORWARD_JOB
 from relaypacs.uploads.store import chunk_key
 from tests.pacs.forwarding import (
     API,
@@ -21,6 +27,7 @@ from tests.pacs.forwarding import (
     ForwardingBase,
     RecordingOrthanc,
     assemble_without_forwarding,
+    job_outcomes,
     module_forwarding_base,
     pacs_settings,
     recording_orthanc,
@@ -200,6 +207,62 @@ async def test_a_damaged_copy_is_refused_with_its_reason_while_the_rest_are_deli
         assert [(n["type"], n["title"]) for n in notes] == [
             ("upload_complete", "Study partly delivered to the PACS")
         ]
+
+
+async def test_instance_files_gone_from_the_gateways_disk_never_open_the_circuit_to_the_pacs(
+    base: ForwardingBase, orthanc: RecordingOrthanc
+) -> None:
+    study_uid = generate_uid()
+    files = series(2, study_uid)
+    failures = 2
+    settings = base.settings(
+        **pacs_settings(orthanc),
+        run_worker_in_process=False,
+        pacs_breaker_failures=failures,
+        pacs_breaker_reset_seconds=3600,  # an opened circuit would stay open for the test
+        stow_max_batch_instances=1,  # a failed request per instance: enough to open it at once
+    )
+    async with running_app(settings) as app, new_client(app) as client:
+        user = await sign_in(client, app)
+        session = await send_study(client, user.headers, files)
+        await assemble_without_forwarding(app.state.resources)
+        # The gateway's copies go missing after validation (a file sent as one chunk is kept as
+        # that chunk): every read of the study fails, as it would with the disk in trouble.
+        for position in range(len(files)):
+            key = chunk_key(uuid.UUID(session.id), uuid.UUID(session.file_id(position)), 0)
+            (base.data_dir / "chunks" / key).unlink()
+
+        worker = Worker(app.state.resources)
+        worker.start()
+        try:
+            # More attempts than it takes failures to open the circuit.
+            async with job_outcomes(worker) as happened, asyncio.timeout(60):
+                while (await _attempts(app.state.sessionmaker, session.id)) <= failures:
+                    happened.clear()
+                    await happened.wait()
+        finally:
+            await worker.stop()
+        status = await uploads.status(client, session)
+        breaker = app.state.resources.pacs.primary.breaker
+
+    assert breaker.state is CircuitState.closed
+    assert REGISTRY.get_sample_value("relaypacs_pacs_up", {"destination": "orthanc"}) == 1.0
+    assert status["state"] == "queued", status
+    # The wait is put down to the gateway's own storage, never to the PACS.
+    detail = status["timeline"][-1]["detail"]
+    assert detail.startswith("2 instance(s) not stored yet: chunk store: FileNotFoundError"), detail
+    assert "PACS" not in detail, detail
+    assert "STOW-RS" not in detail, detail
+    assert {(i["forward_status"], i["forward_reason"]) for i in status["instances"]} == {
+        ("pending", "chunk store: FileNotFoundError")
+    }
+    assert orthanc.received() == {}
+
+
+async def _attempts(sessionmaker: Any, upload_id: str) -> int:
+    async with sessionmaker() as db:
+        jobs = (await db.scalars(select(Job).where(Job.kind == FORWARD_JOB))).all()
+        return sum(job.attempts for job in jobs if job.payload["upload_id"] == upload_id)
 
 
 async def test_an_instance_the_pacs_discards_is_refused_once_qido_cannot_find_it(

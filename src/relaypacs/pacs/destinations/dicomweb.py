@@ -20,13 +20,17 @@ every answer that cannot be taken as a verdict on the instances is the destinati
 when its own read of the body fails, e.g. under packet loss, and the client then reads that
 answer), a 4xx without a readable Store Instances response, and a body announced as JSON (or
 delimited only by the connection's close) that does not parse.
+
+The exception is the gateway's own disk: an ``OSError`` reading an instance while the body
+streams (a file gone, EMFILE) is raised as it is, not as the destination's failure, so that the
+circuit breaker and the reachability gauge never count it against the PACS.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -119,6 +123,7 @@ class DicomWebDestination:
         if not instances:
             return StowResult()
         body = MultipartBody(instances)
+        reads = _LocalReads(body)
         headers = {
             "Content-Type": body.content_type,
             "Content-Length": str(body.length),
@@ -126,11 +131,17 @@ class DicomWebDestination:
         }
         try:
             response = await self._client.post(
-                f"{self.root}/studies", content=body.stream(), headers=headers
+                f"{self.root}/studies", content=reads.stream(), headers=headers
             )
         except httpx.TimeoutException as exc:
             raise DestinationUnavailable(f"STOW-RS timed out ({type(exc).__name__})") from exc
         except (httpx.HTTPError, OSError) as exc:
+            if reads.error is not None:
+                # Our own disk failed (a missing file, EMFILE), and whatever the aborted request
+                # then raised follows from it: the PACS is not to blame, so the circuit breaker
+                # and the reachability gauge must not hear of it. The forwarding's chunk store
+                # guard turns it into a failure of this batch, for now.
+                raise reads.error from None
             # Transport, protocol and decoding errors alike: nothing was read whole.
             raise DestinationUnavailable(f"STOW-RS failed ({type(exc).__name__})") from exc
         return interpret_stow_response(
@@ -293,6 +304,25 @@ def interpret_stow_response(
             reason = f"refused by the destination (HTTP {status})"
             results.append(InstanceResult(uid, InstanceOutcome.refused, reason=reason))
     return StowResult(instances=results, retry_after=_retry_after(headers))
+
+
+class _LocalReads:
+    """A STOW-RS request body that remembers the ``OSError`` of reading the gateway's own
+    instances: once raised inside the HTTP client, it looks like any socket error."""
+
+    def __init__(self, body: MultipartBody) -> None:
+        self._body = body
+        self.error: OSError | None = None
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        # An async generator, as the body's own stream is: httpx then refuses to send it twice.
+        try:
+            async for piece in self._body.stream():
+                yield piece
+        except OSError as exc:
+            # The body does no I/O of its own but reading the instances: this one is local.
+            self.error = exc
+            raise
 
 
 _UNREADABLE = object()
