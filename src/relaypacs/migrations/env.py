@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -22,7 +22,16 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Every gateway and worker migrates at start: the first to come takes this lock for
+            # its transaction and the others wait, then find the schema at head (without it,
+            # two would create the same table and one would crash).
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         context.run_migrations()
+
+
+#: An arbitrary constant that names "RelayPACS migrates" among the database's advisory locks.
+_MIGRATION_LOCK = 0x52454C4159
 
 
 async def _run_async() -> None:
