@@ -9,6 +9,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from relaypacs.db.base import utcnow
@@ -117,10 +118,13 @@ async def test_an_admin_requeues_a_failed_upload_and_it_waits_in_the_queue_again
         await session.commit()
         job_id = job.id
 
+    requeued_before = REGISTRY.get_sample_value("relaypacs_uploads_requeued_total") or 0.0
     response = await http.post(
         f"{API}/admin/uploads/{row.upload_id}/requeue", headers=admin.headers
     )
     assert response.status_code == 202, response.text
+    # Its "failed" was counted; the success rate takes it back (deploy/prometheus/rules.yml).
+    assert REGISTRY.get_sample_value("relaypacs_uploads_requeued_total") == requeued_before + 1
     assert response.json() == {
         "upload_id": str(row.upload_id),
         "state": "queued",

@@ -29,6 +29,7 @@ from relaypacs.auth.dependencies import ROLE_ERRORS, AdminUser, CurrentUser
 from relaypacs.db.session import SessionDep, get_sessionmaker
 from relaypacs.errors import IdPath, TooManyRequests, parse_id, problem_responses
 from relaypacs.jobs.exceptions import JobAlreadyQueued, JobNotRequeueable
+from relaypacs.operations import metrics
 from relaypacs.resources import Resources
 from relaypacs.uploads.models import UploadState
 from relaypacs.users.models import ServiceLevel, User
@@ -254,4 +255,5 @@ async def requeue_upload(
         session, parse_id(upload_id, UploadNotFound), admin=admin, request=request
     )
     await session.commit()
+    metrics.record_upload_requeued()
     return Requeued(upload_id=upload.id, state=upload.state, job_id=job.id)

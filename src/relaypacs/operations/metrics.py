@@ -81,6 +81,11 @@ UPLOADS_FINISHED = Counter(
     "Uploads that reached a final state, by that state",
     ["state"],
 )
+UPLOADS_REQUEUED = Counter(
+    "relaypacs_uploads_requeued_total",
+    # The success rate subtracts these: such a failure was not the upload's outcome after all.
+    "Failed uploads an administrator sent on again (each was counted as failed before)",
+)
 UPLOAD_DELIVERY_SECONDS = Histogram(
     "relaypacs_upload_delivery_seconds",
     "Time from upload session creation to the PACS confirming every instance, by service level",
@@ -160,6 +165,10 @@ def record_chunk_stored(size: int) -> None:
 
 def record_checksum_failure() -> None:
     CHECKSUM_FAILURES.inc()
+
+
+def record_upload_requeued() -> None:
+    UPLOADS_REQUEUED.inc()
 
 
 def record_upload_finished(
