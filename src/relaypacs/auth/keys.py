@@ -90,7 +90,9 @@ def _load_private_key(path: Path) -> rsa.RSAPrivateKey:
 def ensure_private_key(path: Path) -> bool:
     """Generate the signing key when absent. Returns True when a key was generated."""
     if path.exists():
-        if path.stat().st_mode & 0o077:
+        # Group-readable is the documented Docker setup (0640, group 10001: docs/deploy.md);
+        # only a key that every local user can read is worth a warning.
+        if path.stat().st_mode & 0o004:
             log.warning("jwt_key_file_readable_by_others", path=str(path))
         return False
     key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
