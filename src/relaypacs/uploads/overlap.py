@@ -42,12 +42,13 @@ SESSION_FLAG = "relaypacs.assemble_while_receiving"
 #: ``Session.info`` key: whether this process's early assembly rounds start early forwarding.
 FORWARD_FLAG = "relaypacs.forward_while_receiving"
 
-# Below the study's own jobs (assembly after `complete`, forwarding): early work must never
-# hold up a study that is ready to go.
-_PRIORITY = {
-    ServiceLevel.stat: JobPriority.stat - 1,
-    ServiceLevel.emergency: JobPriority.emergency - 1,
-    ServiceLevel.routine: JobPriority.routine - 1,
+# Below every study's own jobs (assembly after `complete`, forwarding) whatever their service
+# level: early work must never hold up a study that is ready to go, not even a routine one.
+# Among themselves, in the service levels' order.
+EARLY_PRIORITY = {
+    ServiceLevel.emergency: JobPriority.routine - 1,
+    ServiceLevel.stat: JobPriority.routine - 2,
+    ServiceLevel.routine: JobPriority.routine - 3,
 }
 
 
@@ -82,7 +83,7 @@ async def enqueue_complete_files(session: AsyncSession, file_ids: Iterable[uuid.
             session,
             ASSEMBLE_READY_JOB,
             {"upload_id": str(upload_id)},
-            priority=_PRIORITY[service_level],
+            priority=EARLY_PRIORITY[service_level],
             dedupe_key=f"{ASSEMBLE_READY_JOB}:{upload_id}",
         )
     return len(uploads)
@@ -101,7 +102,7 @@ async def enqueue_forward_ready(
         session,
         FORWARD_READY_JOB,
         {"upload_id": str(upload_id)},
-        priority=_PRIORITY[service_level],
+        priority=EARLY_PRIORITY[service_level],
         dedupe_key=f"{FORWARD_READY_JOB}:{upload_id}",
     )
     return True
