@@ -6,7 +6,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, PositiveFloat, model_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KIB = 1024
@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; default: SQLite in DATA_DIR"
+    )
+    database_pool_size: PositiveInt = Field(
+        default=10, description="PostgreSQL connections each process keeps open"
+    )
+    database_max_overflow: NonNegativeInt = Field(
+        default=20, description="Further PostgreSQL connections a process may open at a peak"
     )
     host: str = "127.0.0.1"
     port: int = 8080

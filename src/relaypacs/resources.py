@@ -43,7 +43,11 @@ class Resources:
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(
+            settings.resolved_database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
         stack.push_async_callback(engine.dispose)
         # A stopping process's live gauges (open SSE streams) leave the multiprocess sum.
         stack.callback(forget_process)

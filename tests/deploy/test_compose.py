@@ -152,3 +152,23 @@ def test_every_retention_setting_is_in_the_env_example_and_the_runbook() -> None
 def _env_example(name: str) -> dict[str, str]:
     lines = (DEPLOY / "env" / f"{name}.env.example").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def test_postgresql_takes_as_many_connections_as_the_scaled_out_example_pools(
+    compose: dict[str, Any],
+) -> None:
+    from relaypacs.db.engine import create_engine
+
+    settings = Settings()
+    per_process = settings.database_pool_size + settings.database_max_overflow
+    engine = create_engine(
+        "postgresql+asyncpg://user@db/relaypacs",
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
+    assert engine.pool.size() == settings.database_pool_size
+    command = " ".join(compose["services"]["db"]["command"])
+    found = re.search(r"max_connections=(\d+)", command)
+    assert found is not None, command
+    # The file's own example: --scale gateway=3 (2 processes each) --scale worker=4.
+    assert int(found[1]) >= per_process * (3 * 2 + 4)

@@ -31,7 +31,11 @@ def _run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable
     upgrade(settings.resolved_database_url)
 
     async def main() -> T:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(
+            settings.resolved_database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
         try:
             async with create_sessionmaker(engine)() as session:
                 result = await work(session)
