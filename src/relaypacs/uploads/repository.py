@@ -666,21 +666,35 @@ async def uploads_their_job_gave_up_on(
     *,
     states: Collection[UploadState],
     job_key: Callable[[uuid.UUID], str],
-    limit: int = 500,
+    page: int = 500,
 ) -> list[tuple[uuid.UUID, str]]:
     """Uploads still in ``states`` whose job for that stage (found by ``job_key``) gave up for
     good (``dead``: its workers kept dying; or ``failed`` without failing the upload) and has
-    no successor queued or running: (upload id, the job's last error)."""
-    uploads = (
-        await session.scalars(
-            select(Upload.id)
-            .where(Upload.state.in_(states))
-            .order_by(Upload.updated_at)
-            .limit(limit)
+    no successor queued or running: (upload id, the job's last error).
+
+    Every upload in ``states`` is looked at, ``page`` at a time: during a long PACS outage
+    thousands wait with live jobs, and a stuck one among them must still be found.
+    """
+    found: list[tuple[uuid.UUID, str]] = []
+    after: uuid.UUID | None = None
+    while True:
+        statement = (
+            select(Upload.id).where(Upload.state.in_(states)).order_by(Upload.id).limit(page)
         )
-    ).all()
-    if not uploads:
-        return []
+        if after is not None:
+            statement = statement.where(Upload.id > after)
+        uploads = list((await session.scalars(statement)).all())
+        if not uploads:
+            return found
+        found += await _jobs_gave_up(session, uploads, job_key)
+        if len(uploads) < page:
+            return found
+        after = uploads[-1]
+
+
+async def _jobs_gave_up(
+    session: AsyncSession, uploads: Sequence[uuid.UUID], job_key: Callable[[uuid.UUID], str]
+) -> list[tuple[uuid.UUID, str]]:
     by_key = {job_key(upload_id): upload_id for upload_id in uploads}
     statement = (
         select(Job.dedupe_key, Job.state, Job.last_error)
