@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import httpx
@@ -10,10 +9,10 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from relaypacs.db.base import utcnow
-from relaypacs.jobs.registry import JobContext
 from relaypacs.notifications.models import NotificationType, StreamEvent, StreamTicket
 from relaypacs.notifications.tasks import prune_stream_log
 from tests.support.accounts import assert_problem, sign_in
+from tests.support.jobs import job_context
 from tests.support.live_events import API, notify
 
 
@@ -127,18 +126,7 @@ async def test_the_event_log_and_used_tickets_are_pruned_after_their_time(
         )
         await session.commit()
         old_id = old.id
-    resources = app.state.resources
-    await prune_stream_log(
-        JobContext(
-            resources=resources,
-            sessionmaker=resources.sessionmaker,
-            settings=resources.settings,
-            job_id=uuid.uuid4(),
-            kind="notifications.prune",
-            attempt=1,
-        ),
-        {},
-    )
+    await prune_stream_log(job_context(app, "notifications.prune"), {})
     async with app.state.sessionmaker() as session:
         assert await session.get(StreamEvent, old_id) is None
         assert await session.get(StreamTicket, "0" * 63 + "1") is None

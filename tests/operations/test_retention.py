@@ -19,7 +19,7 @@ from relaypacs.auth.models import LoginSession, RefreshToken
 from relaypacs.config import AUDIT_MINIMUM_RETENTION_DAYS, Settings
 from relaypacs.db.base import utcnow
 from relaypacs.jobs.models import UNFINISHED_STATES, Job
-from relaypacs.jobs.registry import JobContext, default_registry, load_task_modules
+from relaypacs.jobs.registry import default_registry, load_task_modules
 from relaypacs.notifications.models import Notification
 from relaypacs.operations.metrics import RETENTION_DELETED
 from relaypacs.operations.repository import delete_audit_events_before
@@ -29,6 +29,7 @@ from relaypacs.uploads.store import upload_prefix
 from tests.support import uploads
 from tests.support.accounts import sign_in
 from tests.support.dicom_studies import instance
+from tests.support.jobs import job_context
 
 
 def _stored_files(app: FastAPI, upload_id: str) -> list[Path]:
@@ -56,16 +57,7 @@ async def _set_upload(app: FastAPI, upload_id: str, state: UploadState, days_ago
 
 
 async def _run(app: FastAPI, settings: Settings | None = None) -> None:
-    resources = app.state.resources
-    context = JobContext(
-        resources=resources,
-        sessionmaker=resources.sessionmaker,
-        settings=settings or resources.settings,
-        job_id=uuid.uuid4(),
-        kind=RETENTION_JOB,
-        attempt=1,
-    )
-    await apply_retention(context, {})
+    await apply_retention(job_context(app, RETENTION_JOB, settings), {})
 
 
 def test_retention_runs_periodically_in_every_worker() -> None:

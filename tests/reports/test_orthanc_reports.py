@@ -4,7 +4,6 @@ study as a reading centre would; the gateway finds them with QIDO-RS and reads t
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from relaypacs.config import Settings
-from relaypacs.jobs.registry import JobContext
 from relaypacs.reports.models import Report
 from relaypacs.reports.tasks import sync_due_reports
 from relaypacs.users.models import Role
@@ -22,6 +20,7 @@ from tests.reports.documents import encapsulated_pdf, structured_report, uids_of
 from tests.reports.factories import API, DeliveredStudy, deliver
 from tests.reports.test_reports import pdf_text
 from tests.support.accounts import SignedIn, assert_problem, new_client, running_app, sign_in
+from tests.support.jobs import job_context
 from tests.support.orthanc import OrthancServer, orthanc_available
 
 pytestmark = pytest.mark.slow
@@ -145,16 +144,7 @@ async def test_the_periodic_sync_finds_reports_that_arrived_meanwhile(
             radiologist="Curie^Marie",
         ),
     )
-    resources = pacs_app.state.resources
-    context = JobContext(
-        resources=resources,
-        sessionmaker=resources.sessionmaker,
-        settings=resources.settings,
-        job_id=uuid.uuid4(),
-        kind="reports.sync",
-        attempt=1,
-    )
-    await sync_due_reports(context, {})
+    await sync_due_reports(job_context(pacs_app, "reports.sync"), {})
 
     ready = (await http.get(f"{API}/reports/{reported.report_id}", headers=owner.headers)).json()
     assert ready["status"] == "ready"
@@ -167,7 +157,7 @@ async def test_the_periodic_sync_finds_reports_that_arrived_meanwhile(
         assert report is not None
         assert report.next_sync_at is not None
         gap = (report.next_sync_at - report.last_synced_at).total_seconds()  # type: ignore[operator]
-        assert gap == resources.settings.report_sync_seconds
+        assert gap == pacs_app.state.resources.settings.report_sync_seconds
 
 
 async def test_the_pacs_pdf_is_served_as_the_pacs_holds_it(

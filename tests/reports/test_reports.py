@@ -23,6 +23,7 @@ from tests.reports.factories import API, deliver
 from tests.support import uploads
 from tests.support.accounts import assert_problem, sign_in
 from tests.support.dicom_studies import instance
+from tests.support.jobs import job_context
 
 
 async def _notifications(
@@ -401,7 +402,6 @@ async def test_a_damaged_report_in_the_pacs_does_not_stop_the_sync_of_the_others
     from sqlalchemy import update
 
     from relaypacs.db.base import utcnow
-    from relaypacs.jobs.registry import JobContext
     from relaypacs.reports.tasks import sync_due_reports
 
     owner = await sign_in(client, app)
@@ -424,16 +424,7 @@ async def test_a_damaged_report_in_the_pacs_does_not_stop_the_sync_of_the_others
                 .values(next_sync_at=utcnow() - timedelta(days=days))
             )
         await session.commit()
-    resources = app.state.resources
-    context = JobContext(
-        resources=resources,
-        sessionmaker=resources.sessionmaker,
-        settings=resources.settings,
-        job_id=uuid.uuid4(),
-        kind="reports.sync",
-        attempt=1,
-    )
-    await sync_due_reports(context, {})
+    await sync_due_reports(job_context(app, "reports.sync"), {})
 
     ready = (await client.get(f"{API}/reports/{fine.report_id}", headers=owner.headers)).json()
     assert ready["status"] == "ready"
