@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from relaypacs.config import Settings
 from relaypacs.db.base import utcnow
 from relaypacs.dicom.models import DicomInstance, ForwardStatus
+from relaypacs.notifications import service as notifications_service
 from relaypacs.operations import metrics
 from relaypacs.pacs import repository
 from relaypacs.pacs.breaker import GuardedDestination
@@ -383,6 +384,8 @@ async def wait_in_queue(
             if latest is not None and latest.state is UploadState.queued and latest.detail:
                 latest.detail = detail
                 latest.at = utcnow()
+                # A changed row is not a new one: its watchers are told by hand.
+                await notifications_service.publish_upload_state(session, upload)
             else:
                 await uploads_repository.add_event(session, upload_id, UploadState.queued, detail)
         await session.commit()
