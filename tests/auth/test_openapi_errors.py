@@ -60,6 +60,7 @@ DOCUMENTED: dict[tuple[str, str], dict[int, tuple[str, ...]]] = {
     ("get", "/api/v1/admin/users/{user_id}"): {**ADMIN, 404: ("user_not_found",)},
     ("patch", "/api/v1/admin/users/{user_id}"): {
         **ADMIN,
+        403: (*ADMIN[403], "own_account_change"),
         404: ("user_not_found",),
         409: ("last_admin",),
     },

@@ -334,3 +334,25 @@ async def test_the_full_name_never_reaches_the_log(
         assert marker.lower() not in output
     finally:
         configure_logging("WARNING")  # as the other tests' apps have it
+
+
+async def test_the_export_does_not_hand_out_who_else_acted_on_the_account_or_from_where(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await sign_in(client, app, role=Role.admin)
+    user = await sign_in(client, app)
+    changed = await client.patch(
+        f"/api/v1/admin/users/{user.id}",
+        json={"role": "radiologist"},
+        headers={**admin.headers, "User-Agent": "AdminBrowser/1.0"},
+    )
+    assert changed.status_code == 200
+    export = (await client.get(EXPORT, headers=user.headers)).json()
+    by_admin = [e for e in export["audit_events"] if e["action"] == "role_changed"]
+    assert by_admin  # the user learns that it happened and what changed ...
+    assert by_admin[0]["details"] == {"from": "clinician", "to": "radiologist"}
+    for event in by_admin:  # ... but not the admin's id, address or browser
+        assert (event["actor_id"], event["ip_address"], event["user_agent"]) == (None, None, None)
+    assert "AdminBrowser" not in json.dumps(export)
+    own = [e for e in export["audit_events"] if e["actor_id"] == str(user.id)]
+    assert own  # the user's own sign-ins keep their details

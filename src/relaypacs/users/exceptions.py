@@ -35,6 +35,11 @@ class RoleChangeForbidden(Forbidden):
     title = "Users cannot change their own role"
 
 
+class OwnAccountChange(Forbidden):
+    code = "own_account_change"
+    title = "Administrators cannot change their own role or disable their own account"
+
+
 class LastAdmin(Conflict):
     code = "last_admin"
     title = "The last active administrator cannot be demoted or disabled"

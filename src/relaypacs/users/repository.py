@@ -80,9 +80,22 @@ class UserRepository:
         )
         return int(total or 0), users.all()
 
-    async def count_active_admins(self) -> int:
-        statement = select(func.count()).where(User.role == Role.admin, User.is_active.is_(True))
-        return int(await self.session.scalar(statement) or 0)
+    async def count_active_admins(self, *, lock: bool = False) -> int:
+        """``lock``: the active admins' rows stay locked until the transaction ends, so that two
+        admins demoting each other at once cannot both see the other still there (PostgreSQL;
+        SQLite's transactions already take turns)."""
+        if not lock:
+            statement = select(func.count()).where(
+                User.role == Role.admin, User.is_active.is_(True)
+            )
+            return int(await self.session.scalar(statement) or 0)
+        locked = (
+            select(User.id)
+            .where(User.role == Role.admin, User.is_active.is_(True))
+            .order_by(User.id)
+            .with_for_update()
+        )
+        return len((await self.session.scalars(locked)).all())
 
     async def any_admin(self) -> bool:
         statement = select(User.id).where(User.role == Role.admin).limit(1)

@@ -20,6 +20,7 @@ from relaypacs.users import service
 from relaypacs.users.exceptions import (
     EmailTaken,
     LastAdmin,
+    OwnAccountChange,
     RoleChangeForbidden,
     UsernameTaken,
     UserNotFound,
@@ -157,7 +158,7 @@ async def get_user(user_id: IdPath, _: AdminUser, session: SessionDep) -> UserOu
     "/{user_id}",
     response_model=UserOut,
     summary="Change a user's role, or disable / enable the account (acts at once)",
-    responses=problem_responses(*ROLE_ERRORS, UserNotFound, LastAdmin),
+    responses=problem_responses(*ROLE_ERRORS, UserNotFound, LastAdmin, OwnAccountChange),
 )
 async def administer_user(
     user_id: IdPath,

@@ -15,6 +15,7 @@ from fastapi import Request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaypacs.audit.models import AuditEvent
 from relaypacs.audit.schemas import AuditEventOut
 from relaypacs.audit.service import events_about_user, record_audit
 from relaypacs.auth.passwords import check_password_policy, hash_password
@@ -25,6 +26,7 @@ from relaypacs.db.base import utcnow
 from relaypacs.users.exceptions import (
     EmailTaken,
     LastAdmin,
+    OwnAccountChange,
     RegistrationClosed,
     RoleChangeForbidden,
     RoleNotAllowed,
@@ -220,11 +222,18 @@ async def export_personal_data(
             "recovery_codes_unused": unused_codes,
         },
         sessions=[SessionOut.model_validate(s) for s in await auth.sessions_of(user.id)],
-        audit_events=[
-            AuditEventOut.model_validate(e) for e in await events_about_user(session, user.id)
-        ],
+        audit_events=[_as_seen_by(user, e) for e in await events_about_user(session, user.id)],
         sections=sections,
     )
+
+
+def _as_seen_by(user: User, event: AuditEvent) -> AuditEventOut:
+    """An audit event in the user's own export: where someone else acted (an admin changed the
+    role), who and from where is that person's data, not the user's."""
+    out = AuditEventOut.model_validate(event)
+    if out.actor_id == user.id:
+        return out
+    return out.model_copy(update={"actor_id": None, "ip_address": None, "user_agent": None})
 
 
 async def list_users(
@@ -253,9 +262,16 @@ async def administer_user(
     """Change a user's role or switch the account off or on; both act on the next request."""
     users = UserRepository(session)
     user = await get_user(session, user_id)
-    demoting_admin = role is not None and role != Role.admin and user.role == Role.admin
-    disabling_admin = is_active is False and user.is_active and user.role == Role.admin
-    if (demoting_admin or disabling_admin) and await users.count_active_admins() <= 1:
+    if user.id == admin.id and (
+        (role is not None and role != user.role) or (is_active is False and user.is_active)
+    ):
+        # An admin who locks themselves out needs another admin to undo it (the app offers no
+        # such button either).
+        raise OwnAccountChange()
+    active_admin = user.role == Role.admin and user.is_active
+    demoting_admin = role is not None and role != Role.admin and active_admin
+    disabling_admin = is_active is False and active_admin
+    if (demoting_admin or disabling_admin) and await users.count_active_admins(lock=True) <= 1:
         raise LastAdmin()
     now = utcnow()
     if role is not None and role != user.role:
