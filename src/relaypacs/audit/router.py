@@ -94,7 +94,8 @@ UntilQuery = Annotated[IsoDateTime | None, Query(description="Up to this time (e
     responses=problem_responses(*ROLE_ERRORS, InvalidTimeRange),
 )
 async def list_audit_events(
-    _: AdminUser,
+    admin: AdminUser,
+    request: Request,
     session: SessionDep,
     actor_id: ActorQuery = None,
     action: ActionQuery = None,
@@ -107,7 +108,20 @@ async def list_audit_events(
 ) -> AuditPage:
     criteria = _criteria(actor_id, action, target_type, target_id, since, until)
     total, events = await service.list_events(session, criteria, limit=limit, offset=offset)
+    # The log holds who touched which patient's study: reading it is an access like any other.
+    await service.record_audit(
+        session,
+        "audit_viewed",
+        request=request,
+        actor_id=admin.id,
+        details={"filters": _filters(criteria), "offset": offset, "count": len(events)},
+    )
+    await session.commit()
     return AuditPage(total=total, items=[AuditEventOut.model_validate(e) for e in events])
+
+
+def _filters(criteria: AuditFilter) -> dict[str, str]:
+    return {k: str(v) for k, v in vars(criteria).items() if v is not None}
 
 
 def csv_safe(value: object) -> str:
@@ -159,7 +173,7 @@ async def export_audit_events(
         "audit_exported",
         request=request,
         actor_id=admin.id,
-        details={"filters": {k: str(v) for k, v in vars(criteria).items() if v is not None}},
+        details={"filters": _filters(criteria)},
     )
     await session.commit()
     sessionmaker = get_sessionmaker(request)
