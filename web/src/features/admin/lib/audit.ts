@@ -19,6 +19,7 @@ export const KNOWN_ACTIONS = [
   'totp_disabled',
   'totp_disable_refused',
   'refresh_token_reused',
+  'refresh_token_replayed',
   'user_registered',
   'user_created',
   'user_disabled',
@@ -29,6 +30,7 @@ export const KNOWN_ACTIONS = [
   'full_name_changed',
   'personal_data_exported',
   'audit_exported',
+  'audit_viewed',
   'analytics.exported',
   'upload.created',
   'upload.completed',
@@ -39,6 +41,10 @@ export const KNOWN_ACTIONS = [
   'upload.requeued',
   'upload.token_issued',
   'report.updated',
+  'report.viewed',
+  'report.listed',
+  'report.pdf_downloaded',
+  'report.synced',
 ] as const;
 
 export interface AuditForm {

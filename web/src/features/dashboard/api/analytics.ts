@@ -50,28 +50,32 @@ const FRESH_MS = 2 * 60_000;
 const KEEP_MS = 15 * 60_000;
 const answers = new AnswerCache(FRESH_MS, KEEP_MS);
 
-/** `viewer`: whose figures these are (another person may sign in on the device). */
-function keyOf(viewer: string, path: string, query: Record<string, string>): string {
-  return `${viewer} ${path}?${new URLSearchParams(query).toString()}`;
+/**
+ * `viewer`: whose figures these are (another person may sign in on the device). `isAdmin`: the
+ * same query means everyone's figures to an admin and one's own to anyone else, so an admin
+ * demoted during the session must not be shown what was kept for the admin.
+ */
+function keyOf(viewer: string, isAdmin: boolean, path: string, query: Record<string, string>): string {
+  return `${viewer} ${isAdmin ? 'admin' : 'own'} ${path}?${new URLSearchParams(query).toString()}`;
 }
 
-function cachedGet<T>(viewer: string, path: string, query: Record<string, string>): Promise<T> {
-  return answers.load(keyOf(viewer, path, query), async () => (await api.get<T>(path, { params: query })).data);
+function cachedGet<T>(viewer: string, isAdmin: boolean, path: string, query: Record<string, string>): Promise<T> {
+  return answers.load(keyOf(viewer, isAdmin, path, query), async () => (await api.get<T>(path, { params: query })).data);
 }
 
 export function fetchSummary(viewer: string, filters: DashboardFilters, isAdmin: boolean): Promise<Summary> {
-  return cachedGet<Summary>(viewer, '/analytics/summary', toQuery(filters, isAdmin));
+  return cachedGet<Summary>(viewer, isAdmin, '/analytics/summary', toQuery(filters, isAdmin));
 }
 
 export function fetchTrends(viewer: string, filters: DashboardFilters, isAdmin: boolean): Promise<Trends> {
-  return cachedGet<Trends>(viewer, '/analytics/trends', toQuery(filters, isAdmin));
+  return cachedGet<Trends>(viewer, isAdmin, '/analytics/trends', toQuery(filters, isAdmin));
 }
 
 /** The figures kept for these filters, if both halves are; `fresh` when neither needs asking again. */
 export function keptFigures(viewer: string, filters: DashboardFilters, isAdmin: boolean): { summary: Summary; trends: Trends; fresh: boolean } | null {
   const query = toQuery(filters, isAdmin);
-  const summary = answers.peek<Summary>(keyOf(viewer, '/analytics/summary', query));
-  const trends = answers.peek<Trends>(keyOf(viewer, '/analytics/trends', query));
+  const summary = answers.peek<Summary>(keyOf(viewer, isAdmin, '/analytics/summary', query));
+  const trends = answers.peek<Trends>(keyOf(viewer, isAdmin, '/analytics/trends', query));
   if (!summary || !trends) return null;
   return { summary: summary.value, trends: trends.value, fresh: summary.fresh && trends.fresh };
 }
