@@ -90,6 +90,7 @@ async def test_admins_list_every_users_uploads_with_filters(
         headers=admin.headers,
     )
     assert audit.json()["total"] == 4
+    assert [str(failed.upload_id)] in [e["details"]["ids"] for e in audit.json()["items"]]
 
 
 async def test_an_admin_requeues_a_failed_upload_and_it_waits_in_the_queue_again(

@@ -192,3 +192,19 @@ async def test_csv_export_carries_who_what_whom_where_and_when(
     assert row["request_id"] == request_id
     occurred = datetime.fromisoformat(row["occurred_at"])
     assert abs(occurred - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+async def test_a_listing_of_uploads_records_which_uploads_were_seen(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    from tests.support import uploads
+    from tests.support.dicom_studies import instance
+
+    owner = await sign_in(client, app)
+    admin = await sign_in(client, app, role=Role.admin)
+    started = await uploads.start(client, owner.headers, [instance()])
+    assert (await client.get("/api/v1/uploads", headers=owner.headers)).status_code == 200
+    response = await client.get(
+        AUDIT, params={"actor_id": str(owner.id), "action": "upload.listed"}, headers=admin.headers
+    )
+    assert [e["details"]["ids"] for e in response.json()["items"]] == [[started.id]]

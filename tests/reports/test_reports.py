@@ -303,6 +303,8 @@ async def test_every_read_of_a_report_is_audited(
         headers=admin.headers,
     )
     assert audit.json()["total"] == 1
+    if action == "report.listed":  # which reports were seen, not only how many
+        assert audit.json()["items"][0]["details"]["ids"] == [str(delivered.report_id)]
 
 
 @pytest.mark.parametrize("change", [{}, {"status": "ready"}, {"text": "Normal."}])

@@ -210,7 +210,8 @@ async def list_uploads(
         request=request,
         actor_id=admin.id,
         target_type="upload",
-        details={"count": len(rows), "admin": True},
+        # Which records were seen, so that "who saw this study" has an answer (promise 7).
+        details={"count": len(rows), "admin": True, "ids": [str(u.id) for u, _ in rows]},
     )
     await session.commit()
     return AdminUploadPage(

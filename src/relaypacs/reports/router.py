@@ -59,7 +59,9 @@ async def list_reports(
     rows, total = await service.list_reports(
         session, user, status=status, limit=limit, offset=offset
     )
-    await service.audit_read(session, request, user, "report.listed", None, {"count": len(rows)})
+    # Which reports were seen, so that "who saw this report" has an answer (promise 7).
+    seen = {"count": len(rows), "ids": [str(r.id) for r, _ in rows]}
+    await service.audit_read(session, request, user, "report.listed", None, seen)
     await session.commit()
     return ReportPage(
         items=[service.summary(r, u) for r, u in rows], total=total, limit=limit, offset=offset

@@ -488,7 +488,8 @@ async def list_uploads(
         request=request,
         actor_id=user.id,
         target_type="upload",
-        details={"count": len(uploads)},
+        # Which records were seen, so that "who saw this study" has an answer (promise 7).
+        details={"count": len(uploads), "ids": [str(u.id) for u in uploads]},
     )
     await session.commit()
     return UploadPage(
