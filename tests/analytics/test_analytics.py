@@ -75,6 +75,8 @@ async def world(analytics_app: FastAPI) -> World:
             "seconds_to_pacs": 300.0,
         },
         {"owner": a, "created_at": _days_ago(5), "state": S.cancelled},
+        # Never completed within its session: not delivered, so not a success either.
+        {"owner": a, "created_at": _days_ago(6, hour=8), "state": S.expired},
         {"owner": a, "created_at": _days_ago(6), "state": S.receiving, "modality": "=1+2"},
         # alice: earlier this month, and long ago
         {"owner": a, "created_at": _days_ago(20), "seconds_to_pacs": 3600.0},
@@ -108,7 +110,9 @@ async def world(analytics_app: FastAPI) -> World:
 
 def expected_summary(rows: list[Row]) -> dict[str, Any]:
     finished = [
-        r for r in rows if r.state in (S.delivered, S.partially_delivered, S.failed, S.rejected)
+        r
+        for r in rows
+        if r.state in (S.delivered, S.partially_delivered, S.failed, S.rejected, S.expired)
     ]
     delivered = [r for r in rows if r.state is S.delivered]
     times = [r.seconds_to_pacs for r in rows if r.seconds_to_pacs is not None]

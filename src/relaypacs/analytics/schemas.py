@@ -79,7 +79,9 @@ class Summary(BaseModel):
     scope: Scope
     uploads: Volume
     outcomes: dict[str, int] = Field(description="Uploads by current state")
-    finished: int = Field(description="delivered + partially_delivered + failed + rejected")
+    finished: int = Field(
+        description="delivered + partially_delivered + failed + rejected + expired"
+    )
     success_rate: float | None = Field(description="delivered ÷ finished; None when none finished")
     modalities: list[ModalityShare]
     service_levels: list[ServiceLevelShare]

@@ -44,12 +44,16 @@ from relaypacs.users.models import Role, ServiceLevel, User
 
 T = TypeVar("T")
 
+#: Outcomes of the product's one job, getting a study into the PACS. An upload whose session
+#: expired before it completed did not get there (the network kept dropping, most likely): it
+#: counts against the success rate, as in the Prometheus rule. Only a cancel is the user's choice.
 FINISHED_STATES = frozenset(
     {
         UploadState.delivered,
         UploadState.partially_delivered,
         UploadState.failed,
         UploadState.rejected,
+        UploadState.expired,
     }
 )
 DELIVERED = frozenset({UploadState.delivered, UploadState.partially_delivered})
