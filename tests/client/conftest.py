@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.resilience.gateway import CliUser, Gateway
+from tests.resilience.proxy import delay_proxy
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +33,10 @@ def signed_in(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Cli
 def cli(signed_in: CliUser, tmp_path: Path) -> CliUser:
     """The session's user with a journal of its own."""
     return signed_in.with_state_dir(tmp_path / "state")
+
+
+@pytest.fixture
+def slow_link(gateway: Gateway) -> Iterator[str]:
+    """The gateway behind 500 ms of round trip, so a test can act in the middle of an upload."""
+    with delay_proxy(("127.0.0.1", gateway.port), one_way_delay=0.25) as port:
+        yield f"http://127.0.0.1:{port}"

@@ -9,15 +9,14 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from relaypacs.client.exit_codes import ExitCode
 from tests.client.dicom_files import GeneratedStudy, write_study
 from tests.resilience.gateway import CliUser, Gateway, sha256_of
-from tests.resilience.proxy import delay_proxy
 
 pytestmark = pytest.mark.slow
 
@@ -36,13 +35,6 @@ def assert_gateway_holds(cli: CliUser, upload_id: str, study: GeneratedStudy, vi
     assembled = {f["name"].rsplit("/", 1)[-1]: f["sha256"] for f in status["files"]}
     assert assembled == {p.name: sha256_of(p) for p in study.files}
     assert sorted(i["sha256"] for i in status["instances"]) == sorted(assembled.values())
-
-
-@pytest.fixture
-def slow_link(gateway: Gateway) -> Iterator[str]:
-    """The gateway behind 500 ms of round trip, so a test can act in the middle of an upload."""
-    with delay_proxy(("127.0.0.1", gateway.port), one_way_delay=0.25) as port:
-        yield f"http://127.0.0.1:{port}"
 
 
 def wait_until(predicate: Any, timeout: float = 60) -> None:
@@ -282,14 +274,30 @@ def _completed(journal: Path) -> list[dict[str, Any]]:
 
 
 def _stop_with_ctrl_c(watcher: subprocess.Popen[str]) -> None:
-    """Ctrl-C ends `relaypacs watch` cleanly; a watcher that ignores it is not left running."""
+    """Ctrl-C ends `relaypacs watch` with 130, "interrupted", as it does every command; a watcher
+    that ignores it is not left running."""
     watcher.send_signal(signal.SIGINT)
     try:
-        assert watcher.wait(30) == 0
+        assert watcher.wait(30) == ExitCode.INTERRUPTED
     except subprocess.TimeoutExpired:
         watcher.kill()
         watcher.wait()
         raise
+
+
+def test_ctrl_c_stops_watch_with_the_interrupted_exit_code(cli: CliUser, tmp_path: Path) -> None:
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    watcher = cli.spawn("watch", str(folder), "--server", cli.server, "--interval", "0.2")
+    try:
+        assert watcher.stderr is not None
+        assert "watching" in watcher.stderr.readline()
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(30) == 130  # what exit_codes.py and --help say "interrupted" is
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
 
 
 def test_watch_never_sends_a_study_that_is_still_being_copied(cli: CliUser, tmp_path: Path) -> None:

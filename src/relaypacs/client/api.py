@@ -9,9 +9,11 @@ Exceptions::
 
 Transient failures (connection refused or reset, a link that went down, no bytes moving for
 ``stall_timeout`` seconds, 408/429/5xx, a problem code in ``RETRY_CODES``) are retried with
-exponential backoff and full jitter, indefinitely while *some* request of the run still makes
-progress. There is deliberately no whole-request deadline: on a link losing half its packets one
-chunk can take minutes and still arrive, so a request is abandoned only when it stops moving bytes.
+exponential backoff and full jitter, for as long as *some* request of the run succeeds (a chunk
+stored, an answer given) at least every ``give_up_after`` seconds. Bytes handed to the socket are
+not progress: a proxy that takes every body and answers 503 moves bytes forever. There is
+deliberately no whole-request deadline: on a link losing half its packets one chunk can take
+minutes and still arrive, so a request is abandoned only when it stops moving bytes.
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ ENDED_UPLOAD_TOKEN_CODES = frozenset({"upload_token_revoked", "invalid_upload_to
 #: earlier attempt with this key (whose answer was lost, or which stalled) is still being carried
 #: out; once it commits, the same request is answered with its upload.
 RETRY_CODES = frozenset({"idempotency_key_in_flight"})
+#: The gateway's default ``refresh_reuse_grace_seconds``: a refresh token presented again this
+#: soon after its exchange gets the same successor (the answer was lost); later it is reuse, and
+#: the gateway ends the whole sign-in. The client cannot ask for the setting, so it keeps to this.
+REFRESH_GRACE_S = 30.0
+#: One refresh attempt waits this long for its answer (a few hundred bytes) before it is sent
+#: again: well inside the grace, so the resend still gets the same successor.
+REFRESH_TIMEOUT_S = 10.0
+#: Answers that say the request was not carried out: a refresh answered so exchanged nothing.
+NOT_CARRIED_OUT = frozenset({408, 429, 503})
 
 
 class ClientError(Exception):
@@ -71,6 +82,14 @@ class ApiError(ClientError):
 
 class NotSignedIn(ClientError):
     pass
+
+
+class _ResendWindowClosed(ClientError):
+    """A request that may already have been carried out can no longer safely be sent again."""
+
+    def __init__(self, last_failure: str) -> None:
+        super().__init__(last_failure)
+        self.last_failure = last_failure
 
 
 class GaveUp(ClientError):
@@ -94,7 +113,7 @@ class RetryPolicy:
 
 @dataclass
 class Liveness:
-    """When the run last moved forward; shared by every request of one run."""
+    """When a request of the run last succeeded; shared by every request of one run."""
 
     last_progress: float = field(default_factory=time.monotonic)
 
@@ -231,6 +250,8 @@ class GatewayClient:
         stall_timeout: float = 60.0,
         connections: int = 6,
         retry: RetryPolicy | None = None,
+        refresh_timeout: float = REFRESH_TIMEOUT_S,
+        refresh_grace: float = REFRESH_GRACE_S,
     ) -> None:
         self.server = server.rstrip("/")
         self.credentials = credentials
@@ -246,6 +267,10 @@ class GatewayClient:
         # Each timeout bounds one socket operation (connect, one 64 KiB write, the wait for the
         # next bytes of a response): together they are an idle timeout, not a request deadline.
         timeout = httpx.Timeout(stall_timeout, pool=None)
+        self._refresh_timeout = min(stall_timeout, refresh_timeout)
+        # A resend must reach the gateway within the grace of the first send's exchange: one
+        # that starts later than this after it could arrive too late, even connecting slowly.
+        self._refresh_resend_window = max(0.0, refresh_grace - self._refresh_timeout)
         transport = httpx.AsyncHTTPTransport(
             retries=0,
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
@@ -316,7 +341,9 @@ class GatewayClient:
             if self._access_token is not None and self._access_token != rejected:
                 return self._access_token
             store = self.credentials
-            with store.lock():
+            # Held across the exchange, so no other uploader presents the same token meanwhile;
+            # waited for without blocking, so the chunks in flight here keep moving meanwhile.
+            async with store.lock_async():
                 # Another uploader process may have rotated the token a moment ago.
                 saved = store.load(self.server)
                 if saved is None:
@@ -324,13 +351,23 @@ class GatewayClient:
                 if saved.access_token != rejected and saved.access_token_usable():
                     self._access_token = saved.access_token
                     return saved.access_token
-                response = await self._request(
-                    "POST",
-                    f"{API}/auth/refresh",
-                    json={"refresh_token": saved.refresh_token},
-                    signed=False,
-                    on_status={401: NotSignedIn, 403: NotSignedIn},
-                )
+                try:
+                    response = await self._request(
+                        "POST",
+                        f"{API}/auth/refresh",
+                        json={"refresh_token": saved.refresh_token},
+                        signed=False,
+                        on_status={401: NotSignedIn, 403: NotSignedIn},
+                        idle_timeout=self._refresh_timeout,
+                        resend_window=self._refresh_resend_window,
+                    )
+                except _ResendWindowClosed as closed:
+                    raise NotSignedIn(
+                        f"the sign-in to {self.server} could not be renewed: the gateway did not "
+                        f"answer in {self._refresh_resend_window:.0f} s (last: "
+                        f"{closed.last_failure}), and sending the same refresh token any later "
+                        "would end the sign-in"
+                    ) from None
                 renewed = SavedSignIn.from_tokens(saved.username, response.json())
                 # Refresh tokens are single-use: the new one must be on disk before anything else.
                 store.save(self.server, renewed)
@@ -424,10 +461,10 @@ class GatewayClient:
                 for start in range(0, len(data), SEND_PIECE):
                     piece = bytes(view[start : start + SEND_PIECE])
                     yield piece
-                    # The previous piece was accepted by the socket: count it as moved.
+                    # The previous piece was accepted by the socket: count it as moved (but not
+                    # as progress of the run, which only a stored chunk is).
                     attempt_bytes += len(piece)
                     self.stats.sent += len(piece)
-                    self.liveness.touch()
                     if on_bytes is not None:
                         on_bytes(len(piece))
 
@@ -474,8 +511,24 @@ class GatewayClient:
         on_status: dict[int, type[ClientError]] | None = None,
         window: InFlightWindow | None = None,
         retry_statuses: frozenset[int] = TRANSIENT_STATUSES,
+        idle_timeout: float | None = None,
+        resend_window: float | None = None,
     ) -> httpx.Response:
+        """Send until answered. ``idle_timeout`` replaces the client's stall timeout for this
+        request; ``resend_window``: no attempt starts more than this many seconds after the first
+        one that may have been carried out (else :class:`_ResendWindowClosed`)."""
         attempt = 0
+        first_delivered: float | None = None
+        attempt_sent: float | None = None
+
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            # When the request itself left, not when it began waiting for a free connection:
+            # the gateway can have acted on it only from then on.
+            nonlocal attempt_sent
+            if attempt_sent is None and event.endswith(".send_request_headers.started"):
+                attempt_sent = time.monotonic()
+
+        extensions = {"trace": trace} if resend_window is not None else None
         while True:
             request_headers = dict(headers or {})
             token: str | None = None
@@ -486,6 +539,7 @@ class GatewayClient:
             failure: httpx.TransportError | None = None
             if window is not None:
                 await window.acquire()
+            attempt_sent = None
             try:
                 response = await self._http.request(
                     method,
@@ -493,6 +547,12 @@ class GatewayClient:
                     json=json,
                     content=content_factory() if content_factory is not None else None,
                     headers=request_headers,
+                    extensions=extensions,
+                    timeout=(
+                        httpx.Timeout(idle_timeout, pool=None)
+                        if idle_timeout is not None
+                        else httpx.USE_CLIENT_DEFAULT
+                    ),
                 )
             except httpx.TransportError as error:
                 response = None
@@ -506,9 +566,16 @@ class GatewayClient:
                 if window.allowed > 1:
                     log.info("one chunk at a time after %s", reason_of(failure, status))
                 window.cut()
+            if (
+                first_delivered is None
+                and attempt_sent is not None
+                and status not in NOT_CARRIED_OUT
+            ):
+                first_delivered = attempt_sent
             if response is not None:
                 if response.status_code < 400:
-                    self.liveness.touch()
+                    if response.status_code < 300:
+                        self.liveness.touch()
                     if window is not None:
                         window.succeeded()
                     return response
@@ -553,5 +620,12 @@ class GatewayClient:
                     f" (last: {reason})",
                     reason,
                 )
-            await asyncio.sleep(wait if wait is not None else self.retry.delay(attempt))
+            pause = wait if wait is not None else self.retry.delay(attempt)
+            if resend_window is not None and first_delivered is not None:
+                left = resend_window - (time.monotonic() - first_delivered)
+                if left <= 0:
+                    raise _ResendWindowClosed(reason)
+                # A shorter wait, not none: the last resend that is still safe is worth making.
+                pause = min(pause, left)
+            await asyncio.sleep(pause)
             attempt += 1

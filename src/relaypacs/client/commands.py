@@ -48,7 +48,10 @@ VerboseOption = typer.Option(
     False, "--verbose", "-v", help="Log every retry and its reason to stderr"
 )
 GiveUpOption = typer.Option(
-    3600.0, "--give-up-after", min=1.0, help="Stop after this many seconds without any progress"
+    3600.0,
+    "--give-up-after",
+    min=1.0,
+    help="Stop after this many seconds without any progress (no chunk stored, no answer)",
 )
 
 
@@ -361,7 +364,9 @@ def watch_command(
         with reporter:
             asyncio.run(watch_folder(connection, folder, options, reporter, settle, interval))
     except KeyboardInterrupt:
-        raise typer.Exit(ExitCode.OK) from None
+        # Ctrl-C is how a watcher always stops, but scripts and service managers read 130 as
+        # "interrupted" for every command (exit_codes.py), and 0 as "finished its work".
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
     except ClientError as error:
         raise _fail(error) from None
 

@@ -8,13 +8,13 @@ uploader processes of the user.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from relaypacs.client.files import config_dir, locked, read_json, write_json_private
+from relaypacs.client.files import config_dir, locked_async, read_json, write_json_private
 
 # Renew a little before the access token really expires, so no request races its expiry.
 EXPIRY_MARGIN_S = 120
@@ -46,9 +46,11 @@ class CredentialStore:
         self.directory = directory or config_dir()
         self.path = self.directory / "credentials.json"
 
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        with locked(self.directory / ".credentials.lock"):
+    @asynccontextmanager
+    async def lock_async(self) -> AsyncIterator[None]:
+        """Shared by every uploader process of the user; waiting for it does not stop the event
+        loop, so this process's transfers go on while another one renews the sign-in."""
+        async with locked_async(self.directory / ".credentials.lock"):
             yield
 
     def load(self, server: str) -> SavedSignIn | None:

@@ -8,6 +8,7 @@ connection pool. Each chunk is read and hashed in a thread; the request itself i
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,8 @@ class UploadClosed(ClientError):
 
 
 class LocalFileChanged(ClientError):
-    """The server holds different bytes for a chunk: the local file changed since it was sent."""
+    """A local file changed since the scan (its size or modification time differ when a chunk
+    is read), or the server holds other bytes for a chunk than the file has now."""
 
 
 class UploadToken:
@@ -90,12 +92,28 @@ class FilePlan:
     path: Path
     size: int
     missing: list[int]
+    #: (size, modification time in ns) of the file when it was scanned; None for a file that
+    #: is the uploader's own copy (a ZIP member unpacked to the spool).
+    scanned: tuple[int, int] | None = None
 
 
-def read_chunk(path: Path, index: int, chunk_size: int) -> tuple[bytes, str]:
+def read_chunk(
+    path: Path, index: int, chunk_size: int, scanned: tuple[int, int] | None = None
+) -> tuple[bytes, str]:
+    """One chunk of ``path``; :class:`LocalFileChanged` when the file is no longer the one
+    ``scanned``: a session must never be completed from a mix of two versions of a file."""
     with path.open("rb") as f:
         f.seek(index * chunk_size)
         data = f.read(chunk_size)
+        if scanned is not None:
+            # Looked at after the read, on the open file: a write that landed before or during
+            # the read shows here, and one landing later does not touch the bytes we hold.
+            stat = os.fstat(f.fileno())
+            if (stat.st_size, stat.st_mtime_ns) != scanned:
+                raise LocalFileChanged(
+                    f"{path.name} changed while it was being uploaded (its size or modification "
+                    "time differ from the scan): the upload was not completed"
+                )
     return data, content_md5(data)
 
 
@@ -151,7 +169,7 @@ async def _send_one(
     window: InFlightWindow | None = None,
 ) -> None:
     checksum_failures = renewals = 0
-    data, md5 = await asyncio.to_thread(read_chunk, plan.path, index, chunk_size)
+    data, md5 = await asyncio.to_thread(read_chunk, plan.path, index, chunk_size, plan.scanned)
     while True:
         token = upload_token.value
         try:
@@ -166,7 +184,9 @@ async def _send_one(
                 if on_bytes is not None:
                     on_bytes(-len(data))
                 client.stats.resent += len(data)
-                data, md5 = await asyncio.to_thread(read_chunk, plan.path, index, chunk_size)
+                data, md5 = await asyncio.to_thread(
+                    read_chunk, plan.path, index, chunk_size, plan.scanned
+                )
                 continue
             if (
                 token is not None

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
 APP_NAME = "relaypacs"
+#: How often a lock another process holds is tried again by a waiter that must not block.
+LOCK_RETRY_S = 0.05
 
 
 def config_dir() -> Path:
@@ -70,4 +73,29 @@ def locked(path: Path) -> Iterator[None]:
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+@asynccontextmanager
+async def locked_async(path: Path) -> AsyncIterator[None]:
+    """:func:`locked` for a coroutine: while another process holds the lock, the event loop
+    goes on (a blocking ``flock`` would freeze every transfer of this process meanwhile).
+
+    Tried without blocking and again after a short sleep, not waited for in a thread: a waiter
+    cancelled meanwhile then leaves no thread behind to take the lock and never give it back.
+    """
+    private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(LOCK_RETRY_S)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
         os.close(fd)

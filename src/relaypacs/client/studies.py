@@ -51,6 +51,9 @@ class Source:
     size: int
     name: str
     fingerprint: str
+    #: The file's modification time at the scan (None for a ZIP member): a read that finds
+    #: another one, or another size, is reading a file that changed under the run.
+    mtime_ns: int | None = None
 
     @property
     def in_zip(self) -> bool:
@@ -214,7 +217,9 @@ def collect_sources(
         fingerprint = _file_fingerprint(path, stat)
         if fingerprint not in seen:
             seen.add(fingerprint)
-            sources.append(Source(path, None, stat.st_size, name, fingerprint))
+            sources.append(
+                Source(path, None, stat.st_size, name, fingerprint, mtime_ns=stat.st_mtime_ns)
+            )
 
     for given in paths:
         if given.is_dir():

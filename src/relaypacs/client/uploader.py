@@ -12,6 +12,7 @@ from another machine or a wiped state dir is therefore a duplicate like any othe
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 import time
 from collections.abc import Callable
@@ -274,6 +275,12 @@ class StudyUploader:
     async def _upload(self, study: Study, label: str, outcome: StudyOutcome, force: bool) -> None:
         server = self.client.server
         entry = self.journal.get(server, study.fingerprint)
+        if entry is not None and not _same_sources(entry, study):
+            # Not these files (a journal of an older version, or edited by hand): what its
+            # session holds cannot be shown to be their bytes, so as for any changed study the
+            # journal names no session for them.
+            self.journal.remove(entry)
+            entry = None
         if entry is not None and entry.completed and not force:
             outcome.upload_id, outcome.resumed = entry.upload_id, True
             outcome.upload_token = entry.upload_token
@@ -407,6 +414,12 @@ class StudyUploader:
             self.reporter.study_started(study, label, study.size, study.size)
             return
         paths = await asyncio.to_thread(self._materialize, study)
+        # By what each file is, never by where it stands: the same files given in another order
+        # make the same study, and a position would read one file's chunks from another.
+        local = {
+            i.source.fingerprint: (path, _scanned(i.source))
+            for i, path in zip(study.instances, paths, strict=True)
+        }
 
         def renewed(value: str) -> None:
             # Kept at once: a run stopped after this resumes with the token that works.
@@ -426,10 +439,10 @@ class StudyUploader:
                     outcome.state = str(status.get("state"))
                     return
                 missing = missing_by_file(status)
-            plans = [
-                FilePlan(f.file_id, path, f.size, missing.get(f.file_id, []))
-                for f, path in zip(entry.files, paths, strict=True)
-            ]
+            plans: list[FilePlan] = []
+            for f in entry.files:
+                path, scanned = local[f.source]
+                plans.append(FilePlan(f.file_id, path, f.size, missing.get(f.file_id, []), scanned))
             needed = sum(_chunk_bytes(p, i, entry.chunk_size) for p in plans for i in p.missing)
             if attempt == 0:
                 outcome.bytes_needed = needed
@@ -515,12 +528,15 @@ class StudyUploader:
     def _materialize(self, study: Study) -> list[Path]:
         """Plain files are read in place; ZIP members are unpacked once, for random access."""
         paths: list[Path] = []
-        for n, instance in enumerate(study.instances):
+        for instance in study.instances:
             source: Source = instance.source
             if not source.in_zip:
                 paths.append(source.path)
                 continue
-            target = self._spool_for(study) / f"{n:06d}.dcm"
+            # Named by what it is: a copy left by a killed run must not be taken for another
+            # member that now stands at its place in the list.
+            member = hashlib.sha256(source.fingerprint.encode()).hexdigest()[:32]
+            target = self._spool_for(study) / f"{member}.dcm"
             if not target.exists() or target.stat().st_size != source.size:
                 target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 partial = target.with_suffix(".part")
@@ -532,6 +548,19 @@ class StudyUploader:
 
     def _clean_spool(self, study: Study) -> None:
         shutil.rmtree(self._spool_for(study), ignore_errors=True)
+
+
+def _same_sources(entry: JournalEntry, study: Study) -> bool:
+    return sorted(f.source for f in entry.files) == sorted(
+        i.source.fingerprint for i in study.instances
+    )
+
+
+def _scanned(source: Source) -> tuple[int, int] | None:
+    """What a read must find the file to be; None for a ZIP member, read from our own copy."""
+    if source.in_zip or source.mtime_ns is None:
+        return None
+    return source.size, source.mtime_ns
 
 
 def _chunks(size: int, chunk_size: int) -> int:

@@ -1,0 +1,74 @@
+"""A file rewritten while it is being uploaded stops its study: the session is never completed from
+a mix of the old and the new bytes.
+
+The uploader runs in this process (so a hook can rewrite the file at a chosen moment) against a
+real gateway process; nothing of the uploader or the gateway is replaced.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from relaypacs.client.exit_codes import ExitCode
+from relaypacs.client.progress import QuietReporter
+from relaypacs.client.run import Connection, upload_paths
+from relaypacs.client.studies import Study
+from relaypacs.client.uploader import UploadOptions
+from tests.client.dicom_files import write_study
+from tests.resilience.gateway import CliUser
+
+pytestmark = pytest.mark.slow
+
+CHUNK = 512 * 1024
+
+
+class RewriteOnceMoving(QuietReporter):
+    """Rewrites ``path`` in place (same size, other pixels) as soon as its first bytes move."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.rewritten = False
+
+    def study_bytes(self, study: Study, moved: int) -> None:
+        if self.rewritten or moved <= 0:
+            return
+        self.rewritten = True
+        data = bytearray(self.path.read_bytes())
+        data[-200_000:] = os.urandom(200_000)  # the header stays: still the same instance
+        before = self.path.stat()
+        self.path.write_bytes(bytes(data))
+        # An edit a moment after the scan may fall in the same tick of a coarse file clock;
+        # a real one comes seconds later. Make sure the modification time says it changed.
+        os.utime(self.path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+
+
+async def test_a_file_rewritten_during_its_upload_ends_the_run_and_nothing_mixed_is_completed(
+    cli: CliUser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAYPACS_CONFIG_DIR", str(cli.config_dir))
+    monkeypatch.setenv("RELAYPACS_STATE_DIR", str(cli.state_dir))
+    study = write_study(tmp_path / "in", instances=1, pixel_bytes=1_500_000)
+    (image,) = study.files
+    reporter = RewriteOnceMoving(image)
+    # One chunk at a time: the second is read only after the rewrite.
+    options = UploadOptions(parallel=1, chunk_size=CHUNK)
+
+    run = await upload_paths(
+        Connection(cli.server, parallel=1), [tmp_path / "in"], options, reporter
+    )
+
+    assert reporter.rewritten
+    # The code exit_codes.py and --help give an unusable local file.
+    assert run.exit_code is ExitCode.ERROR
+    (outcome,) = run.outcomes
+    assert image.name in outcome.message
+    assert "changed" in outcome.message
+    assert outcome.upload_id is not None
+    status = cli.api("GET", f"/uploads/{outcome.upload_id}").json()
+    # Only the chunk read before the rewrite is there, and the session was never completed.
+    assert status["state"] == "receiving"
+    assert status["bytes_received"] == CHUNK
