@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -169,10 +171,11 @@ async def test_role_changes_are_audited_with_old_and_new_role(
     assert event.details == {"from": "clinician", "to": "radiologist"}
 
 
-async def test_of_two_admins_demoting_each_other_at_once_one_stays(
+@asynccontextmanager
+async def _app_without_other_admins(
     database_url: str, tmp_path: Path
-) -> None:
-    # Needs a database where this is the only admin: a fresh one of the same backend.
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """A gateway on a fresh database of the same backend: the admins a test makes are all."""
     backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
     (tmp_path / "db").mkdir()
     database = throwaway_database(backend, tmp_path / "db")
@@ -181,28 +184,31 @@ async def test_of_two_admins_demoting_each_other_at_once_one_stays(
     try:
         settings = make_settings(fresh_url, tmp_path / "data")
         async with running_app(settings) as fresh_app, new_client(fresh_app) as http:
-            admin = await sign_in(http, fresh_app, role=Role.admin)
-            second = await sign_in(http, fresh_app, role=Role.admin)
-            # Two admins demote each other at the same moment: one of them stays.
-            answers = await asyncio.gather(
-                http.patch(
-                    f"{USERS}/{second.id}", json={"role": "clinician"}, headers=admin.headers
-                ),
-                http.patch(
-                    f"{USERS}/{admin.id}", json={"role": "clinician"}, headers=second.headers
-                ),
-            )
-            # The other is refused: "last admin" when both ran side by side (PostgreSQL), or
-            # "not an admin" when it came second (SQLite's transactions take turns).
-            assert sorted(a.status_code for a in answers) in ([200, 403], [200, 409]), [
-                a.text for a in answers
-            ]
-            refused = next(a for a in answers if a.status_code != 200)
-            assert refused.json()["code"] in {"last_admin", "insufficient_role"}
-            async with fresh_app.state.sessionmaker() as session:
-                assert await UserRepository(session).count_active_admins() == 1
+            yield fresh_app, http
     finally:
         await anyio.to_thread.run_sync(database.__exit__, None, None, None)
+
+
+async def test_of_two_admins_demoting_each_other_at_once_one_stays(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with _app_without_other_admins(database_url, tmp_path) as (fresh_app, http):
+        admin = await sign_in(http, fresh_app, role=Role.admin)
+        second = await sign_in(http, fresh_app, role=Role.admin)
+        # Two admins demote each other at the same moment: one of them stays.
+        answers = await asyncio.gather(
+            http.patch(f"{USERS}/{second.id}", json={"role": "clinician"}, headers=admin.headers),
+            http.patch(f"{USERS}/{admin.id}", json={"role": "clinician"}, headers=second.headers),
+        )
+        # The other is refused: "last admin" when both ran side by side (PostgreSQL), or
+        # "not an admin" when it came second (SQLite's transactions take turns).
+        assert sorted(a.status_code for a in answers) in ([200, 403], [200, 409]), [
+            a.text for a in answers
+        ]
+        refused = next(a for a in answers if a.status_code != 200)
+        assert refused.json()["code"] in {"last_admin", "insufficient_role"}
+        async with fresh_app.state.sessionmaker() as session:
+            assert await UserRepository(session).count_active_admins() == 1
 
 
 async def test_an_admin_cannot_demote_or_disable_themselves(
@@ -220,23 +226,15 @@ async def test_an_admin_cannot_demote_or_disable_themselves(
 async def test_a_disabled_admin_can_be_demoted_by_the_one_active_admin(
     database_url: str, tmp_path: Path
 ) -> None:
-    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
-    (tmp_path / "db").mkdir()
-    database = throwaway_database(backend, tmp_path / "db")
-    fresh_url = await anyio.to_thread.run_sync(database.__enter__)
-    try:
-        settings = make_settings(fresh_url, tmp_path / "data")
-        async with running_app(settings) as fresh_app, new_client(fresh_app) as http:
-            admin = await sign_in(http, fresh_app, role=Role.admin)
-            other = await sign_in(http, fresh_app, role=Role.admin)
-            disabled = await http.patch(
-                f"{USERS}/{other.id}", json={"is_active": False}, headers=admin.headers
-            )
-            assert disabled.status_code == 200, disabled.text
-            # The number of active admins does not change: no "last admin" here.
-            demoted = await http.patch(
-                f"{USERS}/{other.id}", json={"role": "clinician"}, headers=admin.headers
-            )
-            assert demoted.status_code == 200, demoted.text
-    finally:
-        await anyio.to_thread.run_sync(database.__exit__, None, None, None)
+    async with _app_without_other_admins(database_url, tmp_path) as (fresh_app, http):
+        admin = await sign_in(http, fresh_app, role=Role.admin)
+        other = await sign_in(http, fresh_app, role=Role.admin)
+        disabled = await http.patch(
+            f"{USERS}/{other.id}", json={"is_active": False}, headers=admin.headers
+        )
+        assert disabled.status_code == 200, disabled.text
+        # The number of active admins does not change: no "last admin" here.
+        demoted = await http.patch(
+            f"{USERS}/{other.id}", json={"role": "clinician"}, headers=admin.headers
+        )
+        assert demoted.status_code == 200, demoted.text
