@@ -62,10 +62,24 @@ _exception_to_dict = structlog.processors.ExceptionRenderer(
 def _redact_exception_values(
     _: Any, __: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    for exception in event.get("exception") or ():
-        if isinstance(exception, dict) and exception.get("exc_value"):
-            exception["exc_value"] = "[redacted]"
+    _redact_chain(event.get("exception") or ())
     return event
+
+
+def _redact_chain(chain: Any) -> None:
+    # Every exception of the chain, the members of an exception group (nested chains) too, and
+    # whatever text rides along with them: notes, and the source line of a syntax error.
+    for exception in chain:
+        if not isinstance(exception, dict):
+            continue
+        if exception.get("exc_value"):
+            exception["exc_value"] = "[redacted]"
+        if exception.get("exc_notes"):
+            exception["exc_notes"] = ["[redacted]"] * len(exception["exc_notes"])
+        if exception.get("syntax_error"):
+            exception["syntax_error"] = "[redacted]"
+        for member in exception.get("exceptions") or ():
+            _redact_chain(member)
 
 
 def _report_to_sentry(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -84,3 +84,25 @@ def test_lines_go_to_stdout_as_it_is_now_not_as_it_was_when_configured(
         configure_logging("WARNING")  # as the other tests' apps have it
     events = [json.loads(line)["event"] for line in now.getvalue().splitlines()]
     assert events == ["job_failed", "stdlib_probe"]
+
+
+def test_an_exception_group_and_its_notes_are_logged_without_their_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # asyncio.TaskGroup raises groups: every member, and every note, may quote patient data.
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    try:
+        configure_logging("INFO")
+        try:
+            inner = ValueError(f"no study for {PATIENT_NAME}")
+            inner.add_note(f"while filing {PATIENT_NAME}")
+            raise ExceptionGroup("two jobs failed", [inner, KeyError(PATIENT_NAME)])
+        except ExceptionGroup:
+            structlog.get_logger("relaypacs.tests").exception("jobs_failed")
+    finally:
+        configure_logging("WARNING")  # as the other tests' apps have it
+    line = json.loads(out.getvalue().splitlines()[-1])
+    group = line["exception"][0]
+    assert [m[0]["exc_type"] for m in group["exceptions"]] == ["ValueError", "KeyError"]
+    assert "ROE" not in out.getvalue()
