@@ -1,5 +1,6 @@
 """A file rewritten while it is being uploaded stops its study: the session is never completed from
-a mix of the old and the new bytes.
+a mix of the old and the new bytes, and it is cancelled, so the next run sends the files as they
+are now instead of being refused as a duplicate of it.
 
 The uploader runs in this process (so a hook can rewrite the file at a chosen moment) against a
 real gateway process; nothing of the uploader or the gateway is replaced.
@@ -13,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from relaypacs.client.exit_codes import ExitCode
+from relaypacs.client.journal import Journal
 from relaypacs.client.progress import QuietReporter
 from relaypacs.client.run import Connection, upload_paths
 from relaypacs.client.studies import Study
 from relaypacs.client.uploader import UploadOptions
 from tests.client.dicom_files import write_study
-from tests.resilience.gateway import CliUser
+from tests.client.test_upload_command import DONE_STATES
+from tests.resilience.gateway import CliUser, sha256_of
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +71,38 @@ async def test_a_file_rewritten_during_its_upload_ends_the_run_and_nothing_mixed
     assert image.name in outcome.message
     assert "changed" in outcome.message
     assert outcome.upload_id is not None
+    assert "cancelled" in outcome.message
     status = cli.api("GET", f"/uploads/{outcome.upload_id}").json()
-    # Only the chunk read before the rewrite is there, and the session was never completed.
-    assert status["state"] == "receiving"
+    # Never completed: only the chunk read before the rewrite had reached it.
+    assert status["state"] == "cancelled"
     assert status["bytes_received"] == CHUNK
+    assert "assembling" not in {e["state"] for e in status["timeline"]}
+
+
+async def test_after_a_file_changed_mid_upload_the_next_run_sends_the_changed_files(
+    cli: CliUser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAYPACS_CONFIG_DIR", str(cli.config_dir))
+    monkeypatch.setenv("RELAYPACS_STATE_DIR", str(cli.state_dir))
+    study = write_study(tmp_path / "in", instances=1, pixel_bytes=1_500_000)
+    (image,) = study.files
+    connection = Connection(cli.server, parallel=1)
+    options = UploadOptions(parallel=1, chunk_size=CHUNK)
+    stopped = await upload_paths(connection, [tmp_path / "in"], options, RewriteOnceMoving(image))
+    assert stopped.exit_code is ExitCode.ERROR
+    (abandoned,) = stopped.outcomes
+    # By the run that abandoned it, not left for the next one to find.
+    assert cli.api("GET", f"/uploads/{abandoned.upload_id}").json()["state"] == "cancelled"
+    assert abandoned.upload_id is not None
+    assert Journal(cli.state_dir).find_upload(abandoned.upload_id) is None
+
+    # As `watch` or a script would: no --force, and no terminal to ask about a duplicate.
+    run = await upload_paths(connection, [tmp_path / "in"], options, QuietReporter())
+
+    (outcome,) = run.outcomes
+    assert run.exit_code is ExitCode.OK, outcome.message
+    assert outcome.upload_id is not None
+    assert outcome.upload_id != abandoned.upload_id
+    assert outcome.replaced_upload_id is None  # no duplicate refusal to get past
+    status = cli.wait_for_state(outcome.upload_id, DONE_STATES)
+    assert [f["sha256"] for f in status["files"]] == [sha256_of(image)]

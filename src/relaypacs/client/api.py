@@ -429,8 +429,8 @@ class GatewayClient:
                     self._ended_upload_tokens.add(upload_token)
         return await self._request(method, url)
 
-    async def cancel_upload(self, upload_id: str) -> None:
-        await self._request("DELETE", f"{API}/uploads/{upload_id}")
+    async def cancel_upload(self, upload_id: str, upload_token: str | None = None) -> None:
+        await self._with_upload_token("DELETE", f"{API}/uploads/{upload_id}", upload_token)
 
     async def put_chunk(
         self,

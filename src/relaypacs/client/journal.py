@@ -87,9 +87,14 @@ class Journal:
         except (TypeError, KeyError):
             return None
 
-    def find_upload(self, upload_id: str) -> JournalEntry | None:
+    def find_upload(self, upload_id: str, server: str | None = None) -> JournalEntry | None:
+        """The entry of the session ``upload_id`` (made on ``server``, when given)."""
         for data in self._entries().values():
-            if isinstance(data, dict) and data.get("upload_id") == upload_id:
+            if (
+                isinstance(data, dict)
+                and data.get("upload_id") == upload_id
+                and (server is None or data.get("server") == server.rstrip("/"))
+            ):
                 try:
                     return JournalEntry.from_json(data)
                 except (TypeError, KeyError):

@@ -7,12 +7,18 @@ modality were sent, and names, sizes and the declared metadata cannot prove that
 already stored there are these files' bytes (another study of the same patient that day, or a
 corrected file of the same size, would be mixed into what reaches the PACS). A study started
 from another machine or a wiped state dir is therefore a duplicate like any other (``--force``).
+
+A session the journal does name but that no run can finish is cancelled, never left to block
+the next start of the study with ``duplicate_study`` until it expires: one whose files changed
+under the run, and one of this study that a 409 names when its files now have another
+fingerprint (moved, copied, touched or edited since).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from relaypacs.client.api import ApiError, GatewayClient
+from relaypacs.client.api import ApiError, ClientError, GatewayClient
 from relaypacs.client.engine import (
     FilePlan,
     LocalFileChanged,
@@ -43,6 +49,11 @@ GONE_STATES = frozenset({"cancelled", "expired"})
 # is not an instance to deliver and is no loss: a DICOMDIR, the media's index.
 NOT_AN_INSTANCE = "skipped"
 COMPLETE_ATTEMPTS = 5
+# Cancelling an abandoned session is only tidying up: an unreachable gateway must not hold the
+# run (or `watch`) for the hour an upload keeps trying; the session then ends when it expires.
+ABANDON_CANCEL_S = 60.0
+
+log = logging.getLogger("relaypacs.client")
 
 
 class Reporter(Protocol):
@@ -148,6 +159,8 @@ class StudyOutcome:
     # Set from the final status with ``--wait``: why the study was not (all) delivered.
     failure_reason: str | None = None
     left_out: list[LeftOut] = field(default_factory=list)
+    #: Our own unfinished session of this study that was cancelled so this one could start.
+    replaced_upload_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -163,6 +176,7 @@ class StudyOutcome:
             "seconds": round(self.seconds, 3),
             "failure_reason": self.failure_reason,
             "left_out": [{"name": f.name, "reason": f.reason} for f in self.left_out],
+            "replaced_upload_id": self.replaced_upload_id,
         }
 
 
@@ -278,8 +292,12 @@ class StudyUploader:
         if entry is not None and not _same_sources(entry, study):
             # Not these files (a journal of an older version, or edited by hand): what its
             # session holds cannot be shown to be their bytes, so as for any changed study the
-            # journal names no session for them.
-            self.journal.remove(entry)
+            # journal names no session for them, and no run can finish that session.
+            if entry.completed:
+                self.journal.remove(entry)
+            else:
+                note = await self._abandon(entry, "starting again")
+                self.reporter.study_note(study, f"the journal did not match these files; {note}")
             entry = None
         if entry is not None and entry.completed and not force:
             outcome.upload_id, outcome.resumed = entry.upload_id, True
@@ -314,6 +332,13 @@ class StudyUploader:
                 # The previous attempt is ours: the server's duplicate check must not stop us.
                 force = True
                 continue
+            except LocalFileChanged as changed:
+                # The files are no longer what the session was started for: left receiving, it
+                # would be the "duplicate" that refuses the next start of the changed files.
+                outcome.exit_code = ExitCode.ERROR
+                abandoned = await self._abandon(entry, "run again to send the files as they are")
+                outcome.message = f"{changed}; {abandoned}"
+                return
             entry.completed = True
             self.journal.save(entry)
             outcome.message = outcome.message or "uploaded"
@@ -345,6 +370,10 @@ class StudyUploader:
         except ApiError as error:
             if error.code != "duplicate_study":
                 raise
+            earlier = _earlier_upload_id(error.body)
+            if earlier is not None and await self._cancel_own_unfinished(study, earlier, outcome):
+                body["force_upload"] = True
+                return self._record(study, await self._create(study, body))
             ask = self.options.confirm_duplicate
             if ask is None or not ask(study, error.body):
                 outcome.exit_code = ExitCode.DUPLICATE_SKIPPED
@@ -359,6 +388,56 @@ class StudyUploader:
             body["force_upload"] = True
             created = await self._create(study, body)
         return self._record(study, created)
+
+    async def _cancel_own_unfinished(
+        self, study: Study, upload_id: str, outcome: StudyOutcome
+    ) -> bool:
+        """Cancel ``upload_id`` when it is our own unfinished session of this study, which the
+        server counts as a duplicate although it holds only part of the study: its files were
+        moved, copied, touched or edited since, so no run finds that session for them again."""
+        entry = self.journal.find_upload(upload_id, self.client.server)
+        if (
+            entry is None
+            or entry.completed
+            # Another study of the same patient, day and modality: its session is still good.
+            or entry.study_instance_uid != study.study_instance_uid
+        ):
+            return False
+        status = await self._status_or_none(entry.upload_id, entry.upload_token)
+        if status is None or status.get("state") not in RECEIVING_STATES:
+            # Completed after all (only the answer was lost): the server has this study.
+            return False
+        try:
+            await self.client.cancel_upload(entry.upload_id, entry.upload_token)
+        except ApiError as error:
+            # Completed or ended meanwhile: the duplicate is then one like any other.
+            log.warning("could not cancel upload %s: %s", entry.upload_id, error)
+            return False
+        self.journal.remove(entry)
+        outcome.replaced_upload_id = entry.upload_id
+        self.reporter.study_note(
+            study,
+            f"cancelled our unfinished upload {entry.upload_id} of this study (its files moved "
+            "or changed since); sending the study again",
+        )
+        return True
+
+    async def _abandon(self, entry: JournalEntry, then: str) -> str:
+        """Cancel ``entry``'s session, which no run can finish, and forget it; says how that
+        went (``then``: what comes next, once it is cancelled). Best effort: a session left
+        receiving still ends when it expires."""
+        self.journal.remove(entry)
+        try:
+            async with asyncio.timeout(ABANDON_CANCEL_S):
+                await self.client.cancel_upload(entry.upload_id, entry.upload_token)
+        except (ClientError, TimeoutError) as error:
+            reason = str(error) or "timed out"
+            log.warning("could not cancel upload %s: %s", entry.upload_id, reason)
+            return (
+                f"upload {entry.upload_id} could not be cancelled on the server ({reason}): "
+                "until it expires, a new upload of the study is refused as a duplicate"
+            )
+        return f"upload {entry.upload_id} was cancelled on the server; {then}"
 
     async def _create(self, study: Study, body: dict[str, Any]) -> dict[str, Any]:
         server = self.client.server
