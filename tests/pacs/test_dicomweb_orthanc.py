@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -17,6 +19,7 @@ from relaypacs.pacs.exceptions import (
 )
 from relaypacs.pacs.service import BatchLimits, store_in_batches
 from tests.pacs.conftest import dicom_bytes, stow_instance, stow_instances, study
+from tests.pacs.faulty_server import Fault, FaultyProxy
 from tests.support.orthanc import OrthancServer
 
 
@@ -233,3 +236,36 @@ async def test_reports_read_back_through_public_qido_and_wado_methods(
     with pytest.raises(DestinationUnavailable, match="WADO-RS"):
         await nowhere.retrieve_instance(study_uid, series_uid, uid)
     await nowhere.close()
+
+
+class _CappedQido(FaultyProxy):
+    """Orthanc behind a server-side cap on QIDO-RS results, as dcm4chee-arc has one
+    (dcmQidoMaxNumberOfResults): whatever ``limit`` the client asks for, a page holds two."""
+
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__(upstream_port, Fault.silent, faults=0)
+
+    async def _forward(self, head: bytes, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        if head.startswith(b"GET "):
+            head = re.sub(rb"limit=\d+", b"limit=2", head, count=1)
+        return await super()._forward(head, body, writer)
+
+
+async def test_a_server_that_caps_qido_pages_still_shows_every_instance(
+    orthanc: OrthancServer, orthanc_destination: DicomWebDestination
+) -> None:
+    study_uid, files = study(5)
+    await orthanc_destination.store_instances(stow_instances(study_uid, files))
+    async with _CappedQido(orthanc.http_port) as proxy:
+        capped = DicomWebDestination(
+            "capped",
+            f"{proxy.url}/dicom-web",
+            kind="orthanc",
+            username=orthanc.username,
+            password=orthanc.password,
+        )
+        try:
+            # Otherwise the instances past the cap would be taken as lost by the PACS.
+            assert await capped.find_instance_uids(study_uid) == {uid for uid, _ in files}
+        finally:
+            await capped.close()

@@ -344,4 +344,5 @@ async def test_qido_count_pages_through_large_studies() -> None:
     )
     assert await destination.count_instances(STUDY) == 2500
     await destination.close()
-    assert pages == [("1000", "0"), ("1000", "1000"), ("1000", "2000")]
+    # A short page may be the server's cap, not the end: the empty page (204) after it ends.
+    assert pages == [("1000", "0"), ("1000", "1000"), ("1000", "2000"), ("1000", "2500")]

@@ -166,11 +166,15 @@ class DicomWebDestination:
                 "offset": str(offset),
             }
             page = await self._qido(f"/studies/{study_instance_uid}/instances", params)
+            before = len(found)
             for item in page:
                 value = _first_value(item, SOP_INSTANCE_UID)
                 if isinstance(value, str):
                     found.add(value)
-            if len(page) < QIDO_PAGE:
+            # A page shorter than asked for may be the server's own cap (dcm4chee-arc's
+            # dcmQidoMaxNumberOfResults), not the end: only an empty page ends the search, or
+            # one with nothing new (a server that ignores the offset would repeat itself).
+            if not page or len(found) == before:
                 return found
             offset += len(page)
 
