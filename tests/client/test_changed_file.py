@@ -49,20 +49,25 @@ class RewriteOnceMoving(QuietReporter):
         os.utime(self.path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
 
 
-async def test_a_file_rewritten_during_its_upload_ends_the_run_and_nothing_mixed_is_completed(
+def _one_image_study(
     cli: CliUser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Path, Connection, UploadOptions]:
+    """A study of one three-chunk image in ``tmp_path/in``, sent one chunk at a time (the
+    second chunk is read only after the rewrite), as ``cli``'s user."""
     monkeypatch.setenv("RELAYPACS_CONFIG_DIR", str(cli.config_dir))
     monkeypatch.setenv("RELAYPACS_STATE_DIR", str(cli.state_dir))
     study = write_study(tmp_path / "in", instances=1, pixel_bytes=1_500_000)
     (image,) = study.files
-    reporter = RewriteOnceMoving(image)
-    # One chunk at a time: the second is read only after the rewrite.
-    options = UploadOptions(parallel=1, chunk_size=CHUNK)
+    return image, Connection(cli.server, parallel=1), UploadOptions(parallel=1, chunk_size=CHUNK)
 
-    run = await upload_paths(
-        Connection(cli.server, parallel=1), [tmp_path / "in"], options, reporter
-    )
+
+async def test_a_file_rewritten_during_its_upload_ends_the_run_and_nothing_mixed_is_completed(
+    cli: CliUser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image, connection, options = _one_image_study(cli, tmp_path, monkeypatch)
+    reporter = RewriteOnceMoving(image)
+
+    run = await upload_paths(connection, [tmp_path / "in"], options, reporter)
 
     assert reporter.rewritten
     # The code exit_codes.py and --help give an unusable local file.
@@ -82,12 +87,7 @@ async def test_a_file_rewritten_during_its_upload_ends_the_run_and_nothing_mixed
 async def test_after_a_file_changed_mid_upload_the_next_run_sends_the_changed_files(
     cli: CliUser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RELAYPACS_CONFIG_DIR", str(cli.config_dir))
-    monkeypatch.setenv("RELAYPACS_STATE_DIR", str(cli.state_dir))
-    study = write_study(tmp_path / "in", instances=1, pixel_bytes=1_500_000)
-    (image,) = study.files
-    connection = Connection(cli.server, parallel=1)
-    options = UploadOptions(parallel=1, chunk_size=CHUNK)
+    image, connection, options = _one_image_study(cli, tmp_path, monkeypatch)
     stopped = await upload_paths(connection, [tmp_path / "in"], options, RewriteOnceMoving(image))
     assert stopped.exit_code is ExitCode.ERROR
     (abandoned,) = stopped.outcomes
